@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything kubebake needs on a fresh Debian 12 (bookworm) host.
+# Idempotent: re-running it only installs what is missing.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-host.sh: must run as root (apt-get install)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
+if [ ! -f "$BACKPORTS" ]; then
+  cat >"$BACKPORTS" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+# Packages for building images (mmdebstrap, mkfs, syslinux, mtools),
+# inspecting them (libguestfs), booting them (qemu from backports, to match
+# the preinstalled qemu-utils 10), networking VM tests (iproute2, dnsmasq-free:
+# the harness serves DNS itself) and generating user-data (cloud-init).
+PKGS=(
+  mmdebstrap e2fsprogs dosfstools mtools syslinux syslinux-common extlinux
+  fdisk zstd xz-utils cpio busybox-static
+  libguestfs-tools libguestfs-dev guestfs-tools linux-image-cloud-amd64
+  iproute2 iptables curl ca-certificates
+  cloud-init cloud-image-utils systemd
+  pkg-config libclang-dev clang
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+need_qemu=0
+command -v qemu-system-x86_64 >/dev/null || need_qemu=1
+if [ ${#missing[@]} -gt 0 ] || [ $need_qemu -eq 1 ]; then
+  apt-get update -q
+fi
+if [ $need_qemu -eq 1 ]; then
+  apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+echo "setup-host.sh: host ready"
