@@ -1,0 +1,412 @@
+//! Image definitions: YAML in `images/`, parsed into raw serde structs
+//! ([`raw`]), then checked and converted by an explicit validation pass
+//! ([`validate`]) into the [`Definition`] model the rest of the builder uses.
+//!
+//! YAML is read with `serde-saphyr` rather than `serde_yaml`: serde_yaml is
+//! deprecated and unmaintained, while serde-saphyr is maintained, never
+//! panics on malformed input (it has parse budgets against hostile documents),
+//! and reports errors with line/column positions.
+//!
+//! Validation collects every problem before returning, and runs before
+//! anything is downloaded. Every [`FieldError`] names the file, the field
+//! path (`artifacts[2].sha256`) and what to do.
+
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::digest::Digest;
+
+/// How to load a definition.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Where `units/` and `dropins/` live. Default: the parent of the
+    /// definition file's directory (definitions live in `<root>/images/`).
+    pub data_root: Option<PathBuf>,
+    /// Also accept `http://` and `file://` artifact URLs.
+    pub allow_insecure_urls: bool,
+}
+
+/// A validated image definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct Definition {
+    /// The definition file as given.
+    pub source: PathBuf,
+    /// Directory holding `units/` and `dropins/` (absolute).
+    pub data_root: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub base: Base,
+    pub artifacts: Vec<Artifact>,
+    pub units: Vec<Unit>,
+    pub mask: Vec<String>,
+    /// file name -> (key -> value), rendered to `/etc/sysctl.d/<file>`.
+    pub sysctl: BTreeMap<String, BTreeMap<String, String>>,
+    /// file name -> modules, rendered to `/etc/modules-load.d/<file>`.
+    pub modules_load: BTreeMap<String, Vec<String>>,
+    pub files: Vec<FileEntry>,
+    pub links: Vec<Link>,
+    pub variables: BTreeMap<String, String>,
+    pub outputs: Outputs,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Base {
+    pub suite: String,
+    pub mirror: Url,
+    pub packages: Vec<Package>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Package {
+    pub name: String,
+    /// Pinned version (`name=version`), if any.
+    pub version: Option<String>,
+}
+
+impl Package {
+    /// `name` or `name=version`, as apt and mmdebstrap take it.
+    pub fn spec(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}={}", self.name, v),
+            None => self.name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub name: String,
+    pub version: String,
+    pub url: Url,
+    pub digest: Digest,
+    pub install: Install,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Install {
+    /// The artifact itself is the file.
+    Binary { path: ImagePath, mode: u32 },
+    /// Members of a `.tar.gz` / `.tgz` artifact.
+    Archive(Vec<ArchiveMember>),
+}
+
+impl Install {
+    /// Every image path this install writes.
+    pub fn paths(&self) -> Vec<&ImagePath> {
+        match self {
+            Install::Binary { path, .. } => vec![path],
+            Install::Archive(members) => members.iter().map(|m| &m.path).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveMember {
+    /// Path inside the archive, e.g. `./loopback`.
+    pub member: String,
+    pub path: ImagePath,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unit {
+    pub name: String,
+    pub role: Option<Role>,
+    /// Extra drop-in names (`x.conf`), template `dropins/x.conf.hbs`.
+    pub dropins: Vec<String>,
+}
+
+impl Unit {
+    /// `/etc/systemd/system/<name>`.
+    pub fn install_path(&self) -> String {
+        format!("/etc/systemd/system/{}", self.name)
+    }
+}
+
+/// Node role a unit belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Minion,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Master, Role::Minion];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Minion => "minion",
+        }
+    }
+
+    /// The marker file `rolectl` writes; role units are conditioned on it.
+    pub fn marker_path(self) -> &'static str {
+        match self {
+            Role::Master => "/etc/sysconfig/kubernetes-master",
+            Role::Minion => "/etc/sysconfig/kubernetes-minion",
+        }
+    }
+
+    /// Role drop-in template file name under `dropins/`.
+    pub fn dropin_template(self) -> &'static str {
+        match self {
+            Role::Master => "role-master.conf.hbs",
+            Role::Minion => "role-minion.conf.hbs",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "master" => Ok(Role::Master),
+            "minion" => Ok(Role::Minion),
+            other => Err(format!(
+                "unknown role {other:?}: use `master` or `minion`, or omit `role` for a unit shared by both"
+            )),
+        }
+    }
+}
+
+/// An absolute, normalized path inside the image (no `..`, no `//`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    /// The path as written, starting with `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path without its leading `/`.
+    pub fn relative(&self) -> &str {
+        self.0.trim_start_matches('/')
+    }
+
+    /// This path below an image root directory on the host.
+    pub fn in_root(&self, root: &Path) -> PathBuf {
+        root.join(self.relative())
+    }
+}
+
+impl fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileEntry {
+    pub path: ImagePath,
+    pub mode: u32,
+    /// Strict handlebars template.
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub path: ImagePath,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outputs {
+    pub raw: bool,
+    pub qcow2: bool,
+    /// Disk size in bytes.
+    pub disk_size: u64,
+}
+
+/// One problem in a definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub file: PathBuf,
+    /// Field path such as `artifacts[2].sha256`; `.` for the whole document.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.field,
+            self.message
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("reading image definition {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", format_invalid(file, errors))]
+    Invalid {
+        file: PathBuf,
+        errors: Vec<FieldError>,
+    },
+}
+
+impl DefinitionError {
+    /// The individual problems (one for a read error).
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            DefinitionError::Read { path, source } => vec![FieldError {
+                file: path.clone(),
+                field: ".".to_string(),
+                message: format!("cannot read the file: {source}"),
+            }],
+            DefinitionError::Invalid { errors, .. } => errors.clone(),
+        }
+    }
+}
+
+fn format_invalid(file: &Path, errors: &[FieldError]) -> String {
+    let mut s = format!(
+        "{} is not a valid image definition ({} error{}):",
+        file.display(),
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        s.push_str("\n  ");
+        s.push_str(&e.to_string());
+    }
+    s
+}
+
+/// Reads, parses and validates a definition file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Definition, DefinitionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_str(&text, path, opts)
+}
+
+/// Parses and validates definition text; `source` is used in messages and to
+/// find the default data root.
+pub fn parse_str(
+    text: &str,
+    source: &Path,
+    opts: &LoadOptions,
+) -> Result<Definition, DefinitionError> {
+    let raw = parse_raw(text, source)?;
+    let data_root = match &opts.data_root {
+        Some(root) => absolute(root),
+        None => default_data_root(source),
+    };
+    validate::validate(raw, source, data_root, opts)
+}
+
+/// `<dir of the definition>/..`, made absolute.
+pub fn default_data_root(source: &Path) -> PathBuf {
+    let abs = absolute(source);
+    abs.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn parse_raw(text: &str, source: &Path) -> Result<raw::RawDefinition, DefinitionError> {
+    let mut field: Option<String> = None;
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            field = Some(format_serde_path(e.path()));
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let message = e.to_string();
+        let hint = parse_hint(&message);
+        DefinitionError::Invalid {
+            file: source.to_path_buf(),
+            errors: vec![FieldError {
+                file: source.to_path_buf(),
+                field: field.unwrap_or_else(|| ".".to_string()),
+                message: format!("{message}{hint}"),
+            }],
+        }
+    })
+}
+
+fn parse_hint(message: &str) -> &'static str {
+    if message.contains("unknown field") {
+        " (remove the key or fix its spelling; keys are kebab-case)"
+    } else if message.contains("missing field") {
+        " (add the required key)"
+    } else {
+        ""
+    }
+}
+
+/// Formats a serde path like our validation paths: `a.b[2]."x.y"`.
+fn format_serde_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => push_key(&mut out, key),
+            Segment::Enum { variant } => push_key(&mut out, variant),
+            Segment::Unknown => push_key(&mut out, "?"),
+        }
+    }
+    if out.is_empty() {
+        ".".to_string()
+    } else {
+        out
+    }
+}
+
+/// Appends `.key`, quoting keys that contain anything but `[A-Za-z0-9_-]`.
+pub(crate) fn push_key(out: &mut String, key: &str) {
+    if !out.is_empty() {
+        out.push('.');
+    }
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        out.push_str(key);
+    } else {
+        out.push_str(&format!("{key:?}"));
+    }
+}
+
+/// Builds a field path from a prefix and a map key: `sysctl."90-k8s.conf"`.
+pub(crate) fn key_path(prefix: &str, key: &str) -> String {
+    let mut s = prefix.to_string();
+    push_key(&mut s, key);
+    s
+}

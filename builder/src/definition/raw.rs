@@ -1,0 +1,182 @@
+//! Raw serde structs: the definition exactly as written, before validation.
+//!
+//! Every struct denies unknown fields and uses kebab-case keys. Values whose
+//! YAML typing is ambiguous (modes, sizes, versions, sysctl values) are read as
+//! [`Scalar`] so validation can tell a quoted string from an unquoted number
+//! and say what to do about it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawDefinition {
+    pub name: String,
+    pub version: Scalar,
+    pub base: RawBase,
+    #[serde(default)]
+    pub artifacts: Vec<RawArtifact>,
+    #[serde(default)]
+    pub units: Vec<RawUnit>,
+    #[serde(default)]
+    pub mask: Vec<String>,
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, BTreeMap<String, Scalar>>,
+    #[serde(default)]
+    pub modules_load: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub files: Vec<RawFile>,
+    #[serde(default)]
+    pub links: Vec<RawLink>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Scalar>,
+    pub outputs: RawOutputs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawBase {
+    pub suite: String,
+    pub mirror: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawArtifact {
+    pub name: String,
+    pub version: Scalar,
+    pub url: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub sha512: Option<String>,
+    pub install: RawInstall,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawInstall {
+    #[serde(default)]
+    pub binary: Option<RawBinary>,
+    #[serde(default)]
+    pub archive: Option<Vec<RawMember>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawBinary {
+    pub path: String,
+    pub mode: Scalar,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawMember {
+    pub member: String,
+    pub path: String,
+    pub mode: Scalar,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawUnit {
+    pub name: String,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub dropins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawFile {
+    pub path: String,
+    pub mode: Scalar,
+    pub content: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawLink {
+    pub path: String,
+    pub target: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawOutputs {
+    #[serde(default)]
+    pub raw: bool,
+    #[serde(default)]
+    pub qcow2: bool,
+    pub disk_size: Scalar,
+}
+
+/// A YAML scalar, remembering whether it was a string or something YAML
+/// typed for us (an unquoted `0755` is an integer, `1.10` a float).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar {
+    Str(String),
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+impl Scalar {
+    /// Short description used in "got ..." messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Scalar::Str(s) => format!("string {s:?}"),
+            Scalar::Int(i) => format!("unquoted number {i}"),
+            Scalar::Float(f) => format!("unquoted number {f}"),
+            Scalar::Bool(b) => format!("boolean {b}"),
+            Scalar::Null => "an empty value".to_string(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar (a quoted string)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
