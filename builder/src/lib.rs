@@ -3,3 +3,5 @@
 
 pub mod definition;
 pub mod digest;
+pub mod fetch;
+pub mod progress;
