@@ -56,6 +56,20 @@ impl Progress {
         multi.add(bar)
     }
 
+    /// A spinner for one build stage; finish it with `finish_and_clear`.
+    pub fn stage(&self, name: &str) -> ProgressBar {
+        let Some(multi) = &self.multi else {
+            return ProgressBar::hidden();
+        };
+        let bar = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        multi.add(bar)
+    }
+
     /// Prints a line above the bars (or to stderr when hidden).
     pub fn println(&self, line: &str) {
         match &self.multi {
