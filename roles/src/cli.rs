@@ -1,0 +1,237 @@
+//! Command-line parsing (lexopt: tiny, no derive machinery).
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lexopt::prelude::*;
+
+use crate::role::DEFAULT_USER_DATA;
+use crate::settings::Role;
+
+/// Exit codes (documented in README.md).
+pub mod exit {
+    /// Success (also: host left unassigned because user-data names no role).
+    pub const OK: u8 = 0;
+    /// Usage, configuration or user-data error, conflict, failed preflight.
+    pub const ERROR: u8 = 1;
+    /// Timed out waiting (wait-master, weave): systemd may retry.
+    pub const TIMEOUT: u8 = 2;
+}
+
+pub const USAGE: &str = "\
+usage: rolectl <command> [options]
+
+commands:
+  activate    [--root DIR] [--user-data FILE]
+  wait-master [--root DIR] --health-url URL [--timeout SECS] [--max-backoff SECS]
+  weave       [--root DIR] [--dry-run] [--expected N] [--poll SECS] [--timeout SECS] [-- LAUNCH COMMAND...]
+  status      [--root DIR] [--json]
+  preflight   [--root DIR] [--role master|minion] [--json]
+
+exit codes: 0 ok, 1 usage/config/user-data error, 2 timeout
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cmd {
+    Help,
+    Version,
+    Activate {
+        root: PathBuf,
+        user_data: String,
+    },
+    WaitMaster {
+        root: PathBuf,
+        health_url: String,
+        timeout: Option<Duration>,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        dns_server: Option<SocketAddr>,
+    },
+    Weave {
+        root: PathBuf,
+        dry_run: bool,
+        expected: Option<u32>,
+        poll: Duration,
+        timeout: Option<Duration>,
+        dns_server: Option<SocketAddr>,
+        own_addrs: Option<Vec<IpAddr>>,
+        launch: Vec<String>,
+    },
+    Status {
+        root: PathBuf,
+        json: bool,
+    },
+    Preflight {
+        root: PathBuf,
+        role: Option<Role>,
+        json: bool,
+    },
+}
+
+fn secs(v: OsString, opt: &str) -> Result<Duration, String> {
+    let s = v.to_string_lossy();
+    let f: f64 = s
+        .parse()
+        .map_err(|_| format!("{opt}: {s:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0 * 365.0).contains(&f) || f.is_nan() {
+        return Err(format!("{opt}: {s} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(f))
+}
+
+fn string(v: OsString, opt: &str) -> Result<String, String> {
+    v.into_string()
+        .map_err(|_| format!("{opt}: value is not valid UTF-8"))
+}
+
+/// Parses `args` (without argv[0]).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
+    // Everything after the first `--` is the weave launch command.
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let tail: Vec<OsString> = match args.iter().position(|a| a == "--") {
+        Some(i) => {
+            let t = args.split_off(i);
+            t.into_iter().skip(1).collect()
+        }
+        None => Vec::new(),
+    };
+    let mut p = lexopt::Parser::from_args(args);
+    let e = |err: lexopt::Error| err.to_string();
+    let sub = match p.next().map_err(e)? {
+        Some(Value(v)) => string(v, "command")?,
+        Some(Long("help")) | Some(Short('h')) => return Ok(Cmd::Help),
+        Some(Long("version")) | Some(Short('V')) => return Ok(Cmd::Version),
+        Some(other) => return Err(other.unexpected().to_string()),
+        None => return Err("no command given".into()),
+    };
+    let mut root = PathBuf::from("/");
+    let mut user_data = DEFAULT_USER_DATA.to_string();
+    let mut health_url: Option<String> = None;
+    let mut timeout: Option<Duration> = None;
+    let mut initial_backoff = Duration::from_millis(250);
+    let mut max_backoff = Duration::from_secs(30);
+    let mut dns_server: Option<SocketAddr> = None;
+    let mut dry_run = false;
+    let mut expected: Option<u32> = None;
+    let mut poll = Duration::from_secs(5);
+    let mut own_addrs: Option<Vec<IpAddr>> = None;
+    let mut launch: Vec<String> = Vec::new();
+    let mut json = false;
+    let mut role: Option<Role> = None;
+    let allowed: &[&str] = match sub.as_str() {
+        "activate" => &["root", "user-data"],
+        "wait-master" => &[
+            "root",
+            "health-url",
+            "timeout",
+            "max-backoff",
+            "initial-backoff",
+            "dns-server",
+        ],
+        "weave" => &[
+            "root",
+            "dry-run",
+            "expected",
+            "poll",
+            "timeout",
+            "dns-server",
+            "own-addr",
+        ],
+        "status" => &["root", "json"],
+        "preflight" => &["root", "role", "json"],
+        "help" => return Ok(Cmd::Help),
+        other => return Err(format!("unknown command {other:?}")),
+    };
+    while let Some(arg) = p.next().map_err(e)? {
+        let name = match &arg {
+            Long(l) => l.to_string(),
+            Short('h') => return Ok(Cmd::Help),
+            Value(v) => return Err(format!("unexpected argument {:?}", v.to_string_lossy())),
+            other => return Err(other.clone().unexpected().to_string()),
+        };
+        if name == "help" {
+            return Ok(Cmd::Help);
+        }
+        if !allowed.contains(&name.as_str()) {
+            return Err(format!("{sub}: unknown option --{name}"));
+        }
+        let opt = format!("--{name}");
+        match name.as_str() {
+            "root" => root = PathBuf::from(p.value().map_err(e)?),
+            "user-data" => user_data = string(p.value().map_err(e)?, &opt)?,
+            "health-url" => health_url = Some(string(p.value().map_err(e)?, &opt)?),
+            "timeout" => timeout = Some(secs(p.value().map_err(e)?, &opt)?),
+            "max-backoff" => max_backoff = secs(p.value().map_err(e)?, &opt)?,
+            "initial-backoff" => initial_backoff = secs(p.value().map_err(e)?, &opt)?,
+            "poll" => poll = secs(p.value().map_err(e)?, &opt)?,
+            "dns-server" => {
+                let v = string(p.value().map_err(e)?, &opt)?;
+                dns_server = Some(
+                    v.parse()
+                        .map_err(|_| format!("{opt}: {v:?} is not IP:PORT"))?,
+                );
+            }
+            "own-addr" => {
+                let v = string(p.value().map_err(e)?, &opt)?;
+                let ip: IpAddr = v
+                    .parse()
+                    .map_err(|_| format!("{opt}: {v:?} is not an IP address"))?;
+                own_addrs.get_or_insert_with(Vec::new).push(ip);
+            }
+            "expected" => {
+                let v = string(p.value().map_err(e)?, &opt)?;
+                let n = crate::settings::ExpectedMinions::try_from(v.as_str())
+                    .map_err(|err| format!("{opt}: {err}"))?;
+                expected = Some(n.get());
+            }
+            "dry-run" => dry_run = true,
+            "json" => json = true,
+            "role" => {
+                let v = string(p.value().map_err(e)?, &opt)?;
+                role = Some(Role::try_from(v.as_str()).map_err(|err| format!("{opt}: {err}"))?);
+            }
+            _ => return Err(format!("{sub}: unknown option {opt}")),
+        }
+    }
+    if !tail.is_empty() {
+        if sub != "weave" {
+            return Err(format!("{sub}: unexpected arguments after --"));
+        }
+        for a in tail {
+            launch.push(string(a, "launch command")?);
+        }
+    }
+    match sub.as_str() {
+        "activate" => Ok(Cmd::Activate { root, user_data }),
+        "wait-master" => {
+            let health_url = health_url
+                .ok_or_else(|| "wait-master: --health-url URL is required".to_string())?;
+            if max_backoff < initial_backoff {
+                initial_backoff = max_backoff;
+            }
+            Ok(Cmd::WaitMaster {
+                root,
+                health_url,
+                timeout,
+                initial_backoff,
+                max_backoff,
+                dns_server,
+            })
+        }
+        "weave" => Ok(Cmd::Weave {
+            root,
+            dry_run,
+            expected,
+            poll,
+            timeout,
+            dns_server,
+            own_addrs,
+            launch,
+        }),
+        "status" => Ok(Cmd::Status { root, json }),
+        "preflight" => Ok(Cmd::Preflight { root, role, json }),
+        _ => Err(format!("unknown command {sub:?}")),
+    }
+}

@@ -1,0 +1,18 @@
+//! rolectl: boot-time role activation for the kubebake golden image.
+//!
+//! `activate` reads cloud-init user-data and writes
+//! `/etc/sysconfig/kubernetes-{master,minion}`; `wait-master`, `weave`,
+//! `status` and `preflight` help the role units that the marker gates.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod cli;
+pub mod commands;
+pub mod marker;
+pub mod preflight;
+pub mod role;
+pub mod settings;
+pub mod status;
+pub mod userdata;
+pub mod wait;
+pub mod weave;

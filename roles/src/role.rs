@@ -1,0 +1,232 @@
+//! `rolectl activate`: decide this host's role from user-data and write the
+//! marker, once. Policy (see README): a marker, once written, is never
+//! changed by rolectl; user-data that disagrees with it is refused.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::marker::{self, Marker, MarkerError};
+use crate::settings::{Role, Settings};
+use crate::status::{self, ActivationStatus, Outcome};
+use crate::userdata::{self, Request, UserDataError};
+
+/// Default user-data location (cloud-init's copy of the instance user-data).
+pub const DEFAULT_USER_DATA: &str = "/var/lib/cloud/instance/user-data.txt";
+
+#[derive(Debug, Clone)]
+pub struct ActivateOptions {
+    pub root: PathBuf,
+    /// Absolute path, taken relative to `root`.
+    pub user_data: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("reading user-data {path}: {source}")]
+    ReadUserData { path: PathBuf, source: io::Error },
+    #[error("invalid user-data: {0}")]
+    UserData(#[from] UserDataError),
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
+    #[error("both {master} and {minion} exist; a host has one role. Remove the wrong one (the host was provisioned twice?)")]
+    BothMarkers { master: PathBuf, minion: PathBuf },
+    #[error("this host is already a {existing} (marker {path}); {source_place} asks for role {requested}. Roles are never changed on an activated host: reprovision it, or remove the marker by hand")]
+    RoleConflict {
+        existing: Role,
+        requested: Role,
+        path: PathBuf,
+        source_place: String,
+    },
+    #[error("this host is a {role} with {var}={existing_value} (in {path}); {source_place} asks for {var}={requested_value}. The marker is never rewritten: reprovision the host, or remove the marker by hand")]
+    SettingConflict {
+        role: Role,
+        var: String,
+        existing_value: String,
+        requested_value: String,
+        path: PathBuf,
+        source_place: String,
+    },
+}
+
+/// What activation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activated {
+    /// Marker written now.
+    Written {
+        role: Role,
+        settings: Settings,
+        path: PathBuf,
+    },
+    /// Marker already present and user-data agrees (or has no role).
+    Unchanged {
+        role: Role,
+        settings: Option<Settings>,
+        path: PathBuf,
+        note: String,
+    },
+    /// No role requested; host stays unassigned.
+    Unassigned { reason: String },
+}
+
+/// Runs activation and always records `/run/rolectl/status.json`.
+pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
+    let started = Instant::now();
+    let result = activate(opts);
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let st = match &result {
+        Ok(Activated::Written {
+            role,
+            settings,
+            path,
+        }) => ActivationStatus::new(
+            Outcome::Activated,
+            Some(*role),
+            Some(settings),
+            Some(path),
+            &opts.user_data,
+        ),
+        Ok(Activated::Unchanged {
+            role,
+            settings,
+            path,
+            note,
+        }) => {
+            let mut s = ActivationStatus::new(
+                Outcome::Unchanged,
+                Some(*role),
+                settings.as_ref(),
+                Some(path),
+                &opts.user_data,
+            );
+            s.reason = Some(note.clone());
+            s
+        }
+        Ok(Activated::Unassigned { reason }) => {
+            let mut s =
+                ActivationStatus::new(Outcome::Unassigned, None, None, None, &opts.user_data);
+            s.reason = Some(reason.clone());
+            s
+        }
+        Err(e) => {
+            let mut s = ActivationStatus::new(Outcome::Error, None, None, None, &opts.user_data);
+            s.error = Some(e.to_string());
+            if let ActivateError::UserData(u) = e {
+                s.error_place = Some(u.place.clone());
+            }
+            s
+        }
+    };
+    let st = ActivationStatus { elapsed_us, ..st };
+    if let Err(e) = status::write_activation(&opts.root, &st) {
+        eprintln!("rolectl: warning: {e}");
+    }
+    result
+}
+
+fn read_user_data(root: &Path, user_data: &str) -> Result<Option<Vec<u8>>, ActivateError> {
+    let p = marker::under(root, user_data);
+    match fs::read(&p) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ActivateError::ReadUserData { path: p, source }),
+    }
+}
+
+fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
+    let root = opts.root.as_path();
+    let master = marker::read(root, Role::Master)?;
+    let minion = marker::read(root, Role::Minion)?;
+    let existing: Option<Marker> = match (master, minion) {
+        (Some(a), Some(b)) => {
+            return Err(ActivateError::BothMarkers {
+                master: a.path,
+                minion: b.path,
+            })
+        }
+        (a, b) => a.or(b),
+    };
+    let request = match read_user_data(root, &opts.user_data)? {
+        None => Request::Unassigned {
+            reason: format!("no user-data at {}", opts.user_data),
+        },
+        Some(data) => userdata::parse(&data)?,
+    };
+    match (existing, request) {
+        (None, Request::Unassigned { reason }) => Ok(Activated::Unassigned { reason }),
+        (None, Request::Assign { role, settings, .. }) => write(root, role, settings),
+        (Some(m), Request::Unassigned { reason }) => Ok(Activated::Unchanged {
+            role: m.role,
+            settings: m.settings,
+            path: m.path,
+            note: format!("keeping existing role; user-data names none ({reason})"),
+        }),
+        (
+            Some(m),
+            Request::Assign {
+                role,
+                settings,
+                source,
+            },
+        ) => {
+            if m.role != role {
+                return Err(ActivateError::RoleConflict {
+                    existing: m.role,
+                    requested: role,
+                    path: m.path,
+                    source_place: source,
+                });
+            }
+            let Some(current) = &m.settings else {
+                // An empty marker left by the seed's `touch`: fill it in.
+                return write(root, role, settings);
+            };
+            let want = marker::render(role, &settings);
+            let want = marker::parse(role, &m.path, &want)?;
+            for var in marker::VARS {
+                let a = m
+                    .vars
+                    .iter()
+                    .find(|(k, _)| k == var)
+                    .map(|(_, v)| v.as_str());
+                let b = want
+                    .vars
+                    .iter()
+                    .find(|(k, _)| k == var)
+                    .map(|(_, v)| v.as_str());
+                if a != b {
+                    let shown = |v: Option<&str>| match v {
+                        None => "(unset)".to_string(),
+                        Some(_) if marker::SECRET_VARS.contains(var) => "***".to_string(),
+                        Some(v) => v.to_string(),
+                    };
+                    return Err(ActivateError::SettingConflict {
+                        role,
+                        var: var.to_string(),
+                        existing_value: shown(a),
+                        requested_value: shown(b),
+                        path: m.path,
+                        source_place: source,
+                    });
+                }
+            }
+            Ok(Activated::Unchanged {
+                role,
+                settings: Some(current.clone()),
+                path: m.path,
+                note: "marker present and user-data agrees".to_string(),
+            })
+        }
+    }
+}
+
+fn write(root: &Path, role: Role, settings: Settings) -> Result<Activated, ActivateError> {
+    let path = marker::path(root, role);
+    marker::write_atomic(&path, marker::render(role, &settings).as_bytes(), 0o600)?;
+    Ok(Activated::Written {
+        role,
+        settings,
+        path,
+    })
+}

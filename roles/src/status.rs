@@ -1,0 +1,299 @@
+//! `/run/rolectl/status.json` (written by every `activate`, success or not)
+//! and `rolectl status` (role, settings, role units and their state).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::marker::{self, MarkerError};
+use crate::settings::{Role, Settings};
+
+pub const STATUS_PATH: &str = "/run/rolectl/status.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Activated,
+    Unchanged,
+    Unassigned,
+    Error,
+}
+
+/// The machine-readable record of the last `rolectl activate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivationStatus {
+    pub outcome: Outcome,
+    pub role: Option<String>,
+    pub cluster: Option<String>,
+    pub domain: Option<String>,
+    pub marker: Option<String>,
+    /// The user-data file read (absolute, relative to the root).
+    pub user_data: String,
+    /// Why the host is unassigned / unchanged.
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    /// Where in user-data the error is (part, line, key).
+    pub error_place: Option<String>,
+    /// Time from start of activation to the marker being durable.
+    pub elapsed_us: u64,
+    pub time_unix: u64,
+}
+
+impl ActivationStatus {
+    pub fn new(
+        outcome: Outcome,
+        role: Option<Role>,
+        settings: Option<&Settings>,
+        marker: Option<&Path>,
+        user_data: &str,
+    ) -> Self {
+        ActivationStatus {
+            outcome,
+            role: role.map(|r| r.as_str().to_string()),
+            cluster: settings.map(|s| s.cluster.as_str().to_string()),
+            domain: settings.map(|s| s.domain.as_str().to_string()),
+            marker: role
+                .filter(|_| marker.is_some())
+                .map(|r| r.marker_path().to_string()),
+            user_data: user_data.to_string(),
+            reason: None,
+            error: None,
+            error_place: None,
+            elapsed_us: 0,
+            time_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+/// Writes status.json atomically (mode 0644).
+pub fn write_activation(root: &Path, st: &ActivationStatus) -> Result<(), MarkerError> {
+    let mut json = serde_json::to_vec_pretty(st).unwrap_or_default();
+    json.push(b'\n');
+    marker::write_atomic(&marker::under(root, STATUS_PATH), &json, 0o644)
+}
+
+/// A unit gated by a role drop-in.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleUnit {
+    pub unit: String,
+    pub dropin: String,
+    /// `ConditionPathExists=` values in the drop-in.
+    pub conditions: Vec<String>,
+    /// Whether the conditions hold on this root (marker present).
+    pub condition_met: bool,
+    /// From `systemctl show` when root is `/`; else "unknown".
+    pub active_state: String,
+    pub condition_result: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub role: Option<String>,
+    pub marker: Option<String>,
+    pub cluster: Option<String>,
+    pub domain: Option<String>,
+    /// Marker variables, secrets masked as `***`.
+    pub settings: Vec<(String, String)>,
+    pub last_activation: Option<ActivationStatus>,
+    pub units: Vec<RoleUnit>,
+    pub problems: Vec<String>,
+}
+
+/// Collects the status report for `root`.
+pub fn report(root: &Path) -> StatusReport {
+    let mut r = StatusReport {
+        role: None,
+        marker: None,
+        cluster: None,
+        domain: None,
+        settings: Vec::new(),
+        last_activation: None,
+        units: Vec::new(),
+        problems: Vec::new(),
+    };
+    for role in Role::ALL {
+        match marker::read(root, role) {
+            Ok(Some(m)) => {
+                if r.role.is_some() {
+                    r.problems
+                        .push("both role markers exist; a host has one role".to_string());
+                }
+                r.role = Some(role.as_str().to_string());
+                r.marker = Some(role.marker_path().to_string());
+                if let Some(s) = &m.settings {
+                    r.cluster = Some(s.cluster.as_str().to_string());
+                    r.domain = Some(s.domain.as_str().to_string());
+                }
+                r.settings = m
+                    .vars
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if marker::SECRET_VARS.contains(&k.as_str()) {
+                            "***".to_string()
+                        } else {
+                            v.clone()
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+            }
+            Ok(None) => {}
+            Err(e) => r.problems.push(e.to_string()),
+        }
+    }
+    if let Ok(text) = fs::read_to_string(marker::under(root, STATUS_PATH)) {
+        match serde_json::from_str(&text) {
+            Ok(s) => r.last_activation = Some(s),
+            Err(e) => r.problems.push(format!("{STATUS_PATH} is unreadable: {e}")),
+        }
+    }
+    r.units = role_units(root);
+    r
+}
+
+fn role_units(root: &Path) -> Vec<RoleUnit> {
+    let dir = marker::under(root, "/etc/systemd/system");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "d") && p.join("role.conf").is_file())
+        .collect();
+    dirs.sort();
+    let live = root == Path::new("/") && which("systemctl");
+    dirs.iter()
+        .map(|d| {
+            let unit = d
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let conf = d.join("role.conf");
+            let text = fs::read_to_string(&conf).unwrap_or_default();
+            let conditions: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("ConditionPathExists="))
+                .map(|v| v.trim().to_string())
+                .collect();
+            let condition_met = conditions.iter().all(|c| {
+                let (neg, p) = match c.strip_prefix('!') {
+                    Some(p) => (true, p),
+                    None => (false, c.as_str()),
+                };
+                marker::under(root, p).exists() != neg
+            });
+            let (active_state, condition_result) = if live {
+                systemctl_show(&unit)
+            } else {
+                ("unknown".to_string(), "unknown".to_string())
+            };
+            RoleUnit {
+                dropin: format!("/etc/systemd/system/{unit}.d/role.conf"),
+                unit,
+                conditions,
+                condition_met,
+                active_state,
+                condition_result,
+            }
+        })
+        .collect()
+}
+
+fn systemctl_show(unit: &str) -> (String, String) {
+    let out = Command::new("systemctl")
+        .args(["show", "-p", "ActiveState,ConditionResult", "--", unit])
+        .output();
+    let mut a = "unknown".to_string();
+    let mut c = "unknown".to_string();
+    if let Ok(o) = out {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if let Some(v) = l.strip_prefix("ActiveState=") {
+                a = v.to_string();
+            } else if let Some(v) = l.strip_prefix("ConditionResult=") {
+                c = v.to_string();
+            }
+        }
+    }
+    (a, c)
+}
+
+/// True if `prog` is an executable file on PATH.
+pub fn which(prog: &str) -> bool {
+    find_in_path(prog).is_some()
+}
+
+pub fn find_in_path(prog: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Human-readable rendering of the report.
+pub fn render(r: &StatusReport) -> String {
+    let mut o = String::new();
+    match (&r.role, &r.marker) {
+        (Some(role), Some(m)) => o.push_str(&format!("role: {role} (marker {m})\n")),
+        _ => o.push_str("role: unassigned (no marker)\n"),
+    }
+    if let Some(c) = &r.cluster {
+        o.push_str(&format!("cluster: {c}\n"));
+    }
+    if let Some(d) = &r.domain {
+        o.push_str(&format!("domain: {d}\n"));
+    }
+    if !r.settings.is_empty() {
+        o.push_str("settings:\n");
+        for (k, v) in &r.settings {
+            o.push_str(&format!("  {k}={v}\n"));
+        }
+    }
+    match &r.last_activation {
+        Some(a) => {
+            let outcome = serde_json::to_value(a.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            o.push_str(&format!("last activation: {outcome}"));
+            if let Some(e) = a.error.as_ref().or(a.reason.as_ref()) {
+                o.push_str(&format!(" ({e})"));
+            }
+            o.push('\n');
+        }
+        None => o.push_str(&format!("last activation: none ({STATUS_PATH} absent)\n")),
+    }
+    if r.units.is_empty() {
+        o.push_str("role units: none found under /etc/systemd/system/*.d/role.conf\n");
+    } else {
+        o.push_str("role units:\n");
+        for u in &r.units {
+            let verdict = if u.condition_met {
+                "runs"
+            } else {
+                "skipped by condition"
+            };
+            o.push_str(&format!(
+                "  {:<32} {:<22} active={} condition={} [{}]\n",
+                u.unit,
+                verdict,
+                u.active_state,
+                u.condition_result,
+                u.conditions
+                    .iter()
+                    .map(|c| format!("ConditionPathExists={c}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+    }
+    for p in &r.problems {
+        o.push_str(&format!("problem: {p}\n"));
+    }
+    o
+}

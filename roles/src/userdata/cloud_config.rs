@@ -1,0 +1,631 @@
+//! `#cloud-config` parts: the `kubernetes:` section.
+//!
+//! YAML is parsed with `serde-saphyr`: `serde_yaml` is deprecated and
+//! unmaintained, serde-saphyr is its maintained, pure-Rust successor (no
+//! unsafe libyaml binding), keeps source locations (`Spanned`) for error
+//! messages, limits alias expansion (billion-laughs) and rejects duplicate
+//! keys. serde-saphyr reads YAML 1.2, cloud-init reads YAML 1.1 (PyYAML), so
+//! every plain scalar under `kubernetes:` is re-resolved with PyYAML's rules
+//! (see `yaml11`) and forms the two disagree on are rejected with a message.
+//! Keys other than `kubernetes:` belong to cloud-init and are ignored.
+
+use std::fmt;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::yaml11::{resolve_plain, Yaml11};
+use super::UserDataError;
+use crate::settings::{
+    parse_mtu, AddonsUrl, Cidr, ClusterName, Domain, ExpectedMinions, InvalidValue, MasterEndpoint,
+    Role, Settings, WeaveOptions, WeavePassword,
+};
+
+/// Keys allowed under `kubernetes:`.
+pub const KUBERNETES_KEYS: &[&str] = &[
+    "role",
+    "cluster",
+    "domain",
+    "master_endpoint",
+    "addons_url",
+    "expected_minions",
+    "weave",
+];
+/// Keys allowed under `kubernetes: weave:`.
+pub const WEAVE_KEYS: &[&str] = &[
+    "password",
+    "ipalloc_range",
+    "mtu",
+    "no_fastdp",
+    "trusted_subnets",
+];
+
+/// What a `kubernetes:` section asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSection {
+    pub role: Role,
+    pub settings: Settings,
+    pub line: u64,
+}
+
+/// Any YAML node, with scalars kept as the deserializer reported them; the
+/// raw source text decides their YAML 1.1 type.
+#[derive(Debug)]
+enum Node {
+    Scalar,
+    Str(String),
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
+    Seq(Vec<Spanned<Node>>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a YAML value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+                Ok(Node::Str(v.to_string()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_i128<E>(self, _: i128) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_u128<E>(self, _: u128) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_bytes<E>(self, _: &[u8]) -> Result<Node, E> {
+                Ok(Node::Scalar)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
+                let mut v = Vec::new();
+                while let Some(k) = m.next_key::<Spanned<KeyText>>()? {
+                    let key = Spanned::new(k.value.0, k.referenced, k.defined);
+                    v.push((key, m.next_value()?));
+                }
+                Ok(Node::Map(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = m.next_element()? {
+                    v.push(e);
+                }
+                Ok(Node::Seq(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A mapping key of any scalar type, as text.
+struct KeyText(String);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<KeyText, E> {
+                Ok(KeyText("null".to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct Top {
+    kubernetes: Option<Spanned<Node>>,
+    // Every other key belongs to cloud-init; serde ignores them.
+}
+
+/// Any mapping (only used to tell "not a mapping" apart from bad YAML).
+#[derive(Deserialize)]
+struct IgnoredMap {}
+
+/// A document that is not a mapping (or is empty) has no `kubernetes:` key.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Doc {
+    Map(IgnoredMap),
+    Other(IgnoredAny),
+}
+
+/// Parses one cloud-config document. `place` names the part for messages.
+pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserDataError> {
+    let doc: Option<Top> = match serde_saphyr::from_str::<Option<Top>>(text) {
+        Ok(t) => t,
+        Err(e) => {
+            // Not a mapping at all (a list, a scalar)? cloud-init rejects it
+            // too, but it cannot hold `kubernetes:`; report it clearly.
+            if let Ok(Some(Doc::Other(_))) = serde_saphyr::from_str::<Option<Doc>>(text) {
+                return Err(UserDataError::new(
+                    place,
+                    "cloud-config must be a YAML mapping (key: value) at the top level",
+                ));
+            }
+            return Err(UserDataError::new(
+                place,
+                format!("invalid YAML: {}", first_lines(&e.to_string())),
+            ));
+        }
+    };
+    let Some(section) = doc.and_then(|t| t.kubernetes) else {
+        return Ok(None);
+    };
+    let cx = Cx { text, place };
+    let line = section.referenced.line();
+    let Node::Map(entries) = &section.value else {
+        let what = cx.kind(&section);
+        return Err(cx.err(
+            &section,
+            "kubernetes",
+            format!("kubernetes: must be a mapping with at least `role:`, found {what}"),
+        ));
+    };
+    let mut role: Option<Role> = None;
+    let mut settings = Settings::default();
+    for (key, value) in entries {
+        let k = key.value.as_str();
+        let path = format!("kubernetes.{k}");
+        match k {
+            "role" => {
+                let s = cx.string(value, &path)?;
+                role = Some(Role::try_from(s.as_str()).map_err(|e| cx.invalid(value, &path, e))?);
+            }
+            "cluster" => {
+                let s = cx.string(value, &path)?;
+                settings.cluster =
+                    ClusterName::try_from(s.as_str()).map_err(|e| cx.invalid(value, &path, e))?;
+            }
+            "domain" => {
+                let s = cx.string(value, &path)?;
+                settings.domain =
+                    Domain::try_from(s.as_str()).map_err(|e| cx.invalid(value, &path, e))?;
+            }
+            "master_endpoint" => {
+                let s = cx.string(value, &path)?;
+                settings.master_endpoint = Some(
+                    MasterEndpoint::try_from(s.as_str())
+                        .map_err(|e| cx.invalid(value, &path, e))?,
+                );
+            }
+            "addons_url" => {
+                let s = cx.string(value, &path)?;
+                settings.addons_url =
+                    Some(AddonsUrl::try_from(s.as_str()).map_err(|e| cx.invalid(value, &path, e))?);
+            }
+            "expected_minions" => {
+                let n = cx.integer(value, &path)?;
+                let n = u64::try_from(n).unwrap_or(0);
+                settings.expected_minions =
+                    Some(ExpectedMinions::new(n).map_err(|e| cx.invalid(value, &path, e))?);
+            }
+            "weave" => settings.weave = cx.weave(value)?,
+            _ => return Err(cx.unknown_key(key, "kubernetes", KUBERNETES_KEYS)),
+        }
+    }
+    let Some(role) = role else {
+        return Err(cx.err(
+            &section,
+            "kubernetes",
+            "kubernetes: has no `role:` key; add `role: master` or `role: minion`",
+        ));
+    };
+    Ok(Some(KubernetesSection {
+        role,
+        settings,
+        line,
+    }))
+}
+
+fn first_lines(s: &str) -> String {
+    s.lines().take(8).collect::<Vec<_>>().join("\n")
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    place: &'a str,
+}
+
+/// How a scalar was written in the source.
+enum Style {
+    Plain(String),
+    Quoted(String),
+}
+
+impl Cx<'_> {
+    fn err<T>(&self, at: &Spanned<T>, path: &str, msg: impl Into<String>) -> UserDataError {
+        UserDataError::new(
+            &format!("{} line {}, key {path}", self.place, at.referenced.line()),
+            msg,
+        )
+    }
+
+    fn invalid(&self, at: &Spanned<Node>, path: &str, e: InvalidValue) -> UserDataError {
+        self.err(at, path, e.to_string())
+    }
+
+    fn unknown_key(&self, key: &Spanned<String>, parent: &str, known: &[&str]) -> UserDataError {
+        let k = key.value.as_str();
+        let hint = match closest(k, known) {
+            Some(c) => format!(" (did you mean `{c}`?)"),
+            None => String::new(),
+        };
+        self.err(
+            key,
+            &format!("{parent}.{k}"),
+            format!(
+                "unknown key `{k}` under {parent}:{hint}; known keys: {}",
+                known.join(", ")
+            ),
+        )
+    }
+
+    fn raw(&self, at: &Spanned<Node>) -> &str {
+        let span = at.referenced.span();
+        match (span.byte_offset(), span.byte_len()) {
+            (Some(o), Some(l)) => {
+                let (o, l) = (o as usize, l as usize);
+                self.text.get(o..o.saturating_add(l)).unwrap_or("")
+            }
+            _ => "",
+        }
+    }
+
+    /// The token just before the node (tag, anchor or block indicator).
+    fn token_before(&self, at: &Spanned<Node>) -> &str {
+        let Some(o) = at.referenced.span().byte_offset() else {
+            return "";
+        };
+        let before = self.text.get(..o as usize).unwrap_or("");
+        let trimmed = before.trim_end();
+        let start = trimmed
+            .rfind(|c: char| c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        &trimmed[start..]
+    }
+
+    fn kind(&self, at: &Spanned<Node>) -> &'static str {
+        match &at.value {
+            Node::Map(_) => "a mapping",
+            Node::Seq(_) => "a list",
+            Node::Str(_) | Node::Scalar => match self.style(at) {
+                Ok(Style::Quoted(_)) => "a string",
+                Ok(Style::Plain(p)) => resolve_plain(&p).describe(),
+                Err(_) => "a tagged or aliased value",
+            },
+        }
+    }
+
+    fn style(&self, at: &Spanned<Node>) -> Result<Style, String> {
+        let raw = self.raw(at);
+        let before = self.token_before(at);
+        if raw.starts_with('*') || before.starts_with('&') {
+            return Err("YAML anchors and aliases are not supported under kubernetes:".into());
+        }
+        if before.starts_with('!') {
+            if before == "!!str" {
+                if let Node::Str(s) = &at.value {
+                    return Ok(Style::Quoted(s.clone()));
+                }
+            }
+            return Err(format!(
+                "YAML tag {before} is not supported under kubernetes:; quote strings instead"
+            ));
+        }
+        let block = before.starts_with('|') || before.starts_with('>');
+        match &at.value {
+            Node::Str(s) if raw.starts_with(['"', '\'']) || block => Ok(Style::Quoted(s.clone())),
+            Node::Str(s) => Ok(Style::Plain(s.clone())),
+            _ => Ok(Style::Plain(raw.trim().to_string())),
+        }
+    }
+
+    /// A string value. Plain scalars that YAML 1.1 reads as something else
+    /// are rejected: cloud-init would see a boolean/number, not this text.
+    fn string(&self, at: &Spanned<Node>, path: &str) -> Result<String, UserDataError> {
+        if matches!(at.value, Node::Map(_) | Node::Seq(_)) {
+            let kind = self.kind(at);
+            return Err(self.err(at, path, format!("must be a string, found {kind}")));
+        }
+        let s = match self.style(at).map_err(|m| self.err(at, path, m))? {
+            Style::Quoted(s) => s,
+            Style::Plain(p) => match resolve_plain(&p) {
+                Yaml11::Str => p,
+                Yaml11::Null => {
+                    return Err(self.err(at, path, "has no value"));
+                }
+                other => {
+                    let key = path.rsplit('.').next().unwrap_or(path);
+                    return Err(self.err(
+                        at,
+                        path,
+                        format!(
+                            "`{key}: {p}` is {} in cloud-init (YAML 1.1), not a string; quote it (`{key}: \"{p}\"`) if you mean the text",
+                            other.describe()
+                        ),
+                    ));
+                }
+            },
+        };
+        if s.contains(['\n', '\r']) {
+            return Err(self.err(at, path, "must be a single line"));
+        }
+        Ok(s)
+    }
+
+    /// An integer value written as a plain decimal; forms YAML 1.1 and 1.2
+    /// read differently are rejected.
+    fn integer(&self, at: &Spanned<Node>, path: &str) -> Result<i128, UserDataError> {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let p = match self.style(at).map_err(|m| self.err(at, path, m))? {
+            Style::Quoted(s) => {
+                return Err(self.err(
+                    at,
+                    path,
+                    format!("must be a number, not the quoted string {s:?}; write `{key}: {s}`"),
+                ))
+            }
+            Style::Plain(p) => p,
+        };
+        if matches!(at.value, Node::Map(_) | Node::Seq(_)) {
+            let kind = self.kind(at);
+            return Err(self.err(at, path, format!("must be a number, found {kind}")));
+        }
+        match resolve_plain(&p) {
+            Yaml11::Int(v) => {
+                let digits = p.strip_prefix(['-', '+']).unwrap_or(&p);
+                let why = if digits.len() > 1
+                    && digits.starts_with('0')
+                    && !digits.starts_with("0x")
+                    && !digits.starts_with("0b")
+                {
+                    Some(format!(
+                        "`{key}: {p}` is octal in cloud-init (YAML 1.1: {}) but decimal in YAML 1.2 ({}); write it without the leading zero",
+                        v.map_or("out of range".to_string(), |v| v.to_string()),
+                        digits.trim_start_matches('0')
+                    ))
+                } else if p.contains('_') {
+                    Some(format!(
+                        "`{key}: {p}` is a number in YAML 1.1 but a string in YAML 1.2; write it without underscores"
+                    ))
+                } else if p.contains(':') {
+                    Some(format!(
+                        "`{key}: {p}` is a base-60 number in YAML 1.1 ({}) but a string in YAML 1.2; write a plain decimal",
+                        v.map_or("out of range".to_string(), |v| v.to_string())
+                    ))
+                } else if digits.starts_with("0x") || digits.starts_with("0b") {
+                    Some(format!("`{key}: {p}`: write a plain decimal number"))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(self.err(at, path, why));
+                }
+                v.ok_or_else(|| self.err(at, path, "number out of range"))
+            }
+            Yaml11::Null => Err(self.err(at, path, "has no value")),
+            other => Err(self.err(
+                at,
+                path,
+                format!(
+                    "must be a number; `{p}` is {} in cloud-init (YAML 1.1)",
+                    other.describe()
+                ),
+            )),
+        }
+    }
+
+    /// A boolean, spelled as cloud-init (YAML 1.1) accepts it.
+    fn boolean(&self, at: &Spanned<Node>, path: &str) -> Result<bool, UserDataError> {
+        match self.style(at).map_err(|m| self.err(at, path, m))? {
+            Style::Plain(p) if !matches!(at.value, Node::Map(_) | Node::Seq(_)) => {
+                match resolve_plain(&p) {
+                    Yaml11::Bool(b) => Ok(b),
+                    other => Err(self.err(
+                        at,
+                        path,
+                        format!("must be true or false; `{p}` is {}", other.describe()),
+                    )),
+                }
+            }
+            _ => {
+                let kind = self.kind(at);
+                Err(self.err(
+                    at,
+                    path,
+                    format!("must be true or false (unquoted), found {kind}"),
+                ))
+            }
+        }
+    }
+
+    fn weave(&self, at: &Spanned<Node>) -> Result<WeaveOptions, UserDataError> {
+        let Node::Map(entries) = &at.value else {
+            let kind = self.kind(at);
+            return Err(self.err(
+                at,
+                "kubernetes.weave",
+                format!("must be a mapping, found {kind}"),
+            ));
+        };
+        let mut w = WeaveOptions::default();
+        for (key, value) in entries {
+            let k = key.value.as_str();
+            let path = format!("kubernetes.weave.{k}");
+            match k {
+                "password" => {
+                    let s = self.string(value, &path)?;
+                    w.password = Some(
+                        WeavePassword::try_from(s.as_str())
+                            .map_err(|e| self.invalid(value, &path, e))?,
+                    );
+                }
+                "ipalloc_range" => {
+                    let s = self.string(value, &path)?;
+                    w.ipalloc_range = Some(
+                        Cidr::try_from(s.as_str()).map_err(|e| self.invalid(value, &path, e))?,
+                    );
+                }
+                "mtu" => {
+                    let n = self.integer(value, &path)?;
+                    w.mtu = Some(parse_mtu(&n.to_string()).map_err(|m| self.err(value, &path, m))?);
+                }
+                "no_fastdp" => w.no_fastdp = self.boolean(value, &path)?,
+                "trusted_subnets" => {
+                    let Node::Seq(items) = &value.value else {
+                        return Err(self.err(value, &path, "must be a list of CIDRs"));
+                    };
+                    for item in items {
+                        let s = self.string(item, &path)?;
+                        w.trusted_subnets.push(
+                            Cidr::try_from(s.as_str()).map_err(|e| self.invalid(item, &path, e))?,
+                        );
+                    }
+                }
+                _ => return Err(self.unknown_key(key, "kubernetes.weave", WEAVE_KEYS)),
+            }
+        }
+        Ok(w)
+    }
+}
+
+/// Levenshtein distance (small strings only).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest known key, if it is plausibly a typo.
+pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let norm = key.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .map(|k| (distance(&norm, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(y: &str) -> String {
+        parse(y, "user-data").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_section() {
+        let y = "#cloud-config\nssh_authorized_keys: [x]\nruncmd:\n - [ls, -l]\nkubernetes:\n  role: minion\n  cluster: demo\n  domain: example.internal\n  master_endpoint: 10.0.0.1:8080\n  expected_minions: 3\n  weave:\n    password: 'pa55word!'\n    mtu: 1376\n    no_fastdp: yes\n    trusted_subnets: [10.0.0.0/8]\n";
+        let k = parse(y, "user-data").unwrap().unwrap();
+        assert_eq!(k.role, Role::Minion);
+        assert_eq!(k.settings.cluster.as_str(), "demo");
+        assert_eq!(k.settings.domain.as_str(), "example.internal");
+        assert_eq!(k.settings.expected_minions.unwrap().get(), 3);
+        assert!(k.settings.weave.no_fastdp);
+        assert_eq!(k.settings.weave.mtu, Some(1376));
+        assert_eq!(k.line, 6);
+    }
+
+    #[test]
+    fn no_section_is_none() {
+        assert_eq!(parse("#cloud-config\nusers: []\n", "u").unwrap(), None);
+        assert_eq!(parse("#cloud-config\n", "u").unwrap(), None);
+    }
+
+    #[test]
+    fn yaml11_differences_are_rejected() {
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  cluster: yes\n");
+        assert!(e.contains("boolean true in cloud-init"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: minion\n  expected_minions: 0600\n");
+        assert!(e.contains("octal") && e.contains("384"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: minion\n  expected_minions: 1_000\n");
+        assert!(e.contains("underscores"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: minion\n  expected_minions: '3'\n");
+        assert!(e.contains("quoted string"), "{e}");
+        // Quoted, the same text is a plain string.
+        let k = parse(
+            "#cloud-config\nkubernetes:\n  role: master\n  cluster: \"yes\"\n",
+            "u",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.settings.cluster.as_str(), "yes");
+    }
+
+    #[test]
+    fn unknown_keys_suggest() {
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  clustr: demo\n");
+        assert!(
+            e.contains("`clustr`") && e.contains("did you mean `cluster`"),
+            "{e}"
+        );
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  master-endpoint: x\n");
+        assert!(e.contains("did you mean `master_endpoint`"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  weave: {pasword: abcdefghi}\n");
+        assert!(e.contains("did you mean `password`"), "{e}");
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert!(err("#cloud-config\nkubernetes: master\n").contains("must be a mapping"));
+        assert!(err("#cloud-config\nkubernetes:\n  cluster: x\n").contains("no `role:`"));
+        assert!(err("#cloud-config\nkubernetes:\n  role: [master]\n").contains("must be a string"));
+        assert!(err("#cloud-config\n- a\n").contains("mapping"));
+        assert!(err("#cloud-config\nkubernetes: {role: master\n").contains("invalid YAML"));
+        assert!(
+            err("#cloud-config\nkubernetes:\n  role: master\n  role: minion\n")
+                .contains("uplicate")
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Waiting for things: a bounded exponential backoff helper, name resolution
+//! (system resolver in production, a direct DNS query for tests) and the
+//! master health check behind `rolectl wait-master`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::marker;
+use crate::settings::{ip_literal, Role, Settings};
+
+/// Retry policy: exponential backoff from `initial`, doubling, capped at
+/// `max`; gives up when `timeout` has elapsed (None = never).
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub initial: Duration,
+    pub max: Duration,
+    pub timeout: Option<Duration>,
+}
+
+/// The operation never succeeded before the deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedOut {
+    pub attempts: u32,
+    pub last_error: String,
+    pub waited: Duration,
+}
+
+impl Retry {
+    /// Fixed interval polling.
+    pub fn every(interval: Duration, timeout: Option<Duration>) -> Self {
+        Retry {
+            initial: interval,
+            max: interval,
+            timeout,
+        }
+    }
+
+    /// Runs `op(attempt)` until it returns Ok. After each failure
+    /// `on_failure(attempt, reason, next_delay)` is called once (the place to
+    /// log one line per attempt); `next_delay` is None when giving up.
+    pub fn run<T>(
+        &self,
+        mut op: impl FnMut(u32) -> Result<T, String>,
+        mut on_failure: impl FnMut(u32, &str, Option<Duration>),
+    ) -> Result<T, TimedOut> {
+        let start = Instant::now();
+        let deadline = self.timeout.map(|t| start + t);
+        let mut delay = self.initial;
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let reason = match op(attempt) {
+                Ok(v) => return Ok(v),
+                Err(r) => r,
+            };
+            let now = Instant::now();
+            let next = match deadline {
+                Some(d) if now >= d => None,
+                Some(d) => Some(delay.min(d - now)),
+                None => Some(delay),
+            };
+            on_failure(attempt, &reason, next);
+            let Some(sleep) = next else {
+                return Err(TimedOut {
+                    attempts: attempt,
+                    last_error: reason,
+                    waited: start.elapsed(),
+                });
+            };
+            std::thread::sleep(sleep);
+            delay = (delay * 2).min(self.max);
+        }
+    }
+}
+
+/// Formats a delay for log lines ("2s", "0.5s").
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 0.005 {
+        format!("{}s", s.round() as u64)
+    } else {
+        format!("{s:.2}s")
+    }
+}
+
+/// How names are resolved.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolver {
+    /// getaddrinfo (nsswitch, /etc/hosts, /etc/resolv.conf): production.
+    System,
+    /// Query this DNS server directly over UDP (tests: a server on a port
+    /// the system resolver cannot be pointed at).
+    Direct(SocketAddr),
+}
+
+impl Resolver {
+    /// All addresses of `host`, sorted and deduplicated. A name that does
+    /// not exist (yet) is an error whose text says so.
+    pub fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        if let Some(ip) = ip_literal(host) {
+            return Ok(vec![ip]);
+        }
+        let mut v = match self {
+            Resolver::System => (host, 0)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .map(|sa| sa.ip())
+                .collect::<Vec<_>>(),
+            Resolver::Direct(server) => {
+                let mut v = dns_query(*server, host, RecordType::A)?;
+                v.extend(dns_query(*server, host, RecordType::AAAA)?);
+                v
+            }
+        };
+        v.sort();
+        v.dedup();
+        if v.is_empty() {
+            return Err(format!("{host} has no addresses"));
+        }
+        Ok(v)
+    }
+}
+
+/// One DNS query over UDP with hickory-proto's message codec (no async
+/// runtime needed). NXDOMAIN and empty answers are `Ok(vec![])`.
+pub fn dns_query(server: SocketAddr, host: &str, rtype: RecordType) -> Result<Vec<IpAddr>, String> {
+    let name = Name::from_ascii(format!("{host}."))
+        .map_err(|e| format!("invalid DNS name {host}: {e}"))?;
+    let id: u16 = (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16);
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(name, rtype));
+    let bytes = msg
+        .to_vec()
+        .map_err(|e| format!("encoding DNS query: {e}"))?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("DNS socket: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| format!("DNS socket: {e}"))?;
+    sock.connect(server)
+        .map_err(|e| format!("DNS server {server}: {e}"))?;
+    sock.send(&bytes)
+        .map_err(|e| format!("DNS server {server}: {e}"))?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("DNS server {server}: no answer ({e})"))?;
+        let resp = Message::from_vec(&buf[..n]).map_err(|e| format!("bad DNS answer: {e}"))?;
+        if resp.metadata.id != id {
+            continue;
+        }
+        return match resp.metadata.response_code {
+            ResponseCode::NoError => Ok(resp
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
+                .collect()),
+            ResponseCode::NXDomain => Ok(Vec::new()),
+            rc => Err(format!("DNS server {server} answered {rc}")),
+        };
+    }
+}
+
+/// Reads the host's marker (minion first, then master).
+pub fn marker_settings(root: &Path) -> Result<(Role, Settings), String> {
+    for role in [Role::Minion, Role::Master] {
+        match marker::read(root, role) {
+            Ok(Some(m)) => match m.settings {
+                Some(s) => return Ok((role, s)),
+                None => return Ok((role, Settings::default())),
+            },
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(format!(
+        "no role marker ({} or {}); run `rolectl activate` first",
+        Role::Minion.marker_path(),
+        Role::Master.marker_path()
+    ))
+}
+
+/// The master host name (MASTER_ENDPOINT's host, else masters.<cluster>.<domain>).
+pub fn master_host(s: &Settings) -> String {
+    match &s.master_endpoint {
+        Some(e) => e.host().to_string(),
+        None => s.masters_name(),
+    }
+}
+
+/// Validates a health URL: http:// only (the binary has no TLS stack).
+pub fn check_health_url(url: &str) -> Result<(), String> {
+    if !url.starts_with("http://") {
+        return Err(format!(
+            "health URL {url:?} must start with http:// (rolectl has no TLS; use the plain health endpoint, e.g. http://{{master}}:2379/health)"
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("health URL {url:?} contains whitespace"));
+    }
+    Ok(())
+}
+
+/// `{master}` replaced by the address (IPv6 in brackets).
+pub fn expand_url(url: &str, addr: IpAddr) -> String {
+    let a = match addr {
+        IpAddr::V4(v) => v.to_string(),
+        IpAddr::V6(v) => format!("[{v}]"),
+    };
+    url.replace("{master}", &a)
+}
+
+/// GETs `url`; Ok(status) on 2xx, Err(reason) otherwise.
+pub fn probe(agent: &ureq::Agent, url: &str) -> Result<u16, String> {
+    match agent.get(url).call() {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            if (200..300).contains(&code) {
+                Ok(code)
+            } else {
+                Err(format!("{url} answered HTTP {code}"))
+            }
+        }
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// `rolectl wait-master`: resolve the master and wait for a 2xx health answer.
+pub fn wait_master(
+    host: &str,
+    url: &str,
+    resolver: Resolver,
+    retry: Retry,
+) -> Result<(IpAddr, u16), TimedOut> {
+    let agent = http_agent();
+    retry.run(
+        |_| {
+            let addrs = resolver.lookup(host)?;
+            let mut last = String::new();
+            for a in &addrs {
+                match probe(&agent, &expand_url(url, *a)) {
+                    Ok(code) => return Ok((*a, code)),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        },
+        |n, reason, next| match next {
+            Some(d) => eprintln!(
+                "waiting for master {host}: {reason} (attempt {n}, next in {})",
+                secs(d)
+            ),
+            None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = Retry {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(4),
+            timeout: None,
+        };
+        let delays = std::cell::RefCell::new(Vec::new());
+        let out = r.run(
+            |n| if n < 5 { Err(format!("no {n}")) } else { Ok(n) },
+            |_, _, d| delays.borrow_mut().push(d.unwrap().as_millis()),
+        );
+        assert_eq!(out, Ok(5));
+        assert_eq!(*delays.borrow(), vec![1, 2, 4, 4]);
+    }
+
+    #[test]
+    fn gives_up_at_deadline() {
+        let r = Retry::every(Duration::from_millis(20), Some(Duration::from_millis(70)));
+        let calls = Cell::new(0);
+        let e = r
+            .run(
+                |_| -> Result<(), String> {
+                    calls.set(calls.get() + 1);
+                    Err("down".into())
+                },
+                |_, _, _| {},
+            )
+            .unwrap_err();
+        assert_eq!(e.last_error, "down");
+        assert!((3..=6).contains(&calls.get()), "{}", calls.get());
+        assert!(e.waited >= Duration::from_millis(70));
+    }
+
+    #[test]
+    fn urls() {
+        assert!(check_health_url("https://x").is_err());
+        assert_eq!(
+            expand_url("http://{master}:2379/health", "10.0.0.1".parse().unwrap()),
+            "http://10.0.0.1:2379/health"
+        );
+        assert_eq!(
+            expand_url("http://{master}:1/", "::1".parse().unwrap()),
+            "http://[::1]:1/"
+        );
+    }
+}
