@@ -29,10 +29,10 @@ pub const SECRET_VARS: &[&str] = &["WEAVE_PASSWORD"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MarkerError {
-    #[error("reading marker {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("reading marker {path}: {err}")]
+    Read { path: PathBuf, err: io::Error },
+    #[error("writing {path}: {err}")]
+    Write { path: PathBuf, err: io::Error },
     #[error("marker {path} line {line}: {message}")]
     Invalid {
         path: PathBuf,
@@ -101,7 +101,7 @@ pub fn read(root: &Path, role: Role) -> Result<Option<Marker>, MarkerError> {
     let text = match fs::read_to_string(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(MarkerError::Read { path: p, source }),
+        Err(err) => return Err(MarkerError::Read { path: p, err }),
     };
     parse(role, &p, &text).map(Some)
 }
@@ -216,9 +216,9 @@ pub fn parse(role: Role, p: &Path, text: &str) -> Result<Marker, MarkerError> {
 /// Writes `content` to `path` atomically with `mode`: a temp file in the
 /// same directory, fsync, rename over `path`, fsync the directory.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), MarkerError> {
-    let werr = |source: io::Error| MarkerError::Write {
+    let werr = |err: io::Error| MarkerError::Write {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     let dir = path.parent().ok_or_else(|| {
         werr(io::Error::new(

@@ -24,10 +24,12 @@ pub struct ActivateOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
-    #[error("reading user-data {path}: {source}")]
-    ReadUserData { path: PathBuf, source: io::Error },
+    #[error("reading user-data {path}: {err}")]
+    ReadUserData { path: PathBuf, err: io::Error },
+    // No #[from]/#[source]: the message already carries the inner text, and
+    // anyhow's `{:#}` would print it twice.
     #[error("invalid user-data: {0}")]
-    UserData(#[from] UserDataError),
+    UserData(UserDataError),
     #[error(transparent)]
     Marker(#[from] MarkerError),
     #[error("both {master} and {minion} exist; a host has one role. Remove the wrong one (the host was provisioned twice?)")]
@@ -48,6 +50,12 @@ pub enum ActivateError {
         path: PathBuf,
         source_place: String,
     },
+}
+
+impl From<UserDataError> for ActivateError {
+    fn from(e: UserDataError) -> Self {
+        ActivateError::UserData(e)
+    }
 }
 
 /// What activation did.
@@ -130,7 +138,7 @@ fn read_user_data(root: &Path, user_data: &str) -> Result<Option<Vec<u8>>, Activ
     match fs::read(&p) {
         Ok(d) => Ok(Some(d)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ActivateError::ReadUserData { path: p, source }),
+        Err(err) => Err(ActivateError::ReadUserData { path: p, err }),
     }
 }
 

@@ -340,7 +340,7 @@ impl Cx<'_> {
         let raw = self.raw(at);
         let before = self.token_before(at);
         if raw.starts_with('*') || before.starts_with('&') {
-            return Err("YAML anchors and aliases are not supported under kubernetes:".into());
+            return Err("YAML anchors and aliases are not supported under `kubernetes:`".into());
         }
         if before.starts_with('!') {
             if before == "!!str" {
@@ -349,7 +349,7 @@ impl Cx<'_> {
                 }
             }
             return Err(format!(
-                "YAML tag {before} is not supported under kubernetes:; quote strings instead"
+                "YAML tag {before} is not supported under `kubernetes:`; quote strings instead"
             ));
         }
         let block = before.starts_with('|') || before.starts_with('>');

@@ -1,0 +1,144 @@
+//! Helpers shared by the integration tests: run the real binary on a
+//! temporary root.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rolectl");
+pub const USER_DATA: &str = "var/lib/cloud/instance/user-data.txt";
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn rolectl(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+pub fn root_arg(root: &Path) -> String {
+    root.to_str().unwrap().to_string()
+}
+
+/// Runs `rolectl activate --root ROOT`.
+pub fn activate(root: &Path) -> Output {
+    rolectl(&["activate", "--root", &root_arg(root)])
+}
+
+pub fn put(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel.trim_start_matches('/'));
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+pub fn put_user_data(root: &Path, data: &[u8]) {
+    put(root, USER_DATA, data);
+}
+
+pub fn marker(root: &Path, role: &str) -> PathBuf {
+    root.join(format!("etc/sysconfig/kubernetes-{role}"))
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn status_json(root: &Path) -> serde_json::Value {
+    let t = fs::read_to_string(root.join("run/rolectl/status.json")).unwrap();
+    serde_json::from_str(&t).unwrap()
+}
+
+/// Non-comment, non-empty lines.
+pub fn env_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Result of checking one corpus case; Err describes the mismatch.
+pub fn check_case(case: &Path, user_data: &[u8]) -> Result<(), String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    put_user_data(root, user_data);
+    let out = activate(root);
+    let err = stderr(&out);
+    let status = status_json(root);
+    let markers: Vec<&str> = ["master", "minion"]
+        .into_iter()
+        .filter(|r| marker(root, r).exists())
+        .collect();
+    let name = case.display();
+    if let Ok(exp) = fs::read_to_string(case.join("expected.env")) {
+        let want = env_lines(&exp);
+        if !out.status.success() {
+            return Err(format!(
+                "{name}: exit {:?}, stderr: {err}",
+                out.status.code()
+            ));
+        }
+        if want.is_empty() {
+            if !markers.is_empty() || status["outcome"] != "unassigned" {
+                return Err(format!(
+                    "{name}: expected unassigned, markers {markers:?}, status {status}"
+                ));
+            }
+            return Ok(());
+        }
+        let role = want[0].strip_prefix("ROLE=").unwrap_or_default();
+        if markers != [role] {
+            return Err(format!(
+                "{name}: expected marker {role}, found {markers:?}; stderr: {err}"
+            ));
+        }
+        let got = env_lines(&fs::read_to_string(marker(root, role)).unwrap());
+        if got != want {
+            return Err(format!(
+                "{name}: marker mismatch\n got: {got:?}\nwant: {want:?}"
+            ));
+        }
+        if status["outcome"] != "activated" || status["role"] != role {
+            return Err(format!("{name}: status.json {status}"));
+        }
+    } else {
+        let want = fs::read_to_string(case.join("expected-error.txt"))
+            .map_err(|e| format!("{name}: no expected.env or expected-error.txt: {e}"))?;
+        let want = want.trim_end_matches('\n');
+        if out.status.code() != Some(1) {
+            return Err(format!(
+                "{name}: expected exit 1, got {:?}; stderr: {err}",
+                out.status.code()
+            ));
+        }
+        if !err.contains(want) {
+            return Err(format!("{name}: stderr lacks {want:?}:\n{err}"));
+        }
+        if !markers.is_empty() {
+            return Err(format!("{name}: marker written despite error: {markers:?}"));
+        }
+        let serr = status["error"].as_str().unwrap_or_default();
+        if status["outcome"] != "error" || !serr.contains(want) {
+            return Err(format!(
+                "{name}: status.json does not record the error: {status}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// All case directories under fixtures/userdata/<kind>.
+pub fn cases(kind: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(fixtures().join("userdata").join(kind))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
