@@ -1,7 +1,13 @@
 //! kubebake: bakes one golden, verified Kubernetes node disk image from a
 //! declarative image definition.
 
+pub mod build;
 pub mod definition;
 pub mod digest;
 pub mod fetch;
+pub mod hostcmd;
+pub mod inspect;
+pub mod manifest;
 pub mod progress;
+pub mod render;
+pub mod stages;

@@ -1,0 +1,346 @@
+//! `kubebake build`: the whole pipeline as one flat function calling the
+//! stages in order. Everything is made in a staging directory beside the
+//! outputs and moved into place only at the end: a failed build leaves no
+//! image behind and nothing half-written in the cache.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::definition::{self, Definition, LoadOptions};
+use crate::fetch::{self, FetchOptions};
+use crate::hostcmd;
+use crate::manifest::{
+    sha256_file, BaseInfo, BootInfo, DefinitionInfo, ImageInfo, Manifest, OutputFile, UnitInfo,
+    MANIFEST_FORMAT,
+};
+use crate::progress::Progress;
+use crate::render;
+use crate::stages::{disk, generalize, overlay, rootfs};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub definition: PathBuf,
+    pub out_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub offline: bool,
+    pub allow_insecure_urls: bool,
+    /// The rolectl binary baked into the image.
+    pub rolectl: PathBuf,
+    pub source_date_epoch: Option<i64>,
+    pub progress: Progress,
+}
+
+/// What a build produced, for the summary and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub image: String,
+    pub out_dir: PathBuf,
+    pub outputs: Vec<OutputFile>,
+    pub manifest: PathBuf,
+    pub stages: Vec<StageTime>,
+    pub rootfs_reused: bool,
+    pub total_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+/// Times the stages and shows a spinner for the running one.
+struct Stages {
+    progress: Progress,
+    times: Vec<StageTime>,
+}
+
+impl Stages {
+    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let bar = self.progress.stage(name);
+        let start = Instant::now();
+        let result = f();
+        let elapsed = start.elapsed();
+        bar.finish_and_clear();
+        self.progress.println(&format!(
+            "{} {name} ({:.1}s)",
+            if result.is_ok() { "✓" } else { "✗" },
+            elapsed.as_secs_f64()
+        ));
+        self.times.push(StageTime {
+            stage: name.to_string(),
+            seconds: round(elapsed),
+        });
+        result.with_context(|| format!("stage {name} failed"))
+    }
+}
+
+fn round(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// Output file names for an image called `name`.
+pub struct OutputNames {
+    pub raw: String,
+    pub qcow2: String,
+    pub kernel: String,
+    pub initrd: String,
+    pub manifest: String,
+}
+
+impl OutputNames {
+    pub fn new(name: &str) -> OutputNames {
+        OutputNames {
+            raw: format!("{name}.raw"),
+            qcow2: format!("{name}.qcow2"),
+            kernel: format!("{name}.vmlinuz"),
+            initrd: format!("{name}.initrd"),
+            manifest: format!("{name}.manifest.json"),
+        }
+    }
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
+    let started = Instant::now();
+    let mut stages = Stages {
+        progress: opts.progress.clone(),
+        times: Vec::new(),
+    };
+
+    // Inputs first: host tools, the definition, the templates, the role
+    // proof. Nothing is downloaded or written before all of them pass.
+    let (def, rendered) = stages.run("validate", || {
+        hostcmd::require(hostcmd::BUILD_TOOLS)?;
+        let def = definition::load(
+            &opts.definition,
+            &LoadOptions { data_root: None, allow_insecure_urls: opts.allow_insecure_urls },
+        )?;
+        let rendered = render::render_all(&def)?;
+        render::check_role_conditions(&def, &rendered)?;
+        if !opts.rolectl.is_file() {
+            anyhow::bail!(
+                "the rolectl binary {} does not exist; build it with `cargo build --release -p rolectl` \
+                 or pass --rolectl PATH",
+                opts.rolectl.display()
+            );
+        }
+        Ok((def, rendered))
+    })?;
+    let epoch = opts.source_date_epoch;
+    let clamp_to = epoch.unwrap_or_else(now_epoch);
+    if epoch.is_none() {
+        opts.progress.println(
+            "note: SOURCE_DATE_EPOCH is not set: timestamps use the current time and the image is not reproducible",
+        );
+    }
+
+    let fetched = stages.run("fetch", || {
+        let mut fo = FetchOptions::new(opts.cache_dir.clone());
+        fo.offline = opts.offline;
+        fo.progress = opts.progress.clone();
+        Ok(fetch::fetch_artifacts_blocking(&def, &fo)?)
+    })?;
+
+    fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating the output directory {}", opts.out_dir.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".kubebake-{}-", def.name))
+        .tempdir_in(&opts.out_dir)
+        .with_context(|| format!("creating a staging directory in {}", opts.out_dir.display()))?;
+    let root = staging.path().join("root");
+    let work = staging.path().join("work");
+    fs::create_dir_all(&work)?;
+
+    let base = stages.run("rootfs", || {
+        let base = rootfs::ensure_base(&def, &opts.cache_dir, epoch, opts.offline)?;
+        rootfs::unpack(&base.path, &root)?;
+        Ok(base)
+    })?;
+    let packages = rootfs::installed_packages(&root)?;
+    rootfs::check_pins(&def, &packages)?;
+
+    let identity = disk::Identity::derive(&def.name, &def.version);
+    let (artifacts, files) = stages.run("overlay", || {
+        let artifacts = overlay::install_artifacts(&root, &def, &fetched)?;
+        let mut files = overlay::write_rendered(&root, &rendered)?;
+        overlay::make_links(&root, &def)?;
+        files.push(overlay::install_rolectl(&root, &opts.rolectl)?);
+        files.push(overlay::write_fstab(&root, &identity.root_uuid)?);
+        overlay::enable_units(&root, &def)?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((artifacts, files))
+    })?;
+
+    stages.run("generalize", || {
+        let report = generalize::generalize(&root, clamp_to)?;
+        tracing::info!(
+            "generalize: removed {} entries, emptied {} logs, clamped {} timestamps",
+            report.removed.len(),
+            report.logs_truncated,
+            report.clamped
+        );
+        Ok(())
+    })?;
+
+    let names = OutputNames::new(&def.name);
+    let boot = disk::find_kernel(&root)?;
+    let raw = staging.path().join(&names.raw);
+    stages.run("disk", || {
+        disk::build_raw(
+            &root,
+            &boot,
+            &identity,
+            def.outputs.disk_size,
+            clamp_to,
+            &work,
+            &raw,
+        )?;
+        disk::export_boot_files(
+            &boot,
+            &staging.path().join(&names.kernel),
+            &staging.path().join(&names.initrd),
+        )
+    })?;
+    // The root tree is no longer needed; free its space before qcow2.
+    fs::remove_dir_all(&root).ok();
+
+    let qcow2 = staging.path().join(&names.qcow2);
+    let mut outputs = stages.run("qcow2+hash", || {
+        // Hash the raw image while qemu-img compresses it.
+        let (hash, convert) = std::thread::scope(|s| {
+            let hash = s.spawn(|| sha256_file(&raw));
+            let convert = if def.outputs.qcow2 {
+                disk::convert_qcow2(&raw, &qcow2)
+            } else {
+                Ok(())
+            };
+            (hash.join(), convert)
+        });
+        convert?;
+        let raw_sha = hash.map_err(|_| anyhow::anyhow!("hashing thread panicked"))??;
+        let mut outputs = Vec::new();
+        if def.outputs.raw {
+            outputs.push(output("raw", &names.raw, &raw, Some(raw_sha))?);
+        }
+        if def.outputs.qcow2 {
+            outputs.push(output("qcow2", &names.qcow2, &qcow2, None)?);
+        }
+        outputs.push(output(
+            "kernel",
+            &names.kernel,
+            &staging.path().join(&names.kernel),
+            None,
+        )?);
+        outputs.push(output(
+            "initrd",
+            &names.initrd,
+            &staging.path().join(&names.initrd),
+            None,
+        )?);
+        Ok(outputs)
+    })?;
+    if !def.outputs.raw {
+        fs::remove_file(&raw).ok();
+    }
+
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        kubebake_version: env!("CARGO_PKG_VERSION").to_string(),
+        image: ImageInfo {
+            name: def.name.clone(),
+            version: def.version.clone(),
+        },
+        build_time: humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_secs(clamp_to.max(0) as u64),
+        )
+        .to_string(),
+        source_date_epoch: epoch,
+        definition: DefinitionInfo {
+            path: def.source.display().to_string(),
+            sha256: sha256_file(&def.source)?,
+        },
+        base: BaseInfo {
+            suite: def.base.suite.clone(),
+            mirror: def.base.mirror.to_string(),
+            rootfs_cache_key: base.key.clone(),
+        },
+        boot: BootInfo {
+            kernel_version: boot.version.clone(),
+            cmdline: disk::kernel_cmdline(&identity),
+            root_uuid: identity.root_uuid.clone(),
+        },
+        outputs: outputs.clone(),
+        artifacts,
+        packages,
+        files,
+        units: unit_infos(&def),
+    };
+    manifest.write(&staging.path().join(&names.manifest))?;
+
+    // Move the finished outputs into place; the manifest goes last so that a
+    // manifest always describes the images beside it.
+    for o in &outputs {
+        publish(staging.path(), &opts.out_dir, &o.file)?;
+    }
+    publish(staging.path(), &opts.out_dir, &names.manifest)?;
+    outputs.sort_by(|a, b| a.kind.cmp(&b.kind));
+    Ok(BuildReport {
+        image: def.name.clone(),
+        out_dir: opts.out_dir.clone(),
+        outputs,
+        manifest: opts.out_dir.join(&names.manifest),
+        stages: stages.times,
+        rootfs_reused: base.reused,
+        total_seconds: round(started.elapsed()),
+    })
+}
+
+fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn output(kind: &str, file: &str, path: &Path, sha256: Option<String>) -> Result<OutputFile> {
+    Ok(OutputFile {
+        kind: kind.to_string(),
+        file: file.to_string(),
+        size: fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len(),
+        sha256: match sha256 {
+            Some(s) => s,
+            None => sha256_file(path)?,
+        },
+    })
+}
+
+fn publish(staging: &Path, out_dir: &Path, file: &str) -> Result<()> {
+    let dest = out_dir.join(file);
+    fs::rename(staging.join(file), &dest)
+        .with_context(|| format!("moving {} into place", dest.display()))
+}
+
+fn unit_infos(def: &Definition) -> Vec<UnitInfo> {
+    let mut units: Vec<UnitInfo> = def
+        .units
+        .iter()
+        .map(|u| UnitInfo {
+            name: u.name.clone(),
+            role: u.role.map(|r| r.as_str().to_string()),
+            condition: u.role.map(|r| r.marker_path().to_string()),
+            masked: false,
+        })
+        .collect();
+    units.extend(def.mask.iter().map(|m| UnitInfo {
+        name: m.clone(),
+        role: None,
+        condition: None,
+        masked: true,
+    }));
+    units
+}

@@ -1,0 +1,105 @@
+//! The manifest written beside the image: everything baked in, with digests,
+//! so that `kubebake inspect` can prove the image is what the build says.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::stages::overlay::{InstalledArtifact, WrittenFile};
+use crate::stages::rootfs::InstalledPackage;
+
+pub const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub kubebake_version: String,
+    pub image: ImageInfo,
+    pub build_time: String,
+    pub source_date_epoch: Option<i64>,
+    pub definition: DefinitionInfo,
+    pub base: BaseInfo,
+    pub boot: BootInfo,
+    pub outputs: Vec<OutputFile>,
+    pub artifacts: Vec<InstalledArtifact>,
+    pub packages: Vec<InstalledPackage>,
+    /// Every file kubebake rendered or copied into the image.
+    pub files: Vec<WrittenFile>,
+    pub units: Vec<UnitInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefinitionInfo {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaseInfo {
+    pub suite: String,
+    pub mirror: String,
+    pub rootfs_cache_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootInfo {
+    pub kernel_version: String,
+    pub cmdline: String,
+    pub root_uuid: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutputFile {
+    /// raw, qcow2, kernel or initrd.
+    pub kind: String,
+    /// File name, relative to the manifest's directory.
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnitInfo {
+    pub name: String,
+    /// master, minion, or absent for units every node runs.
+    pub role: Option<String>,
+    /// The role condition (`ConditionPathExists=` path), if any.
+    pub condition: Option<String>,
+    pub masked: bool,
+}
+
+impl Manifest {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing the manifest {}", path.display()))
+    }
+
+    pub fn output(&self, kind: &str) -> Option<&OutputFile> {
+        self.outputs.iter().find(|o| o.kind == kind)
+    }
+}
+
+/// Streams a file through SHA-256.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("hashing {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,196 @@
+//! Stage 1: the Debian base root filesystem, made by mmdebstrap from the
+//! definition's suite, mirror and (pinned) packages.
+//!
+//! The tarball is cached under `<cache>/rootfs/<key>.tar`, where the key hashes
+//! every input that changes its bytes (suite, mirror, packages, variant,
+//! SOURCE_DATE_EPOCH, the mmdebstrap version). A warm rebuild that only changed
+//! a unit template therefore skips mmdebstrap and only unpacks the tarball.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::definition::Definition;
+use crate::hostcmd;
+
+/// Bumped whenever the way this stage calls mmdebstrap changes.
+const STAGE_FORMAT: &str = "rootfs-v1";
+/// The mmdebstrap variant: Essential plus apt; everything else is listed.
+const VARIANT: &str = "apt";
+
+/// The cached base tarball and whether it was made now or reused.
+pub struct BaseTarball {
+    pub path: PathBuf,
+    pub key: String,
+    pub reused: bool,
+}
+
+/// One installed Debian package, as dpkg records it in the image.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct InstalledPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+}
+
+/// The cache key: a hash of every input of mmdebstrap.
+pub fn cache_key(def: &Definition, source_date_epoch: Option<i64>) -> Result<String> {
+    let version = hostcmd::stdout(Command::new("mmdebstrap").arg("--version"))
+        .unwrap_or_else(|_| "unknown".into());
+    let mut packages: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
+    packages.sort();
+    let mut h = Sha256::new();
+    for part in [
+        STAGE_FORMAT,
+        VARIANT,
+        &def.base.suite,
+        def.base.mirror.as_str(),
+        &packages.join(","),
+        &source_date_epoch.map_or("unset".into(), |e| e.to_string()),
+        version.trim(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Returns the cached base tarball for `def`, running mmdebstrap if needed.
+/// A failed run leaves nothing under the final name.
+pub fn ensure_base(
+    def: &Definition,
+    cache: &Path,
+    source_date_epoch: Option<i64>,
+    offline: bool,
+) -> Result<BaseTarball> {
+    let key = cache_key(def, source_date_epoch)?;
+    let dir = cache.join("rootfs");
+    let path = dir.join(format!("{key}.tar"));
+    if path.is_file() {
+        return Ok(BaseTarball {
+            path,
+            key,
+            reused: true,
+        });
+    }
+    if offline {
+        bail!(
+            "the base root filesystem for {} (suite {}, {} packages) is not in the cache {} and \
+             --offline forbids running mmdebstrap against {}; build once on a connected machine \
+             with the same --cache",
+            def.name,
+            def.base.suite,
+            def.base.packages.len(),
+            dir.display(),
+            def.base.mirror
+        );
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".rootfs-")
+        .suffix(".tar")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let include: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg(format!("--variant={VARIANT}"))
+        .arg("--format=tar")
+        .arg("--quiet")
+        .arg(format!("--include={}", include.join(",")))
+        .arg(&def.base.suite)
+        .arg(tmp.path())
+        .arg(def.base.mirror.as_str());
+    match source_date_epoch {
+        Some(epoch) => cmd.env("SOURCE_DATE_EPOCH", epoch.to_string()),
+        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    hostcmd::run(&mut cmd).with_context(|| {
+        format!(
+            "building the Debian {} base with mmdebstrap; check base.packages in {} \
+             (a pinned version that the mirror no longer carries fails here)",
+            def.base.suite,
+            def.source.display()
+        )
+    })?;
+    tmp.persist(&path)
+        .with_context(|| format!("storing {}", path.display()))?;
+    Ok(BaseTarball {
+        path,
+        key,
+        reused: false,
+    })
+}
+
+/// Unpacks the base tarball into an empty staging root, keeping owners,
+/// modes and extended attributes (file capabilities).
+pub fn unpack(tarball: &Path, root: &Path) -> Result<()> {
+    fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    hostcmd::run(
+        Command::new("tar")
+            .arg("--numeric-owner")
+            .arg("--xattrs")
+            .arg("--xattrs-include=*")
+            .arg("-xpf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(root),
+    )
+    .with_context(|| format!("unpacking {}", tarball.display()))?;
+    Ok(())
+}
+
+/// Lists the Debian packages installed in `root` from its dpkg database.
+pub fn installed_packages(root: &Path) -> Result<Vec<InstalledPackage>> {
+    let out = hostcmd::stdout(
+        Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .arg("-W")
+            .arg("-f=${Package}\\t${Version}\\t${Architecture}\\n"),
+    )?;
+    let mut packages: Vec<InstalledPackage> = out
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            Some(InstalledPackage {
+                name: f.next()?.to_string(),
+                version: f.next()?.to_string(),
+                architecture: f.next()?.to_string(),
+            })
+        })
+        .collect();
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(packages)
+}
+
+/// Proves every package of the definition is installed, at its pinned version.
+pub fn check_pins(def: &Definition, installed: &[InstalledPackage]) -> Result<()> {
+    let mut problems = Vec::new();
+    for (i, want) in def.base.packages.iter().enumerate() {
+        match installed.iter().find(|p| p.name == want.name) {
+            None => problems.push(format!(
+                "base.packages[{i}] {} is not installed in the image",
+                want.name
+            )),
+            Some(got) => {
+                if let Some(v) = &want.version {
+                    if &got.version != v {
+                        problems.push(format!(
+                            "base.packages[{i}] {} is pinned to {v} but {} got installed",
+                            want.name, got.version
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}: {}", def.source.display(), problems.join("; "));
+    }
+    Ok(())
+}
