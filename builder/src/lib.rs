@@ -11,3 +11,4 @@ pub mod manifest;
 pub mod progress;
 pub mod render;
 pub mod stages;
+pub mod render;

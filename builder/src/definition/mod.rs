@@ -192,6 +192,17 @@ impl FromStr for Role {
 pub struct ImagePath(String);
 
 impl ImagePath {
+    /// Checks that `p` is absolute, normalized (no `//`, `.`, `..`), not `/`
+    /// and not under `/proc`, `/sys`, `/dev`, `/run` or `/tmp`.
+    pub fn new(p: &str) -> Result<Self, String> {
+        validate::check_image_path(p).map(|()| ImagePath(p.to_string()))
+    }
+
+    /// For paths built from already validated parts.
+    pub(crate) fn from_validated(p: String) -> Self {
+        ImagePath(p)
+    }
+
     /// The path as written, starting with `/`.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -753,7 +753,7 @@ fn image_path(cx: &mut Ctx<'_>, field: &str, p: &str) -> Option<ImagePath> {
     }
 }
 
-fn check_image_path(p: &str) -> Result<(), String> {
+pub(super) fn check_image_path(p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
         return Err(format!("path {p:?} must be absolute (start with '/')"));
     }

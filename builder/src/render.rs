@@ -1,0 +1,425 @@
+//! Strict handlebars rendering of units, drop-ins, extra files, sysctl.d and
+//! modules-load.d, plus the build-time proof that role units are gated on
+//! their role marker and shared units are not.
+//!
+//! Templates come from `<data_root>/units/<name>.hbs` and
+//! `<data_root>/dropins/<x>.hbs`. The context is `image.name`,
+//! `image.version`, every key of `variables`, and for unit/drop-in templates
+//! `unit`, `role` and (role units only) `marker`. Strict mode turns a missing
+//! variable into an error naming the template file and the variable. HTML
+//! escaping is off: these are config files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use handlebars::{Handlebars, RenderErrorReason};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::definition::{Definition, FileEntry, ImagePath, Role, Unit};
+
+/// Systemd unit directory inside the image.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// A file to be written into the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedFile {
+    pub path: ImagePath,
+    pub content: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("reading template {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {template}: variable `{variable}` is not defined (strict mode): add it to `variables:` in {} or fix the template", definition.display())]
+    MissingVariable {
+        template: String,
+        variable: String,
+        definition: PathBuf,
+    },
+    #[error("template {template}: {message}")]
+    Template { template: String, message: String },
+}
+
+/// Loads and renders the templates of one definition.
+pub struct Renderer<'d> {
+    def: &'d Definition,
+    hbs: Handlebars<'static>,
+    base: Map<String, Value>,
+}
+
+impl<'d> Renderer<'d> {
+    /// Loads every template the definition references (units, role drop-ins,
+    /// extra drop-ins) and checks their syntax.
+    pub fn new(def: &'d Definition) -> Result<Self, RenderError> {
+        let mut hbs = Handlebars::new();
+        hbs.set_strict_mode(true);
+        hbs.register_escape_fn(handlebars::no_escape);
+
+        let mut base = Map::new();
+        for (k, v) in &def.variables {
+            base.insert(k.clone(), Value::String(v.clone()));
+        }
+        base.insert(
+            "image".to_string(),
+            json!({ "name": def.name, "version": def.version }),
+        );
+
+        let mut r = Renderer { def, hbs, base };
+        for unit in &def.units {
+            r.register(&unit_template(&unit.name))?;
+            if let Some(role) = unit.role {
+                r.register(&format!("dropins/{}", role.dropin_template()))?;
+            }
+            for d in &unit.dropins {
+                r.register(&dropin_template(d))?;
+            }
+        }
+        Ok(r)
+    }
+
+    /// Registers `<data_root>/<rel>` under the name `rel` (once).
+    fn register(&mut self, rel: &str) -> Result<(), RenderError> {
+        if self.hbs.has_template(rel) {
+            return Ok(());
+        }
+        let path = self.def.data_root.join(rel);
+        let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        self.hbs
+            .register_template_string(rel, text)
+            .map_err(|e| RenderError::Template {
+                template: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    fn template_label(&self, rel: &str) -> String {
+        self.def.data_root.join(rel).display().to_string()
+    }
+
+    fn unit_context(&self, unit: &Unit) -> Value {
+        let mut ctx = self.base.clone();
+        ctx.insert("unit".to_string(), Value::String(unit.name.clone()));
+        if let Some(role) = unit.role {
+            ctx.insert("role".to_string(), Value::String(role.as_str().to_string()));
+            ctx.insert(
+                "marker".to_string(),
+                Value::String(role.marker_path().to_string()),
+            );
+        }
+        Value::Object(ctx)
+    }
+
+    fn render_registered(&self, rel: &str, ctx: &Value) -> Result<String, RenderError> {
+        self.hbs
+            .render(rel, ctx)
+            .map_err(|e| self.map_err(self.template_label(rel), e))
+    }
+
+    fn map_err(&self, template: String, e: handlebars::RenderError) -> RenderError {
+        match e.reason() {
+            RenderErrorReason::MissingVariable(var) => RenderError::MissingVariable {
+                template,
+                variable: var.clone().unwrap_or_else(|| "?".to_string()),
+                definition: self.def.source.clone(),
+            },
+            _ => RenderError::Template {
+                template,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// `units/<name>.hbs` -> `/etc/systemd/system/<name>`, mode 0644.
+    pub fn render_unit(&self, unit: &Unit) -> Result<RenderedFile, RenderError> {
+        let content =
+            self.render_registered(&unit_template(&unit.name), &self.unit_context(unit))?;
+        Ok(RenderedFile {
+            path: ImagePath::from_validated(format!("{UNIT_DIR}/{}", unit.name)),
+            content,
+            mode: 0o644,
+        })
+    }
+
+    /// `dropins/role-<role>.conf.hbs` -> `/etc/systemd/system/<unit>.d/role.conf`.
+    pub fn render_role_dropin(&self, unit: &Unit) -> Result<RenderedFile, RenderError> {
+        let Some(role) = unit.role else {
+            return Err(RenderError::Template {
+                template: format!("role drop-in of {}", unit.name),
+                message: format!(
+                    "unit {} has no role: only role units get a role drop-in",
+                    unit.name
+                ),
+            });
+        };
+        let rel = format!("dropins/{}", role.dropin_template());
+        let content = self.render_registered(&rel, &self.unit_context(unit))?;
+        Ok(RenderedFile {
+            path: ImagePath::from_validated(format!("{UNIT_DIR}/{}.d/role.conf", unit.name)),
+            content,
+            mode: 0o644,
+        })
+    }
+
+    /// `dropins/<name>.hbs` -> `/etc/systemd/system/<unit>.d/<name>`
+    /// (`name` may be given with or without `.hbs`).
+    pub fn render_extra_dropin(
+        &self,
+        unit: &Unit,
+        name: &str,
+    ) -> Result<RenderedFile, RenderError> {
+        let name = name.strip_suffix(".hbs").unwrap_or(name);
+        let rel = dropin_template(name);
+        let content = if self.hbs.has_template(&rel) {
+            self.render_registered(&rel, &self.unit_context(unit))?
+        } else {
+            return Err(RenderError::Template {
+                template: self.template_label(&rel),
+                message: format!(
+                    "drop-in {name} is not listed for unit {} in the definition",
+                    unit.name
+                ),
+            });
+        };
+        Ok(RenderedFile {
+            path: ImagePath::from_validated(format!("{UNIT_DIR}/{}.d/{name}", unit.name)),
+            content,
+            mode: 0o644,
+        })
+    }
+
+    /// An extra file: `content` is an inline strict template.
+    pub fn render_file(&self, file: &FileEntry) -> Result<RenderedFile, RenderError> {
+        let label = format!("files entry {} in {}", file.path, self.def.source.display());
+        let content = self
+            .hbs
+            .render_template(&file.content, &Value::Object(self.base.clone()))
+            .map_err(|e| self.map_err(label, e))?;
+        Ok(RenderedFile {
+            path: file.path.clone(),
+            content,
+            mode: file.mode,
+        })
+    }
+}
+
+fn unit_template(name: &str) -> String {
+    format!("units/{name}.hbs")
+}
+
+fn dropin_template(name: &str) -> String {
+    format!("dropins/{name}.hbs")
+}
+
+/// `key = value` lines, sorted by key.
+pub fn sysctl_content(entries: &BTreeMap<String, String>) -> String {
+    entries
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect()
+}
+
+/// One module per line.
+pub fn modules_load_content(modules: &[String]) -> String {
+    modules.iter().map(|m| format!("{m}\n")).collect()
+}
+
+/// Every generated file: per unit the unit, its role drop-in and extra
+/// drop-ins; then `files`, `/etc/sysctl.d/*` and `/etc/modules-load.d/*`.
+pub fn render_all(def: &Definition) -> Result<Vec<RenderedFile>, RenderError> {
+    let r = Renderer::new(def)?;
+    let mut out = Vec::new();
+    for unit in &def.units {
+        out.push(r.render_unit(unit)?);
+        if unit.role.is_some() {
+            out.push(r.render_role_dropin(unit)?);
+        }
+        for d in &unit.dropins {
+            out.push(r.render_extra_dropin(unit, d)?);
+        }
+    }
+    for f in &def.files {
+        out.push(r.render_file(f)?);
+    }
+    for (file, entries) in &def.sysctl {
+        out.push(RenderedFile {
+            path: ImagePath::from_validated(format!("/etc/sysctl.d/{file}")),
+            content: sysctl_content(entries),
+            mode: 0o644,
+        });
+    }
+    for (file, modules) in &def.modules_load {
+        out.push(RenderedFile {
+            path: ImagePath::from_validated(format!("/etc/modules-load.d/{file}")),
+            content: modules_load_content(modules),
+            mode: 0o644,
+        });
+    }
+    Ok(out)
+}
+
+/// Role units not gated exactly on their marker, or shared units gated on one.
+#[derive(Debug, thiserror::Error)]
+#[error("role condition check failed:\n  {}", problems.join("\n  "))]
+pub struct RoleCheckError {
+    pub problems: Vec<String>,
+}
+
+/// Marker path prefix shared by every role.
+const MARKER_PREFIX: &str = "/etc/sysconfig/kubernetes-";
+
+/// Proves from the rendered files that every role unit carries exactly one
+/// `ConditionPathExists=<its marker>` (unit + drop-ins, in systemd's order,
+/// honouring empty resets) and no other marker condition, and that no shared
+/// unit has any `ConditionPathExists=` on a kubernetes marker.
+pub fn check_role_conditions(
+    def: &Definition,
+    files: &[RenderedFile],
+) -> Result<(), RoleCheckError> {
+    let mut problems = Vec::new();
+    for unit in &def.units {
+        let unit_path = format!("{UNIT_DIR}/{}", unit.name);
+        let dropin_dir = format!("{UNIT_DIR}/{}.d/", unit.name);
+        let Some(main) = files.iter().find(|f| f.path.as_str() == unit_path) else {
+            problems.push(format!("unit {}: {unit_path} was not rendered", unit.name));
+            continue;
+        };
+        // systemd reads the unit, then drop-ins sorted by file name.
+        let mut dropins: Vec<&RenderedFile> = files
+            .iter()
+            .filter(|f| {
+                f.path
+                    .as_str()
+                    .strip_prefix(&dropin_dir)
+                    .is_some_and(|rest| rest.ends_with(".conf") && !rest.contains('/'))
+            })
+            .collect();
+        dropins.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        let sources: Vec<&RenderedFile> = std::iter::once(main).chain(dropins).collect();
+        let names = sources
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+
+        // Effective ConditionPathExists= values, with the file each came from.
+        let mut conds: Vec<(String, &str)> = Vec::new();
+        for f in &sources {
+            for (section, key, value) in parse_unit_file(&f.content) {
+                if section != "Unit" || key != "ConditionPathExists" {
+                    continue;
+                }
+                if value.is_empty() {
+                    conds.clear();
+                } else {
+                    conds.push((value, f.path.as_str()));
+                }
+            }
+        }
+        let marker_conds: Vec<&(String, &str)> = conds
+            .iter()
+            .filter(|(v, _)| v.trim_start_matches(['!', '|']).starts_with(MARKER_PREFIX))
+            .collect();
+
+        match unit.role {
+            None => {
+                for (v, file) in &marker_conds {
+                    problems.push(format!(
+                        "shared unit {} must not be gated on a role marker, but {file} has ConditionPathExists={v}: remove it or give the unit a role",
+                        unit.name
+                    ));
+                }
+            }
+            Some(role) => {
+                let own = role.marker_path();
+                let exact = marker_conds.iter().filter(|(v, _)| v == own).count();
+                if exact != 1 {
+                    problems.push(format!(
+                        "role unit {} ({role}) must have exactly one ConditionPathExists={own}, found {exact} across {names}",
+                        unit.name
+                    ));
+                }
+                for (v, file) in marker_conds.iter().filter(|(v, _)| v != own) {
+                    let other = Role::ALL
+                        .iter()
+                        .find(|r| v.trim_start_matches(['!', '|']) == r.marker_path())
+                        .map(|r| format!("role {r}'s marker"))
+                        .unwrap_or_else(|| "a marker condition".to_string());
+                    problems.push(format!(
+                        "role unit {} ({role}) has {other} in {file}: ConditionPathExists={v}; only ConditionPathExists={own} is allowed",
+                        unit.name
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RoleCheckError { problems })
+    }
+}
+
+/// Minimal systemd unit-file parsing: `[Section]`, `Key=Value` (whitespace
+/// trimmed), `#`/`;` comments, trailing-backslash line continuation.
+/// Returns (section, key, value) in file order.
+pub fn parse_unit_file(content: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    let mut logical = String::new();
+    let mut continuing = false;
+    for raw in content.lines() {
+        let line = raw.trim();
+        if continuing {
+            // Comment lines inside a continuation are skipped, as systemd does.
+            if line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+        } else {
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if line.starts_with('[') && line.ends_with(']') {
+                section = line[1..line.len() - 1].trim().to_string();
+                continue;
+            }
+        }
+        if let Some(stripped) = line.strip_suffix('\\') {
+            logical.push_str(stripped);
+            logical.push(' ');
+            continuing = true;
+            continue;
+        }
+        logical.push_str(line);
+        continuing = false;
+        push_assignment(&mut out, &section, &logical);
+        logical.clear();
+    }
+    if continuing {
+        push_assignment(&mut out, &section, &logical);
+    }
+    out
+}
+
+fn push_assignment(out: &mut Vec<(String, String, String)>, section: &str, line: &str) {
+    if let Some((k, v)) = line.split_once('=') {
+        out.push((
+            section.to_string(),
+            k.trim().to_string(),
+            v.trim().to_string(),
+        ));
+    }
+}
+
+/// Convenience for callers holding only a path.
+pub fn template_path(def: &Definition, rel: &str) -> PathBuf {
+    Path::new(&def.data_root).join(rel)
+}
