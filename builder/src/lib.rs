@@ -11,4 +11,3 @@ pub mod manifest;
 pub mod progress;
 pub mod render;
 pub mod stages;
-pub mod render;
