@@ -1,0 +1,402 @@
+//! `wait-master` and `weave` against a real authoritative DNS server
+//! (hickory-server, zone `k8s.` on 127.0.0.1:<random port>) and a late
+//! HTTP health endpoint. rolectl queries it via `--dns-server`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_server::proto::rr::rdata::{A, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use hickory_server::Server;
+
+/// An authoritative server for `k8s.` whose records tests add while
+/// rolectl is waiting.
+struct Dns {
+    addr: SocketAddr,
+    zone: Arc<InMemoryZoneHandler>,
+    rt: tokio::runtime::Runtime,
+    serial: AtomicU32,
+}
+
+impl Dns {
+    fn start() -> Dns {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let origin = Name::from_str("k8s.").unwrap();
+        let mut zone =
+            InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+        let soa = SOA::new(
+            Name::from_str("ns.k8s.").unwrap(),
+            Name::from_str("admin.k8s.").unwrap(),
+            1,
+            60,
+            60,
+            600,
+            0,
+        );
+        assert!(zone.upsert_mut(Record::from_rdata(origin.clone(), 0, RData::SOA(soa)), 1));
+        let zone = Arc::new(zone);
+        let mut catalog = Catalog::new();
+        catalog.upsert(
+            LowerName::new(&origin),
+            vec![zone.clone() as Arc<dyn ZoneHandler>],
+        );
+        let addr = rt.block_on(async {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = sock.local_addr().unwrap();
+            let mut server = Server::new(catalog);
+            server.register_socket(sock);
+            tokio::spawn(async move {
+                let _ = server.block_until_done().await;
+            });
+            addr
+        });
+        Dns {
+            addr,
+            zone,
+            rt,
+            serial: AtomicU32::new(2),
+        }
+    }
+
+    fn add_a(&self, name: &str, ip: &str) {
+        let rec = Record::from_rdata(
+            Name::from_str(&format!("{name}.")).unwrap(),
+            0,
+            RData::A(A(ip.parse::<Ipv4Addr>().unwrap())),
+        );
+        let serial = self.serial.fetch_add(1, Ordering::SeqCst);
+        assert!(self.rt.block_on(self.zone.upsert(rec, serial)));
+    }
+
+    fn arg(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// A port with nothing listening yet (connections are refused until
+/// `serve` binds it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Serves `status` to every request on 127.0.0.1:port until `stop`.
+fn serve(port: u16, status: &'static str, stop: Arc<AtomicBool>) {
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    l.set_nonblocking(true).unwrap();
+    thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf);
+                    let body = "ok";
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+}
+
+fn minion_root(extra: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let ud = format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n{extra}");
+    put_user_data(t.path(), ud.as_bytes());
+    let o = activate(t.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    t
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(c: Child) -> (Option<i32>, String, String) {
+    let o = c.wait_with_output().unwrap();
+    (o.status.code(), stdout(&o), stderr(&o))
+}
+
+fn wait_master_args<'a>(
+    root: &'a str,
+    dns: &'a str,
+    url: &'a str,
+    timeout: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "wait-master",
+        "--root",
+        root,
+        "--health-url",
+        url,
+        "--timeout",
+        timeout,
+        "--max-backoff",
+        "0.4",
+        "--initial-backoff",
+        "0.1",
+        "--dns-server",
+        dns,
+    ]
+}
+
+#[test]
+fn wait_master_waits_for_late_dns_and_late_health() {
+    let dns = Dns::start();
+    let t = minion_root("");
+    let port = free_port();
+    let url = format!("http://{{master}}:{port}/health");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let start = Instant::now();
+    let child = spawn(&wait_master_args(&root, &d, &url, "10"));
+    thread::sleep(Duration::from_millis(1200));
+    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    thread::sleep(Duration::from_millis(1000));
+    let stop = Arc::new(AtomicBool::new(false));
+    serve(port, "200 OK", stop.clone());
+    let (code, _, err) = finish(child);
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(2200));
+    assert!(err.contains("waiting for master masters.demo.k8s: masters.demo.k8s has no addresses (attempt 1, next in 0.10s)"), "{err}");
+    // Once DNS answers, the reason changes to the refused connection.
+    assert!(
+        err.contains(&format!("http://127.0.0.1:{port}/health")),
+        "{err}"
+    );
+    assert!(err.contains("master masters.demo.k8s is up"), "{err}");
+    let attempts = err
+        .lines()
+        .filter(|l| l.starts_with("waiting for master"))
+        .count();
+    assert!(attempts >= 5, "{attempts} attempts:\n{err}");
+}
+
+#[test]
+fn wait_master_uses_master_endpoint_override() {
+    let dns = Dns::start();
+    let t = minion_root("  master_endpoint: api.demo.k8s:6443\n");
+    dns.add_a("api.demo.k8s", "127.0.0.1");
+    let port = free_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    serve(port, "200 OK", stop.clone());
+    let url = format!("http://{{master}}:{port}/healthz");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let (code, _, err) = finish(spawn(&wait_master_args(&root, &d, &url, "5")));
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("master api.demo.k8s is up"), "{err}");
+}
+
+#[test]
+fn wait_master_times_out_with_exit_2() {
+    let dns = Dns::start();
+    let t = minion_root("");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let start = Instant::now();
+    let (code, _, err) = finish(spawn(&wait_master_args(
+        &root,
+        &d,
+        "http://{master}:1/health",
+        "1.5",
+    )));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.contains("timed out after") && err.contains("masters.demo.k8s has no addresses"),
+        "{err}"
+    );
+    // DNS answers but the endpoint is unhealthy: still a timeout.
+    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    let port = free_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    serve(port, "503 Service Unavailable", stop.clone());
+    let url = format!("http://{{master}}:{port}/health");
+    let (code, _, err) = finish(spawn(&wait_master_args(&root, &d, &url, "1.2")));
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("answered HTTP 503"), "{err}");
+}
+
+#[test]
+fn wait_master_config_errors_exit_1() {
+    let t = tempfile::tempdir().unwrap();
+    let r = root_arg(t.path());
+    let o = rolectl(&[
+        "wait-master",
+        "--root",
+        &r,
+        "--health-url",
+        "http://{master}:1/",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no role marker"), "{}", stderr(&o));
+    let t = minion_root("");
+    let r = root_arg(t.path());
+    let o = rolectl(&[
+        "wait-master",
+        "--root",
+        &r,
+        "--health-url",
+        "https://{master}:1/",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("must start with http://"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn read_plan(root: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(root.join("run/rolectl/weave.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn weave_waits_for_expected_minions_then_plans_consensus() {
+    let dns = Dns::start();
+    let t =
+        minion_root("  expected_minions: 3\n  weave:\n    password: s3cret-pass\n    mtu: 1400\n");
+    dns.add_a("minions.demo.k8s", "10.99.0.2");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let child = spawn(&[
+        "weave",
+        "--root",
+        &root,
+        "--dry-run",
+        "--poll",
+        "0.3",
+        "--timeout",
+        "10",
+        "--dns-server",
+        &d,
+        "--own-addr",
+        "10.99.0.2",
+    ]);
+    thread::sleep(Duration::from_millis(1000));
+    dns.add_a("minions.demo.k8s", "10.99.0.10");
+    thread::sleep(Duration::from_millis(700));
+    dns.add_a("minions.demo.k8s", "10.99.0.3");
+    let (code, out, err) = finish(child);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("minions.demo.k8s: 1 of 3 addresses, waiting"),
+        "{err}"
+    );
+    assert!(
+        err.contains("minions.demo.k8s: 2 of 3 addresses, waiting"),
+        "{err}"
+    );
+    assert_eq!(
+        out.trim(),
+        "/usr/local/bin/weave launch-router --mtu=1400 --ipalloc-init consensus=3 10.99.0.3 10.99.0.10"
+    );
+    assert!(!out.contains("s3cret") && !err.contains("s3cret"));
+    let plan = read_plan(t.path());
+    assert_eq!(plan["consensus"], 3);
+    assert_eq!(plan["minions_seen"], 3);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["password_in_env"], true);
+    assert_eq!(
+        plan["peers"],
+        serde_json::json!(["10.99.0.3", "10.99.0.10"])
+    );
+    assert_eq!(plan["command"][0], "/usr/local/bin/weave");
+    assert!(!plan.to_string().contains("s3cret"));
+}
+
+#[test]
+fn weave_execs_launch_command_with_password_in_env() {
+    let dns = Dns::start();
+    let t = minion_root("  expected_minions: 2\n  weave:\n    password: s3cret-pass\n");
+    dns.add_a("minions.demo.k8s", "10.99.0.1");
+    dns.add_a("minions.demo.k8s", "10.99.0.5");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let (code, out, err) = finish(spawn(&[
+        "weave",
+        "--root",
+        &root,
+        "--poll",
+        "0.2",
+        "--timeout",
+        "5",
+        "--dns-server",
+        &d,
+        "--own-addr",
+        "10.99.0.5",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo \"pw=$WEAVE_PASSWORD args=$*\"",
+        "sh",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.trim(),
+        "pw=s3cret-pass args=--ipalloc-init consensus=2 10.99.0.1"
+    );
+    assert_eq!(read_plan(t.path())["dry_run"], false);
+}
+
+#[test]
+fn weave_times_out_with_exit_2_and_needs_a_count() {
+    let dns = Dns::start();
+    let t = minion_root("");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let o = rolectl(&["weave", "--root", &root, "--dry-run", "--dns-server", &d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--expected N"), "{}", stderr(&o));
+    dns.add_a("minions.demo.k8s", "10.99.0.1");
+    let (code, _, err) = finish(spawn(&[
+        "weave",
+        "--root",
+        &root,
+        "--dry-run",
+        "--expected",
+        "2",
+        "--poll",
+        "0.2",
+        "--timeout",
+        "1",
+        "--dns-server",
+        &d,
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("minions.demo.k8s: 1 of 2 addresses, waiting"),
+        "{err}"
+    );
+    assert!(!t.path().join("run/rolectl/weave.json").exists());
+}
