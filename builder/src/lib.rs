@@ -2,6 +2,7 @@
 //! declarative image definition.
 
 pub mod build;
+pub mod cli;
 pub mod definition;
 pub mod digest;
 pub mod fetch;
