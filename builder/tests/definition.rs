@@ -603,3 +603,19 @@ fn default_data_root_is_parent_of_images_dir() {
         Path::new("/x/y")
     );
 }
+
+#[test]
+fn yaml_syntax_error_has_position_and_one_line() {
+    let fx = Fixture::new();
+    let errs = fx.errors("name: x\nversion: \"1\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("line 2"), "{errs:?}");
+    assert!(!errs[0].contains('\n'), "{errs:?}");
+}
+
+#[test]
+fn masked_unit_cannot_also_be_installed() {
+    let fx = Fixture::new();
+    let errs = fx.errors(&edit("mask: [docker.socket]", "mask: [rolectl.service]"));
+    assert_error(&errs, "mask[0]", &["units[2]"]);
+}

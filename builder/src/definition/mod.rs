@@ -357,7 +357,11 @@ fn parse_raw(text: &str, source: &Path) -> Result<raw::RawDefinition, Definition
         })
     });
     result.map_err(|e| {
-        let message = e.to_string();
+        // serde-saphyr appends a source snippet; keep the first line, which
+        // already carries the line and column.
+        let full = e.to_string();
+        let first = full.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
         let hint = parse_hint(&message);
         DefinitionError::Invalid {
             file: source.to_path_buf(),
