@@ -168,6 +168,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
             "poll" => poll = secs(p.value().map_err(e)?, &opt)?,
             "dns-server" => {
                 let v = string(p.value().map_err(e)?, &opt)?;
+                if !cfg!(feature = "test-dns") {
+                    return Err(format!(
+                        "{opt} is a testing option; this rolectl was built without the test-dns feature"
+                    ));
+                }
                 dns_server = Some(
                     v.parse()
                         .map_err(|_| format!("{opt}: {v:?} is not IP:PORT"))?,

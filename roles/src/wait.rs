@@ -2,11 +2,13 @@
 //! (system resolver in production, a direct DNS query for tests) and the
 //! master health check behind `rolectl wait-master`.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "test-dns")]
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+#[cfg(feature = "test-dns")]
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::marker;
@@ -110,6 +112,13 @@ impl Resolver {
                 .map_err(|e| format!("cannot resolve {host}: {e}"))?
                 .map(|sa| sa.ip())
                 .collect::<Vec<_>>(),
+            #[cfg(not(feature = "test-dns"))]
+            Resolver::Direct(server) => {
+                return Err(format!(
+                    "cannot query {server}: rolectl was built without the test-dns feature"
+                ))
+            }
+            #[cfg(feature = "test-dns")]
             Resolver::Direct(server) => {
                 let mut v = dns_query(*server, host, RecordType::A)?;
                 v.extend(dns_query(*server, host, RecordType::AAAA)?);
@@ -125,6 +134,7 @@ impl Resolver {
     }
 }
 
+#[cfg(feature = "test-dns")]
 /// One DNS query over UDP with hickory-proto's message codec (no async
 /// runtime needed). NXDOMAIN and empty answers are `Ok(vec![])`.
 pub fn dns_query(server: SocketAddr, host: &str, rtype: RecordType) -> Result<Vec<IpAddr>, String> {
@@ -142,7 +152,7 @@ pub fn dns_query(server: SocketAddr, host: &str, rtype: RecordType) -> Result<Ve
     } else {
         ([0u16; 8], 0).into()
     };
-    let sock = UdpSocket::bind(bind).map_err(|e| format!("DNS socket: {e}"))?;
+    let sock = std::net::UdpSocket::bind(bind).map_err(|e| format!("DNS socket: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| format!("DNS socket: {e}"))?;
     sock.connect(server)
