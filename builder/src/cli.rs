@@ -98,6 +98,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Download and verify every artifact into the cache.
     Fetch(FetchArgs),
+    /// Build the golden disk image (raw, qcow2, kernel, initrd, manifest).
+    Build(crate::commands::BuildArgs),
+    /// Verify a built image against its manifest (libguestfs, read-only).
+    Inspect(crate::commands::InspectArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -328,7 +332,7 @@ pub fn report_error(global: &GlobalArgs, err: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn human_size(n: u64) -> String {
+pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut i = 0;

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod commands;
 pub mod definition;
 pub mod digest;
 pub mod fetch;
