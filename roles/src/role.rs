@@ -66,6 +66,8 @@ pub enum Activated {
         role: Role,
         settings: Settings,
         path: PathBuf,
+        /// The user-data part (and line) that asked for the role.
+        source: String,
     },
     /// Marker already present and user-data agrees (or has no role).
     Unchanged {
@@ -88,13 +90,18 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             role,
             settings,
             path,
-        }) => ActivationStatus::new(
-            Outcome::Activated,
-            Some(*role),
-            Some(settings),
-            Some(path),
-            &opts.user_data,
-        ),
+            source,
+        }) => {
+            let mut s = ActivationStatus::new(
+                Outcome::Activated,
+                Some(*role),
+                Some(settings),
+                Some(path),
+                &opts.user_data,
+            );
+            s.source = Some(source.clone());
+            s
+        }
         Ok(Activated::Unchanged {
             role,
             settings,
@@ -120,8 +127,23 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
         Err(e) => {
             let mut s = ActivationStatus::new(Outcome::Error, None, None, None, &opts.user_data);
             s.error = Some(e.to_string());
-            if let ActivateError::UserData(u) = e {
-                s.error_place = Some(u.place.clone());
+            match e {
+                ActivateError::UserData(u) => s.error_place = Some(u.place.clone()),
+                ActivateError::RoleConflict {
+                    existing,
+                    source_place,
+                    ..
+                } => {
+                    s.role = Some(existing.as_str().to_string());
+                    s.error_place = Some(source_place.clone());
+                }
+                ActivateError::SettingConflict {
+                    role, source_place, ..
+                } => {
+                    s.role = Some(role.as_str().to_string());
+                    s.error_place = Some(source_place.clone());
+                }
+                _ => {}
             }
             s
         }
@@ -163,7 +185,14 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
     };
     match (existing, request) {
         (None, Request::Unassigned { reason }) => Ok(Activated::Unassigned { reason }),
-        (None, Request::Assign { role, settings, .. }) => write(root, role, settings),
+        (
+            None,
+            Request::Assign {
+                role,
+                settings,
+                source,
+            },
+        ) => write(root, role, settings, source),
         (Some(m), Request::Unassigned { reason }) => Ok(Activated::Unchanged {
             role: m.role,
             settings: m.settings,
@@ -188,7 +217,7 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             }
             let Some(current) = &m.settings else {
                 // An empty marker left by the seed's `touch`: fill it in.
-                return write(root, role, settings);
+                return write(root, role, settings, source);
             };
             let want = marker::render(role, &settings);
             let want = marker::parse(role, &m.path, &want)?;
@@ -229,12 +258,18 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
     }
 }
 
-fn write(root: &Path, role: Role, settings: Settings) -> Result<Activated, ActivateError> {
+fn write(
+    root: &Path,
+    role: Role,
+    settings: Settings,
+    source: String,
+) -> Result<Activated, ActivateError> {
     let path = marker::path(root, role);
     marker::write_atomic(&path, marker::render(role, &settings).as_bytes(), 0o600)?;
     Ok(Activated::Written {
         role,
         settings,
         path,
+        source,
     })
 }

@@ -31,6 +31,8 @@ pub struct ActivationStatus {
     pub marker: Option<String>,
     /// The user-data file read (absolute, relative to the root).
     pub user_data: String,
+    /// The user-data part and line that asked for the role.
+    pub source: Option<String>,
     /// Why the host is unassigned / unchanged.
     pub reason: Option<String>,
     pub error: Option<String>,
@@ -58,6 +60,7 @@ impl ActivationStatus {
                 .filter(|_| marker.is_some())
                 .map(|r| r.marker_path().to_string()),
             user_data: user_data.to_string(),
+            source: None,
             reason: None,
             error: None,
             error_place: None,

@@ -39,6 +39,7 @@ fn activate_writes_marker_0600_and_status() {
     assert_eq!(s["role"], "minion");
     assert_eq!(s["cluster"], "demo");
     assert_eq!(s["user_data"], "/var/lib/cloud/instance/user-data.txt");
+    assert_eq!(s["source"], "user-data line 3");
     // Timing: the marker is durable within milliseconds of start.
     let us = s["elapsed_us"].as_u64().unwrap();
     assert!(us < 500_000, "activation took {us} us");

@@ -318,9 +318,12 @@ impl Cx<'_> {
         };
         let before = self.text.get(..o as usize).unwrap_or("");
         let trimmed = before.trim_end();
+        // Start after the last whitespace character (which may be multi-byte).
         let start = trimmed
-            .rfind(|c: char| c.is_whitespace())
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
         &trimmed[start..]
     }
 
@@ -601,6 +604,13 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(k.settings.cluster.as_str(), "yes");
+    }
+
+    #[test]
+    fn multibyte_whitespace_before_value() {
+        // U+3000 is whitespace to Rust but not to YAML; must not panic.
+        let _ = parse("#cloud-config\nkubernetes:\n  role: \u{3000}master\n", "u");
+        let _ = parse("#cloud-config\nkubernetes:\n  role:\u{3000} master\n", "u");
     }
 
     #[test]
