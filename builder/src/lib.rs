@@ -13,3 +13,4 @@ pub mod manifest;
 pub mod progress;
 pub mod render;
 pub mod stages;
+pub mod vm;

@@ -1,1 +1,119 @@
-//! VM test harness
+//! VM test harness: shared helpers for the tests in `tests/tests/`. The VM
+//! machinery itself lives in the builder crate (`kubebake::vm`), shared with
+//! `kubebake up/down/status`.
+//!
+//! Every test boots the golden image from `KUBEBAKE_IMAGE` or
+//! `out/k8s-node-offline.qcow2` (repo root); a missing image FAILS the test.
+//! Serial logs are kept under `target/vm-logs/<test>/`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use kubebake::vm::cluster::{Cluster, ClusterOptions};
+use kubebake::vm::image::GoldenImage;
+
+/// Generous per-wait timeout (TCG, 2 cores shared by up to 3 VMs).
+pub const WAIT: Duration = Duration::from_secs(300);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The golden image under test; panics (fails the test) when missing.
+pub fn golden() -> GoldenImage {
+    let path = std::env::var_os("KUBEBAKE_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("out/k8s-node-offline.qcow2"));
+    match GoldenImage::open(&path) {
+        Ok(g) => g,
+        Err(e) => panic!(
+            "{e:#}\nThe VM tests need the golden image: run `scripts/main.sh` (or `kubebake build images/k8s-node-offline.yaml --out out/`), or set KUBEBAKE_IMAGE."
+        ),
+    }
+}
+
+/// Log directory of `test`: target/vm-logs/<test>/ (emptied first).
+pub fn log_dir(test: &str) -> PathBuf {
+    let d = repo_root().join("target/vm-logs").join(test);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+pub fn options(test: &str, image: GoldenImage, memory_mib: u32) -> ClusterOptions {
+    ClusterOptions {
+        image,
+        domain: "k8s".into(),
+        memory_mib,
+        cpus: 1,
+        work_dir: log_dir(test),
+        die_with_parent: true,
+    }
+}
+
+pub fn start(test: &str, image: GoldenImage, memory_mib: u32) -> Cluster {
+    match Cluster::start(options(test, image, memory_mib)) {
+        Ok(c) => c,
+        Err(e) => panic!("starting the VM cluster for {test}: {e:#}"),
+    }
+}
+
+/// Prints a measured time.
+pub fn report(what: &str, d: Duration) {
+    eprintln!("TIME {what}: {:.1} s", d.as_secs_f64());
+}
+
+pub fn since(t: Instant) -> Duration {
+    t.elapsed()
+}
+
+/// Parses `systemctl show -p A,B unit` output into pairs.
+pub fn show(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `systemctl show -p ConditionResult,ActiveState UNIT` on `vm`.
+pub fn unit_state(c: &Cluster, vm: &str, unit: &str) -> Result<(String, String)> {
+    let out = c.ssh(
+        vm,
+        &format!("systemctl show -p ConditionResult,ActiveState {unit}"),
+    )?;
+    let m = show(&out);
+    Ok((
+        m.get("ConditionResult")
+            .cloned()
+            .context("no ConditionResult")?,
+        m.get("ActiveState").cloned().context("no ActiveState")?,
+    ))
+}
+
+/// No namespace, tap or qemu of this process is left.
+pub fn assert_clean(ns: &str) {
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(ns)),
+        "namespace {ns} left behind"
+    );
+    let me = std::process::id().to_string();
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &me, "qemu-system"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        children.trim().is_empty(),
+        "qemu processes left: {children}"
+    );
+}

@@ -1,0 +1,479 @@
+//! A cluster of VMs in one private VPC: namespace + bridge, DHCP, DNS,
+//! metadata service, and QEMU VMs booted from copy-on-write overlays of the
+//! golden image. Dropping the cluster kills every VM, stops the services and
+//! deletes the namespace (with its bridge and taps).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::accel::{self, Accel};
+use super::dns::{Entry, Registry};
+use super::image::GoldenImage;
+use super::net::{self, Netns};
+use super::qemu::{self, Boot, Qemu, VmConfig};
+use super::ssh::{self, SshKey};
+use super::userdata::{self, Role};
+use super::{dhcp, dns, imds, seed};
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub image: GoldenImage,
+    /// DNS domain of the VPC zone (`k8s`).
+    pub domain: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Overlays, seeds, serial logs, keys.
+    pub work_dir: PathBuf,
+    pub die_with_parent: bool,
+}
+
+/// What a VM is told at launch.
+#[derive(Debug, Clone)]
+pub enum UserData {
+    /// Harness-generated `#cloud-config` with the kubernetes block and the
+    /// harness SSH key in the same document.
+    Role {
+        role: Role,
+        expected_minions: Option<u32>,
+    },
+    /// Given verbatim by the user (like `run-instances --user-data`); the
+    /// harness key goes into a second MIME part.
+    File(Vec<u8>),
+    /// Exactly these bytes, nothing added (SSH then relies on the meta-data
+    /// `public-keys`).
+    Exact(Vec<u8>),
+}
+
+/// Launch request for one VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    /// Cluster name the VM registers under in DNS (`<role>s.<cluster>.k8s`).
+    pub cluster: String,
+    /// Role for DNS registration (None: not registered under masters/minions).
+    pub role: Option<Role>,
+    pub user_data: UserData,
+    /// Direct kernel boot instead of SeaBIOS.
+    pub kernel_boot: bool,
+}
+
+/// A VM of the cluster.
+pub struct Vm {
+    pub name: String,
+    pub cluster: String,
+    pub role: Option<Role>,
+    pub ip: Ipv4Addr,
+    pub tap: String,
+    pub dir: PathBuf,
+    pub qemu: Qemu,
+}
+
+pub struct Cluster {
+    pub opts: ClusterOptions,
+    pub registry: Registry,
+    pub key: SshKey,
+    pub accel: Accel,
+    vms: Vec<Vm>,
+    next: u32,
+    stop: Arc<AtomicBool>,
+    rt: Option<tokio::runtime::Runtime>,
+    // Declared last: dropped after the VMs and services are gone.
+    ns: Netns,
+}
+
+impl Cluster {
+    /// Creates the VPC: namespace, bridge, DHCP, DNS and metadata service.
+    pub fn start(opts: ClusterOptions) -> Result<Self> {
+        std::fs::create_dir_all(&opts.work_dir)
+            .with_context(|| format!("creating {}", opts.work_dir.display()))?;
+        let accel = accel::detect(opts.image.kernel.as_deref()).accel;
+        let key = SshKey::generate(&opts.work_dir)?;
+        let ns = Netns::create()?;
+        let registry = Registry::new(&opts.domain);
+        let stop = Arc::new(AtomicBool::new(false));
+
+        let (dns_sockets, imds_listener) =
+            ns.run_in(|| Ok((dns::bind(net::GATEWAY)?, imds::bind()?)))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kb-vpc")
+            .enable_all()
+            .build()
+            .context("starting the VPC service runtime")?;
+        {
+            let _guard = rt.enter();
+            let r = registry.clone();
+            rt.spawn(async move {
+                if let Err(e) = dns::serve(dns_sockets, r).await {
+                    eprintln!("vm dns: {e:#}");
+                }
+            });
+            let r = registry.clone();
+            rt.spawn(async move {
+                if let Err(e) = imds::serve(imds_listener, r).await {
+                    eprintln!("vm imds: {e:#}");
+                }
+            });
+        }
+        let fd = ns.fd()?;
+        let (r, s) = (registry.clone(), stop.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("kb-dhcp".into())
+            .spawn(move || {
+                let bound = nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .context("setns for DHCP")
+                    .and_then(|_| dhcp::bind());
+                match bound {
+                    Ok(sock) => {
+                        let _ = tx.send(Ok(()));
+                        dhcp::serve(sock, r, s);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .context("starting the DHCP thread")?;
+        rx.recv().context("DHCP thread died")??;
+        Ok(Cluster {
+            opts,
+            registry,
+            key,
+            accel,
+            vms: Vec::new(),
+            next: 0,
+            stop,
+            rt: Some(rt),
+            ns,
+        })
+    }
+
+    pub fn netns(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// Keeps the namespace after drop (detached `kubebake up`).
+    pub fn keep_namespace(&mut self) {
+        self.ns.keep();
+    }
+
+    /// Starts one VM and registers it in DNS/DHCP/IMDS. Call from a
+    /// long-lived thread: the VM dies with the thread that spawned it.
+    pub fn launch(&mut self, spec: VmSpec) -> Result<&Vm> {
+        if self.vms.iter().any(|v| v.name == spec.name) {
+            bail!("a VM named {} is already running", spec.name);
+        }
+        userdata::check_label("VM name", &spec.name)?;
+        let n = self.next;
+        self.next += 1;
+        let ip = net::vm_address(n)?;
+        let mac = net::vm_mac(n);
+        let mac_s = net::mac_string(&mac);
+        let tap = format!("kbtap{n}");
+        let dir = self.opts.work_dir.join(&spec.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let keys = vec![self.key.public.clone()];
+        let user_data = match &spec.user_data {
+            UserData::Role {
+                role,
+                expected_minions,
+            } => userdata::cloud_config(
+                *role,
+                &spec.cluster,
+                (self.opts.domain != "k8s").then_some(self.opts.domain.as_str()),
+                *expected_minions,
+                &keys,
+            )
+            .into_bytes(),
+            UserData::File(b) => userdata::with_ssh_part(b, &keys),
+            UserData::Exact(b) => b.clone(),
+        };
+        let instance_id = format!("i-{}-{}", self.ns.name(), spec.name);
+        let seed_path = dir.join("seed.img");
+        seed::build(
+            &seed_path,
+            &seed::Seed {
+                user_data: &user_data,
+                meta_data: &seed::meta_data(&instance_id, &spec.name, &keys),
+                network_config: &seed::network_config(&mac_s),
+            },
+        )?;
+        let overlay = dir.join("disk.qcow2");
+        qemu::create_overlay(&self.opts.image.disk, &overlay)?;
+        self.ns.add_tap(&tap)?;
+        self.registry.add(Entry {
+            name: spec.name.clone(),
+            cluster: spec.cluster.clone(),
+            role: spec.role,
+            ip,
+            mac,
+            user_data,
+            instance_id,
+        });
+        let boot = if spec.kernel_boot {
+            self.opts
+                .image
+                .kernel_boot()
+                .context("direct kernel boot needs <image>.vmlinuz, .initrd and .manifest.json (boot.cmdline) beside the image")?
+        } else {
+            Boot::Bios
+        };
+        let spawned = Qemu::spawn(VmConfig {
+            name: spec.name.clone(),
+            disk: overlay,
+            seed: Some(seed_path),
+            memory_mib: self.opts.memory_mib,
+            cpus: self.opts.cpus,
+            boot,
+            accel: self.accel,
+            tap: Some((tap.clone(), mac_s)),
+            netns: Some(self.ns.fd()?),
+            dir: dir.clone(),
+            smbios: None,
+            die_with_parent: self.opts.die_with_parent,
+        });
+        let qemu = match spawned {
+            Ok(q) => q,
+            Err(e) => {
+                self.registry.remove(&spec.name);
+                let _ = self.ns.del_tap(&tap);
+                return Err(e);
+            }
+        };
+        self.vms.push(Vm {
+            name: spec.name,
+            cluster: spec.cluster,
+            role: spec.role,
+            ip,
+            tap,
+            dir,
+            qemu,
+        });
+        self.vms.last().context("VM just pushed")
+    }
+
+    pub fn vms(&self) -> &[Vm] {
+        &self.vms
+    }
+
+    pub fn vm(&self, name: &str) -> Result<&Vm> {
+        self.vms
+            .iter()
+            .find(|v| v.name == name)
+            .with_context(|| format!("no VM named {name}"))
+    }
+
+    pub fn vm_mut(&mut self, name: &str) -> Result<&mut Vm> {
+        self.vms
+            .iter_mut()
+            .find(|v| v.name == name)
+            .with_context(|| format!("no VM named {name}"))
+    }
+
+    /// Powers a VM off (ACPI, then quit, then kill), removes it from DNS and
+    /// deletes its tap.
+    pub fn stop_vm(&mut self, name: &str, grace: Duration) -> Result<()> {
+        let i = self
+            .vms
+            .iter()
+            .position(|v| v.name == name)
+            .with_context(|| format!("no VM named {name}"))?;
+        let mut vm = self.vms.remove(i);
+        self.registry.remove(name);
+        vm.qemu.shutdown(grace);
+        let _ = self.ns.del_tap(&vm.tap);
+        Ok(())
+    }
+
+    /// Runs `command` on VM `name` over SSH; Ok(stdout) only on exit 0.
+    pub fn ssh(&self, name: &str, command: &str) -> Result<String> {
+        let out = self.ssh_output(name, command)?;
+        if !out.status.success() {
+            bail!(
+                "ssh {name} `{command}` exited {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Like [`ssh`](Self::ssh) but returns the raw output whatever the exit.
+    pub fn ssh_output(&self, name: &str, command: &str) -> Result<std::process::Output> {
+        let vm = self.vm(name)?;
+        ssh::run(
+            self.ns.name(),
+            &self.key.private,
+            &vm.ip.to_string(),
+            command,
+        )
+    }
+
+    /// Runs a host command inside the namespace (e.g. curl the IMDS).
+    pub fn ns_exec(&self, argv: &[&str]) -> Result<std::process::Output> {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", self.ns.name()])
+            .args(argv)
+            .output()
+            .context("ip netns exec")
+    }
+
+    /// Waits until SSH answers on `name`; returns the time since its start.
+    pub fn wait_ssh(&self, name: &str, timeout: Duration) -> Result<Duration> {
+        let started = self.vm(name)?.qemu.started;
+        super::wait_until(
+            &format!("ssh on {name}"),
+            timeout,
+            Duration::from_secs(3),
+            || {
+                self.check_alive(name)?;
+                Ok(self.ssh(name, "true").ok().map(|_| started.elapsed()))
+            },
+        )
+    }
+
+    /// Waits until the serial console of `name` contains `needle` (counting
+    /// from occurrence `after`); returns the time since the VM's start.
+    pub fn wait_serial(
+        &self,
+        name: &str,
+        needle: &str,
+        after: usize,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let started = self.vm(name)?.qemu.started;
+        super::wait_until(
+            &format!("\"{needle}\" on the serial console of {name}"),
+            timeout,
+            Duration::from_millis(500),
+            || {
+                self.check_alive(name)?;
+                let log = self.vm(name)?.qemu.serial();
+                Ok((log.matches(needle).count() > after).then(|| started.elapsed()))
+            },
+        )
+    }
+
+    fn check_alive(&self, name: &str) -> Result<()> {
+        let vm = self.vm(name)?;
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.qemu.pid as i32), None).is_err() {
+            bail!(
+                "qemu of {name} exited; see {}",
+                vm.qemu.serial_log.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies serial logs (and qemu stderr) of every VM to `dest`.
+    pub fn save_logs(&self, dest: &Path) -> Result<()> {
+        std::fs::create_dir_all(dest)?;
+        for vm in &self.vms {
+            let _ = std::fs::copy(
+                &vm.qemu.serial_log,
+                dest.join(format!("{}.serial.log", vm.name)),
+            );
+            let _ = std::fs::copy(
+                vm.dir.join("qemu.stderr"),
+                dest.join(format!("{}.qemu.stderr", vm.name)),
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops everything now (same as drop).
+    pub fn shutdown(mut self) {
+        self.teardown();
+    }
+
+    fn teardown(&mut self) {
+        for mut vm in self.vms.drain(..) {
+            vm.qemu.kill();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Stage of a VM derived from its serial console.
+pub fn serial_stage(log: &str) -> &'static str {
+    if log.contains("rolectl: activation failed") || log.contains("Failed to start rolectl") {
+        "role activation FAILED"
+    } else if log.contains("rolectl: activated as master")
+        || log.contains("rolectl: already a master")
+    {
+        "role master active"
+    } else if log.contains("rolectl: activated as minion")
+        || log.contains("rolectl: already a minion")
+    {
+        "role minion active"
+    } else if log.contains("host stays unassigned") {
+        "no role (unassigned)"
+    } else if log.contains("Cloud-init v.") && log.contains("running 'init'") {
+        "cloud-init"
+    } else if log.contains("Linux version") {
+        "booting kernel"
+    } else if log.is_empty() {
+        "starting"
+    } else {
+        "firmware"
+    }
+}
+
+/// Time since `since` in seconds, one decimal.
+pub fn secs(since: Instant) -> String {
+    format!("{:.1} s", since.elapsed().as_secs_f64())
+}
+
+/// Live stage of a VM: the serial console first, refined by an SSH probe
+/// once the role is active (units, wait-master, weave).
+pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> String {
+    let log = std::fs::read(serial_log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let stage = serial_stage(&log);
+    if !stage.starts_with("role ") && stage != "cloud-init" {
+        return stage.to_string();
+    }
+    let probe = "for u in rolectl etcd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; test -s /run/rolectl/weave.json && echo weave-json=yes";
+    let Ok(out) = ssh::run(ns, key, &ip.to_string(), probe) else {
+        return stage.to_string();
+    };
+    if !out.status.success() && out.stdout.is_empty() {
+        return stage.to_string();
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let m: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |k: &str| m.get(k).copied().unwrap_or("?");
+    if get("rolectl") == "failed" {
+        "role activation FAILED".into()
+    } else if get("weave-json") == "yes" {
+        "minion: weave launched".into()
+    } else if get("weave") == "activating" {
+        "minion: waiting for minions (weave)".into()
+    } else if get("docker") == "activating" {
+        "minion: waiting for master".into()
+    } else if get("docker") == "active" {
+        "minion: docker active".into()
+    } else if get("etcd") == "active" {
+        "master: etcd active".into()
+    } else {
+        stage.to_string()
+    }
+}

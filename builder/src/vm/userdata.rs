@@ -1,0 +1,152 @@
+//! User-data the harness hands to VMs, and `kubebake userdata` for real
+//! clouds.
+
+use anyhow::{bail, Result};
+
+/// Node role as written in user-data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Minion,
+}
+
+impl std::str::FromStr for Role {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "master" => Ok(Role::Master),
+            "minion" => Ok(Role::Minion),
+            other => bail!("unknown role {other:?}: expected master or minion"),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Minion => "minion",
+        })
+    }
+}
+
+/// Checks a DNS label used as cluster name or domain.
+pub fn check_label(what: &str, s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if !ok {
+        bail!(
+            "{what} {s:?} must be a DNS label: 1-63 of [a-z0-9-], not starting or ending with '-'"
+        );
+    }
+    Ok(())
+}
+
+/// `#cloud-config` with the `kubernetes:` block (and SSH keys for the
+/// default user when given).
+pub fn cloud_config(
+    role: Role,
+    cluster: &str,
+    domain: Option<&str>,
+    expected_minions: Option<u32>,
+    ssh_keys: &[String],
+) -> String {
+    let mut s = String::from("#cloud-config\n");
+    if !ssh_keys.is_empty() {
+        s.push_str("ssh_authorized_keys:\n");
+        for k in ssh_keys {
+            s.push_str(&format!("  - \"{}\"\n", k.trim().replace('"', "")));
+        }
+    }
+    s.push_str(&format!(
+        "kubernetes:\n  role: {role}\n  cluster: {cluster}\n"
+    ));
+    if let Some(d) = domain {
+        s.push_str(&format!("  domain: {d}\n"));
+    }
+    if let Some(n) = expected_minions {
+        s.push_str(&format!("  expected_minions: {n}\n"));
+    }
+    s
+}
+
+/// Wraps `user_data` and a second `#cloud-config` part with
+/// `ssh_authorized_keys` into MIME multipart (what `cloud-init devel
+/// make-mime` produces), leaving the user's part byte-for-byte intact.
+pub fn with_ssh_part(user_data: &[u8], ssh_keys: &[String]) -> Vec<u8> {
+    let boundary = "===============kubebake-harness==";
+    let first_type = content_type(user_data);
+    let mut ssh = String::from("#cloud-config\nssh_authorized_keys:\n");
+    for k in ssh_keys {
+        ssh.push_str(&format!("  - \"{}\"\n", k.trim().replace('"', "")));
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(
+        format!(
+            "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\nContent-Type: {first_type}; charset=\"us-ascii\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 7bit\nContent-Disposition: attachment; filename=\"user-data\"\n\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(user_data);
+    if !user_data.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(
+        format!(
+            "\n--{boundary}\nContent-Type: text/cloud-config; charset=\"us-ascii\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 7bit\nContent-Disposition: attachment; filename=\"harness-ssh.cfg\"\n\n{ssh}\n--{boundary}--\n"
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// cloud-init's content type for a part, from its first line.
+fn content_type(data: &[u8]) -> &'static str {
+    if data.starts_with(b"#cloud-config") {
+        "text/cloud-config"
+    } else if data.starts_with(b"#!") {
+        "text/x-shellscript"
+    } else if data.starts_with(b"#cloud-boothook") {
+        "text/cloud-boothook"
+    } else {
+        "text/plain"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_config_has_kubernetes_block() {
+        let s = cloud_config(Role::Minion, "demo", None, Some(2), &[]);
+        assert_eq!(
+            s,
+            "#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n  expected_minions: 2\n"
+        );
+    }
+
+    #[test]
+    fn mime_keeps_user_part() {
+        let m = with_ssh_part(
+            b"#!/bin/sh\ntouch /etc/sysconfig/kubernetes-master\n",
+            &["ssh-ed25519 AAAA k".into()],
+        );
+        let m = String::from_utf8_lossy(&m);
+        assert!(m.contains("text/x-shellscript"));
+        assert!(m.contains("touch /etc/sysconfig/kubernetes-master\n"));
+        assert!(m.contains("ssh_authorized_keys:\n  - \"ssh-ed25519 AAAA k\""));
+    }
+
+    #[test]
+    fn labels() {
+        assert!(check_label("cluster", "demo-1").is_ok());
+        assert!(check_label("cluster", "Demo").is_err());
+        assert!(check_label("cluster", "").is_err());
+    }
+}

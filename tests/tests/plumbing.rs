@@ -1,0 +1,79 @@
+//! One VM: boots from a copy-on-write overlay, gets its address, resolver
+//! and hostname by DHCP, resolves the VPC's DNS names, reads its own
+//! user-data from the metadata service; the golden image stays unchanged and
+//! nothing is left behind.
+
+use std::time::Duration;
+
+use kubebake::vm::cluster::{UserData, VmSpec};
+use kubebake::vm::userdata::Role;
+use kubebake_vmtests as h;
+
+#[test]
+fn one_vm_network_dns_imds() {
+    let image = h::golden();
+    let sha_before = image.sha256().expect("hashing the golden image");
+    let mut c = h::start("one_vm_network_dns_imds", image.clone(), 768);
+    let ns = c.netns().to_string();
+    let result = (|| -> anyhow::Result<()> {
+        c.launch(VmSpec {
+            name: "node0".into(),
+            cluster: "demo".into(),
+            role: Some(Role::Master),
+            user_data: UserData::Role {
+                role: Role::Master,
+                expected_minions: None,
+            },
+            kernel_boot: true,
+        })?;
+        let t = c.wait_ssh("node0", h::WAIT)?;
+        h::report("boot -> ssh (direct kernel boot)", t);
+        let resolv = c.ssh("node0", "cat /etc/resolv.conf")?;
+        anyhow::ensure!(
+            resolv.contains("nameserver 10.77.0.1"),
+            "resolv.conf: {resolv}"
+        );
+        let got = c.ssh("node0", "getent hosts masters.demo.k8s node0.demo.k8s")?;
+        anyhow::ensure!(got.matches("10.77.0.10").count() == 2, "getent: {got}");
+        let ud = c.ssh(
+            "node0",
+            "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://169.254.169.254/latest/user-data\").read().decode())'",
+        )?;
+        anyhow::ensure!(
+            ud.contains("role: master"),
+            "IMDS user-data from the VM: {ud}"
+        );
+        let ip = c.ssh(
+            "node0",
+            "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://169.254.169.254/latest/meta-data/local-ipv4\").read().decode())'",
+        )?;
+        anyhow::ensure!(ip.trim() == "10.77.0.10", "IMDS local-ipv4: {ip}");
+        let out = c.ns_exec(&[
+            "curl",
+            "-sf",
+            "-H",
+            "X-Kubebake-Source: 10.77.0.10",
+            "http://169.254.169.254/latest/meta-data/hostname",
+        ])?;
+        anyhow::ensure!(
+            String::from_utf8_lossy(&out.stdout) == "node0.demo.k8s",
+            "IMDS from the namespace: {:?}",
+            out
+        );
+        c.stop_vm("node0", Duration::from_secs(60))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = c.save_logs(&h::repo_root().join("target/vm-logs/one_vm_network_dns_imds"));
+    }
+    drop(c);
+    h::assert_clean(&ns);
+    assert_eq!(
+        image.sha256().expect("hashing the golden image"),
+        sha_before,
+        "the golden image changed"
+    );
+    if let Err(e) = result {
+        panic!("{e:#}");
+    }
+}
