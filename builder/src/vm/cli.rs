@@ -73,8 +73,6 @@ pub struct StatusArgs {
     pub cluster: String,
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -420,7 +418,8 @@ struct VmStatus<'a> {
     stage: String,
 }
 
-pub fn run_status(args: StatusArgs) -> Result<()> {
+/// `json`: the global `--json` flag.
+pub fn run_status(args: StatusArgs, json: bool) -> Result<()> {
     let dir = state_dir(&args.cluster, &args.state_dir);
     let s = read_state(&dir)?;
     let alive =
@@ -443,7 +442,7 @@ pub fn run_status(args: StatusArgs) -> Result<()> {
             }
         })
         .collect();
-    if args.json {
+    if json {
         let out = serde_json::json!({
             "cluster": s.cluster, "netns": s.netns, "pid": s.pid,
             "running": alive(s.pid), "accel": s.accel, "vms": vms,

@@ -1,0 +1,285 @@
+//! Scenarios (a) + (e) + (f) on one cluster, to save boots under TCG:
+//!   1. minion1 and minion2 start first (expected_minions: 3): they become
+//!      minions, docker.service waits for the master (e), weave waits for
+//!      the third minion (f, "2 of 3").
+//!   2. master1 starts: etcd comes up, the minions' docker starts only after
+//!      the master's /health answered (a, e).
+//!   3. minion3 starts: weave launches on all three with consensus=3 and
+//!      the other two minions as peers (a, f).
+//!
+//! Role gating is checked on both sides (a), and a container made from
+//! busybox-static runs on a minion, nothing pulled from a registry.
+//! minion1 gets harness user-data (one #cloud-config with the SSH key),
+//! minion2/minion3 the same file wrapped in MIME with a separate SSH part.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use kubebake::vm::cluster::{Cluster, UserData, VmSpec};
+use kubebake::vm::userdata::{self, Role};
+use kubebake::vm::wait_until;
+use kubebake_vmtests as h;
+
+const TEST: &str = "cluster_master_minions_weave";
+const CLUSTER: &str = "demo";
+/// Four VMs on two cores under TCG: be generous.
+const WAIT: Duration = Duration::from_secs(600);
+
+fn minion(name: &str, wrapped: bool) -> VmSpec {
+    let user_data = if wrapped {
+        UserData::File(
+            userdata::cloud_config(Role::Minion, CLUSTER, None, Some(3), &[]).into_bytes(),
+        )
+    } else {
+        UserData::Role {
+            role: Role::Minion,
+            expected_minions: Some(3),
+        }
+    };
+    VmSpec {
+        name: name.into(),
+        cluster: CLUSTER.into(),
+        role: Some(Role::Minion),
+        user_data,
+        kernel_boot: false,
+    }
+}
+
+fn journal(c: &Cluster, vm: &str, unit: &str) -> Result<String> {
+    c.ssh(
+        vm,
+        &format!("sudo journalctl -b -u {unit} --no-pager -o short-unix"),
+    )
+}
+
+/// Guest wall clock minus host wall clock, seconds.
+fn skew(c: &Cluster, vm: &str) -> Result<f64> {
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let guest: f64 = c.ssh(vm, "date +%s.%N")?.trim().parse()?;
+    Ok(guest - host)
+}
+
+/// `ActiveEnterTimestamp` of a unit as unix seconds (guest clock).
+fn active_since(c: &Cluster, vm: &str, unit: &str) -> Result<f64> {
+    let out = c.ssh(
+        vm,
+        &format!("systemctl show -p ActiveEnterTimestamp --timestamp=unix {unit}"),
+    )?;
+    let v = out
+        .trim()
+        .strip_prefix("ActiveEnterTimestamp=@")
+        .with_context(|| format!("{unit} on {vm}: {out}"))?;
+    Ok(v.parse()?)
+}
+
+fn weave_plan(c: &Cluster, vm: &str) -> Result<serde_json::Value> {
+    let text = c.ssh(vm, "cat /run/rolectl/weave.json")?;
+    serde_json::from_str(&text).with_context(|| format!("weave.json on {vm}: {text}"))
+}
+
+fn scenario(c: &mut Cluster) -> Result<()> {
+    let t0 = Instant::now();
+    c.launch(minion("minion1", false))?;
+    c.launch(minion("minion2", true))?;
+    for m in ["minion1", "minion2"] {
+        let t = c.wait_serial(m, "rolectl: activated as minion", 0, WAIT)?;
+        h::report(&format!("{m}: start -> role marker"), t);
+    }
+    for m in ["minion1", "minion2"] {
+        c.wait_ssh(m, WAIT)?;
+    }
+    // (e) no master yet: docker waits for masters.demo.k8s.
+    for m in ["minion1", "minion2"] {
+        wait_until(
+            &format!("{m}: docker.service waiting for the master"),
+            WAIT,
+            Duration::from_secs(3),
+            || {
+                let (_, active) = h::unit_state(c, m, "docker.service")?;
+                let j = journal(c, m, "docker.service")?;
+                Ok((active == "activating" && j.contains("waiting for master")).then_some(()))
+            },
+        )?;
+        let (cond, active) = h::unit_state(c, m, "etcd.service")?;
+        ensure!(
+            cond == "no" && active == "inactive",
+            "{m}: etcd {cond}/{active}"
+        );
+    }
+    // weave.service (After=/Requires=docker) is still queued behind docker.
+    eprintln!(
+        "minions are waiting ({:.0} s); starting master1",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let tm = Instant::now();
+    c.launch(VmSpec {
+        name: "master1".into(),
+        cluster: CLUSTER.into(),
+        role: Some(Role::Master),
+        user_data: UserData::Role {
+            role: Role::Master,
+            expected_minions: None,
+        },
+        kernel_boot: false,
+    })?;
+    let t = c.wait_serial("master1", "rolectl: activated as master", 0, WAIT)?;
+    h::report("master1: start -> role marker", t);
+    c.wait_ssh("master1", WAIT)?;
+    let master_ip = c.vm("master1")?.ip.to_string();
+    let health = format!("http://{master_ip}:2379/health");
+    wait_until(
+        "etcd /health on master1",
+        WAIT,
+        Duration::from_secs(2),
+        || {
+            let out = c.ns_exec(&["curl", "-sf", "--max-time", "5", &health])?;
+            Ok(out.status.success().then_some(()))
+        },
+    )?;
+    h::report("master1: start -> etcd /health answers", tm.elapsed());
+    // (a) master runs only master units.
+    let (cond, active) = h::unit_state(c, "master1", "etcd.service")?;
+    ensure!(
+        cond == "yes" && active == "active",
+        "master1 etcd {cond}/{active}"
+    );
+    for u in ["docker.service", "containerd.service", "weave.service"] {
+        let (cond, active) = h::unit_state(c, "master1", u)?;
+        ensure!(
+            cond == "no" && active == "inactive",
+            "master1 {u}: {cond}/{active}"
+        );
+    }
+    let etcd_up = active_since(c, "master1", "etcd.service")? - skew(c, "master1")?;
+
+    // (a)+(e) minions proceed once the master is healthy.
+    for m in ["minion1", "minion2"] {
+        wait_until(
+            &format!("{m}: docker active"),
+            WAIT,
+            Duration::from_secs(3),
+            || {
+                let (_, active) = h::unit_state(c, m, "docker.service")?;
+                Ok((active == "active").then_some(()))
+            },
+        )?;
+        h::report(&format!("{m}: master start -> docker active"), tm.elapsed());
+        let j = journal(c, m, "docker.service")?;
+        ensure!(
+            j.contains(&format!("master masters.{CLUSTER}.k8s is up")),
+            "{m}: no wait-master success line in docker's journal:\n{j}"
+        );
+        ensure!(
+            j.contains("waiting for master"),
+            "{m}: no waiting lines:\n{j}"
+        );
+        let docker_up = active_since(c, m, "docker.service")? - skew(c, m)?;
+        ensure!(
+            docker_up + 3.0 >= etcd_up,
+            "{m}: docker active at {docker_up:.1} before master etcd at {etcd_up:.1}"
+        );
+        let out = c.ssh(
+            m,
+            "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp /bin/busybox $d/bin/; \
+             sudo tar -C $d -c . | sudo docker import - local/busybox >/dev/null; \
+             sudo docker run --rm local/busybox /bin/busybox echo ok",
+        )?;
+        ensure!(out.trim() == "ok", "{m}: container said {out:?}");
+    }
+    // Still waiting for the third minion.
+    for m in ["minion1", "minion2"] {
+        wait_until(
+            &format!("{m}: weave waiting"),
+            WAIT,
+            Duration::from_secs(3),
+            || {
+                let (_, active) = h::unit_state(c, m, "weave.service")?;
+                let j = journal(c, m, "weave.service")?;
+                Ok((active == "activating" && j.contains("2 of 3 addresses")).then_some(()))
+            },
+        )?;
+    }
+
+    // (f) third minion: all three launch with consensus=3.
+    let t3 = Instant::now();
+    c.launch(minion("minion3", true))?;
+    let minions = ["minion1", "minion2", "minion3"];
+    c.wait_ssh("minion3", WAIT)?;
+    for m in minions {
+        wait_until(
+            &format!("{m}: weave launched"),
+            WAIT,
+            Duration::from_secs(3),
+            || Ok(c.ssh(m, "test -s /run/rolectl/weave.json").ok()),
+        )?;
+    }
+    h::report("minion3 start -> weave launched on all three", t3.elapsed());
+    h::report(
+        "cluster: first start -> weave launched everywhere",
+        t0.elapsed(),
+    );
+    let ips: Vec<String> = minions
+        .iter()
+        .map(|m| c.vm(m).map(|v| v.ip.to_string()))
+        .collect::<Result<_>>()?;
+    for (i, m) in minions.iter().enumerate() {
+        let plan = weave_plan(c, m)?;
+        ensure!(
+            plan["consensus"] == 3,
+            "{m}: consensus {}",
+            plan["consensus"]
+        );
+        let peers: BTreeSet<String> = plan["peers"]
+            .as_array()
+            .context("peers")?
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect();
+        let want: BTreeSet<String> = ips
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, ip)| ip.clone())
+            .collect();
+        ensure!(peers == want, "{m}: peers {peers:?}, want {want:?}");
+        let cmd = plan["command"].to_string();
+        ensure!(cmd.contains("consensus=3"), "{m}: command {cmd}");
+        let (_, active) = h::unit_state(c, m, "weave.service")?;
+        ensure!(active == "active", "{m}: weave.service {active}");
+    }
+    Ok(())
+}
+
+#[test]
+fn cluster_master_minions_weave() {
+    let image = h::golden();
+    let sha = image.sha256().expect("hashing the golden image");
+    let mut c = h::start(TEST, image.clone(), 768);
+    let ns = c.netns().to_string();
+    let result = scenario(&mut c);
+    if let Err(e) = &result {
+        eprintln!("FAILED: {e:#}; serial logs in target/vm-logs/{TEST}/");
+        for vm in c.vms() {
+            let log = vm.qemu.serial();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("--- {} (last lines)", vm.name);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+    drop(c);
+    h::assert_clean(&ns);
+    assert_eq!(
+        image.sha256().expect("hash"),
+        sha,
+        "the golden image changed"
+    );
+    if let Err(e) = result {
+        panic!("{e:#}");
+    }
+}

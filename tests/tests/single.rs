@@ -1,0 +1,161 @@
+//! Single-VM scenarios, booted in parallel in one VPC:
+//!   (b) the seed's literal user-data `touch /etc/sysconfig/kubernetes-master`
+//!       makes a master (SeaBIOS boot); (d) it stays a master across a reboot;
+//!   (c) bad user-data (`kubernetes: {role: captain}`): the VM boots, no role
+//!       unit starts, rolectl.service failed with the reason in the journal
+//!       and in /run/rolectl/status.json (direct kernel boot).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use kubebake::vm::cluster::{Cluster, UserData, VmSpec};
+use kubebake::vm::userdata::Role;
+use kubebake::vm::wait_until;
+use kubebake_vmtests as h;
+
+const TEST: &str = "single_seed_script_bad_userdata_reboot";
+const WAIT: Duration = Duration::from_secs(480);
+const SEED_SCRIPT: &str = "#!/bin/bash\ntouch /etc/sysconfig/kubernetes-master\n";
+
+fn scenario(c: &mut Cluster) -> Result<()> {
+    let kernel_boot = c.opts.image.kernel_boot().is_some();
+    ensure!(
+        kernel_boot,
+        "the golden image has no kernel/initrd/manifest beside it for direct kernel boot"
+    );
+    c.launch(VmSpec {
+        name: "seedmaster".into(),
+        // The script form carries no cluster name: rolectl uses "kubernetes".
+        cluster: "kubernetes".into(),
+        role: Some(Role::Master),
+        user_data: UserData::File(SEED_SCRIPT.as_bytes().to_vec()),
+        kernel_boot: false,
+    })?;
+    c.launch(VmSpec {
+        name: "captain".into(),
+        cluster: "bad".into(),
+        role: None,
+        user_data: UserData::File(b"#cloud-config\nkubernetes: {role: captain}\n".to_vec()),
+        kernel_boot: true,
+    })?;
+
+    // (b) the seed's script makes a master.
+    let t = c.wait_serial("seedmaster", "rolectl: activated as master", 0, WAIT)?;
+    h::report("seedmaster: start -> role marker (BIOS boot)", t);
+    c.wait_ssh("seedmaster", WAIT)?;
+    let tu = wait_until(
+        "seedmaster: etcd active",
+        WAIT,
+        Duration::from_secs(3),
+        || {
+            let (_, a) = h::unit_state(c, "seedmaster", "etcd.service")?;
+            Ok((a == "active").then(|| c.vm("seedmaster").map(|v| v.qemu.started.elapsed())))
+        },
+    )??;
+    h::report("seedmaster: start -> etcd active", tu);
+    c.ssh("seedmaster", "test -f /etc/sysconfig/kubernetes-master")?;
+    for u in ["docker.service", "containerd.service", "weave.service"] {
+        let (cond, a) = h::unit_state(c, "seedmaster", u)?;
+        ensure!(
+            cond == "no" && a == "inactive",
+            "seedmaster {u}: {cond}/{a}"
+        );
+    }
+
+    // (c) bad user-data.
+    let t = c.wait_ssh("captain", WAIT)?;
+    h::report("captain: start -> ssh (direct kernel boot)", t);
+    let failed = wait_until(
+        "captain: rolectl finished",
+        WAIT,
+        Duration::from_secs(3),
+        || {
+            let out = c.ssh_output("captain", "systemctl is-failed rolectl.service")?;
+            let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            Ok((s != "activating" && !s.is_empty()).then_some(s))
+        },
+    )?;
+    ensure!(
+        failed == "failed",
+        "captain: rolectl.service is {failed}, want failed"
+    );
+    let j = c.ssh(
+        "captain",
+        "sudo journalctl -b -u rolectl.service --no-pager",
+    )?;
+    ensure!(
+        j.contains("captain"),
+        "captain: reason not in the journal:\n{j}"
+    );
+    let status = c.ssh("captain", "cat /run/rolectl/status.json")?;
+    ensure!(
+        status.contains("captain"),
+        "captain: reason not in status.json: {status}"
+    );
+    for u in [
+        "etcd.service",
+        "docker.service",
+        "containerd.service",
+        "weave.service",
+    ] {
+        let (cond, a) = h::unit_state(c, "captain", u)?;
+        ensure!(a != "active", "captain {u}: {cond}/{a}");
+    }
+    c.ssh(
+        "captain",
+        "! test -e /etc/sysconfig/kubernetes-master && ! test -e /etc/sysconfig/kubernetes-minion",
+    )?;
+
+    // (d) reboot keeps the role.
+    let boot_id = c.ssh("seedmaster", "cat /proc/sys/kernel/random/boot_id")?;
+    let tr = Instant::now();
+    let _ = c.ssh_output("seedmaster", "sudo systemctl reboot");
+    wait_until(
+        "seedmaster: back after reboot",
+        WAIT,
+        Duration::from_secs(5),
+        || {
+            Ok(c.ssh("seedmaster", "cat /proc/sys/kernel/random/boot_id")
+                .ok()
+                .filter(|b| *b != boot_id))
+        },
+    )?;
+    h::report("seedmaster: reboot -> ssh", tr.elapsed());
+    wait_until(
+        "seedmaster: etcd active after reboot",
+        WAIT,
+        Duration::from_secs(3),
+        || {
+            let (_, a) = h::unit_state(c, "seedmaster", "etcd.service")?;
+            Ok((a == "active").then_some(()))
+        },
+    )?;
+    c.ssh("seedmaster", "test -f /etc/sysconfig/kubernetes-master")?;
+    let (cond, a) = h::unit_state(c, "seedmaster", "docker.service")?;
+    ensure!(
+        cond == "no" && a == "inactive",
+        "after reboot docker {cond}/{a}"
+    );
+    let log = c.vm("seedmaster")?.qemu.serial();
+    ensure!(
+        log.matches("rolectl: ").count() >= 2,
+        "seedmaster: rolectl did not run again on the second boot"
+    );
+    Ok(())
+}
+
+#[test]
+fn single_seed_script_bad_userdata_reboot() {
+    let image = h::golden();
+    let mut c = h::start(TEST, image, 768);
+    let ns = c.netns().to_string();
+    let result = scenario(&mut c);
+    if let Err(e) = &result {
+        eprintln!("FAILED: {e:#}; serial logs in target/vm-logs/{TEST}/");
+    }
+    drop(c);
+    h::assert_clean(&ns);
+    if let Err(e) = result {
+        panic!("{e:#}");
+    }
+}
