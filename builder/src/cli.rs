@@ -102,6 +102,16 @@ pub enum Command {
     Build(crate::commands::BuildArgs),
     /// Verify a built image against its manifest (libguestfs, read-only).
     Inspect(crate::commands::InspectArgs),
+    /// Start a laptop cluster: VMs of the golden image in a private network.
+    Up(crate::vm::cli::UpArgs),
+    /// Stop a cluster started with `up --detach`; leaves no VM or namespace.
+    Down(crate::vm::cli::DownArgs),
+    /// Show the VMs of a cluster and the stage each has reached.
+    Status(crate::vm::cli::StatusArgs),
+    /// Print ready-to-use user-data (#cloud-config) for a node.
+    Userdata(crate::vm::cli::UserdataArgs),
+    /// Boot 1 master + 2 minions and time the boot stages.
+    BenchVm(crate::vm::cli::BenchVmArgs),
 }
 
 #[derive(Debug, Clone, Args)]
