@@ -98,7 +98,10 @@ fn decide(kernel: Option<&Path>) -> Choice {
     let Some(kernel) = kernel else {
         return tcg("no kernel to probe KVM with");
     };
-    match probe_kvm(kernel) {
+    if let Some(c) = read_cache() {
+        return c;
+    }
+    let c = match probe_kvm(kernel) {
         Ok(d) => Choice {
             accel: Accel::Kvm,
             reason: format!(
@@ -107,7 +110,32 @@ fn decide(kernel: Option<&Path>) -> Choice {
             ),
         },
         Err(why) => tcg(&format!("KVM probe failed: {why}")),
-    }
+    };
+    write_cache(&c);
+    c
+}
+
+/// The probe result is also kept for the rest of this host boot (/run is a
+/// tmpfs), so repeated `kubebake` runs and test binaries probe once.
+const CACHE: &str = "/run/kubebake/accel-probe";
+
+fn read_cache() -> Option<Choice> {
+    let text = std::fs::read_to_string(CACHE).ok()?;
+    let (accel, reason) = text.trim().split_once('\t')?;
+    let accel = match accel {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        _ => return None,
+    };
+    Some(Choice {
+        accel,
+        reason: format!("{reason} [cached in {CACHE}]"),
+    })
+}
+
+fn write_cache(c: &Choice) {
+    let _ = std::fs::create_dir_all("/run/kubebake");
+    let _ = std::fs::write(CACHE, format!("{}\t{}\n", c.accel, c.reason));
 }
 
 fn tcg(why: &str) -> Choice {

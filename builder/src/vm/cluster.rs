@@ -450,30 +450,28 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
     if !stage.starts_with("role ") && stage != "cloud-init" {
         return stage.to_string();
     }
-    let probe = "for u in rolectl etcd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; test -s /run/rolectl/weave.json && echo weave-json=yes";
+    let probe = "for u in rolectl etcd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
+                 for r in master minion; do test -f /etc/sysconfig/kubernetes-$r && echo role=$r; done; \
+                 test -s /run/rolectl/weave.json && echo weave-json=yes; true";
     let Ok(out) = ssh::run(ns, key, &ip.to_string(), probe) else {
         return stage.to_string();
     };
-    if !out.status.success() && out.stdout.is_empty() {
-        return stage.to_string();
-    }
     let text = String::from_utf8_lossy(&out.stdout);
     let m: std::collections::BTreeMap<&str, &str> =
         text.lines().filter_map(|l| l.split_once('=')).collect();
+    if m.is_empty() {
+        return stage.to_string();
+    }
     let get = |k: &str| m.get(k).copied().unwrap_or("?");
-    if get("rolectl") == "failed" {
-        "role activation FAILED".into()
-    } else if get("weave-json") == "yes" {
-        "minion: weave launched".into()
-    } else if get("weave") == "activating" {
-        "minion: waiting for minions (weave)".into()
-    } else if get("docker") == "activating" {
-        "minion: waiting for master".into()
-    } else if get("docker") == "active" {
-        "minion: docker active".into()
-    } else if get("etcd") == "active" {
-        "master: etcd active".into()
-    } else {
-        stage.to_string()
+    match get("role") {
+        "master" if get("etcd") == "active" => "master: etcd active".into(),
+        "master" => format!("master: etcd {}", get("etcd")),
+        "minion" if get("weave-json") == "yes" => "minion: weave launched".into(),
+        "minion" if get("weave") == "activating" => "minion: waiting for minions (weave)".into(),
+        "minion" if get("docker") == "activating" => "minion: waiting for master".into(),
+        "minion" => format!("minion: docker {}", get("docker")),
+        _ if get("rolectl") == "failed" => "role activation FAILED".into(),
+        _ if get("rolectl") == "active" => "no role (rolectl done)".into(),
+        _ => stage.to_string(),
     }
 }

@@ -1,0 +1,104 @@
+//! `kubebake up --detach` / `status --json` / `down` with the real binary:
+//! one master comes up in the background, status reports it, and `down`
+//! leaves no process, namespace or tap behind.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use kubebake::vm::wait_until;
+use kubebake_vmtests as h;
+
+/// The kubebake binary built next to this test (target/<profile>/kubebake).
+fn kubebake_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|p| p.join("kubebake"))
+        .expect("target dir");
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build -p kubebake` (same profile) before the VM tests",
+        bin.display()
+    );
+    bin
+}
+
+fn kb(args: &[&str]) -> (bool, String) {
+    let out = Command::new(kubebake_bin())
+        .args(args)
+        .output()
+        .expect("running kubebake");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn up_detach_status_down_leaves_nothing() {
+    let image = h::golden();
+    let state = h::log_dir("up_detach_status_down");
+    let state_s = state.to_string_lossy().to_string();
+    let image_s = image.disk.to_string_lossy().to_string();
+    let (ok, out) = kb(&[
+        "up",
+        "--image",
+        &image_s,
+        "--masters",
+        "1",
+        "--minions",
+        "0",
+        "--memory",
+        "768",
+        "--cluster",
+        "updown",
+        "--state-dir",
+        &state_s,
+        "--detach",
+    ]);
+    assert!(ok, "kubebake up --detach failed:\n{out}");
+    let result = wait_until(
+        "status to report the master's etcd active",
+        h::WAIT,
+        Duration::from_secs(5),
+        || {
+            let (ok, out) = kb(&[
+                "status",
+                "--json",
+                "--cluster",
+                "updown",
+                "--state-dir",
+                &state_s,
+            ]);
+            anyhow::ensure!(ok, "kubebake status failed:\n{out}");
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            Ok((v["vms"][0]["stage"] == "master: etcd active").then_some(v))
+        },
+    );
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("state.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    let (ok, out) = kb(&["down", "--cluster", "updown", "--state-dir", &state_s]);
+    assert!(ok, "kubebake down failed:\n{out}");
+    let ns = st["netns"].as_str().unwrap_or_default().to_string();
+    assert!(!ns.is_empty(), "state.json had no namespace");
+    h::assert_clean(&ns);
+    for pid in [st["pid"].as_u64(), st["vms"][0]["pid"].as_u64()]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            !PathBuf::from(format!("/proc/{pid}")).exists(),
+            "process {pid} survived kubebake down"
+        );
+    }
+    assert!(!state.join("state.json").exists(), "state left behind");
+    if let Err(e) = result {
+        panic!("{e:#}");
+    }
+}
