@@ -103,16 +103,27 @@ pub fn inspect_cmd(global: &GlobalArgs, args: &InspectArgs) -> Result<ExitCode> 
     } else {
         out(&inspect_text(&report))?;
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn inspect_text(r: &InspectReport) -> String {
-    let mut s = format!("{} (manifest {})\n", r.image.display(), r.manifest.display());
+    let mut s = format!(
+        "{} (manifest {})\n",
+        r.image.display(),
+        r.manifest.display()
+    );
     let passed = r.checks.len() - r.failures;
     for c in r.checks.iter().filter(|c| !c.ok) {
         s.push_str(&format!("  MISMATCH {}: {}\n", c.what, c.detail));
     }
-    s.push_str(&format!("  {passed} of {} checks passed\n\n  units:\n", r.checks.len()));
+    s.push_str(&format!(
+        "  {passed} of {} checks passed\n\n  units:\n",
+        r.checks.len()
+    ));
     for u in &r.units {
         let cond = if u.masked {
             "masked".to_string()
@@ -127,6 +138,10 @@ fn inspect_text(r: &InspectReport) -> String {
             u.role.as_deref().unwrap_or("-")
         ));
     }
-    s.push_str(if r.ok() { "\nOK: the image matches its manifest\n" } else { "\nFAILED: the image does not match its manifest\n" });
+    s.push_str(if r.ok() {
+        "\nOK: the image matches its manifest\n"
+    } else {
+        "\nFAILED: the image does not match its manifest\n"
+    });
     s
 }

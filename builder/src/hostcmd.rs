@@ -81,7 +81,7 @@ pub fn require(tools: &[Tool]) -> Result<()> {
 /// Renders a command line for messages.
 pub fn display(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a| shell_word(a)));
+    parts.extend(cmd.get_args().map(shell_word));
     parts.join(" ")
 }
 

@@ -62,11 +62,9 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
     let manifest_path = manifest_path
         .map(Path::to_path_buf)
         .unwrap_or_else(|| manifest_path_for(image));
-    let manifest = Manifest::read(&manifest_path).with_context(|| {
-        format!(
-            "inspect needs the manifest written beside the image; pass --manifest if it was moved"
-        )
-    })?;
+    let manifest = Manifest::read(&manifest_path).context(
+        "inspect needs the manifest written beside the image; pass --manifest if it was moved",
+    )?;
     let format = match image.extension().and_then(|e| e.to_str()) {
         Some("qcow2") => "qcow2",
         Some("raw") | Some("img") => "raw",

@@ -192,6 +192,7 @@ pub fn build_raw(
             .arg(blocks.to_string()),
     )
     .context("making the ext4 root filesystem")?;
+    clamp_inode_times(raw, layout.root_offset, source_date_epoch, work)?;
     let len = fs::metadata(raw)?.len();
     if len != layout.total {
         bail!(
@@ -201,6 +202,74 @@ pub fn build_raw(
         );
     }
     Ok(layout)
+}
+
+/// `mkfs.ext4 -d` copies each source file's ctime and atime into its inode.
+/// ctime cannot be set from user space, so it is the time the staging tree
+/// was written, different in every build. This pass sets ctime and atime of
+/// every used inode to SOURCE_DATE_EPOCH with debugfs (about 0.1 s for the
+/// offline image's 18,000 inodes), which makes the filesystem reproducible.
+fn clamp_inode_times(raw: &Path, offset: u64, epoch: i64, work: &Path) -> Result<()> {
+    let device = format!("{}?offset={offset}", raw.display());
+    let listing = hostcmd::stdout(Command::new("dumpe2fs").arg(&device))
+        .context("reading the inode bitmaps of the root filesystem")?;
+    let used = used_inodes(&listing)?;
+    let mut script = String::with_capacity(used.len() * 64);
+    for ino in used.into_iter().filter(|&i| i == 2 || i >= 11) {
+        script.push_str(&format!(
+            "sif <{ino}> ctime @{epoch}\nsif <{ino}> atime @{epoch}\n"
+        ));
+    }
+    let cmds = work.join("clamp-times.debugfs");
+    fs::write(&cmds, script)?;
+    // debugfs stamps the superblock's write time: fake it too.
+    hostcmd::run(
+        Command::new("debugfs")
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+            .arg("-w")
+            .arg("-f")
+            .arg(&cmds)
+            .arg(&device),
+    )
+    .context("setting inode times with debugfs")?;
+    Ok(())
+}
+
+/// Used inode numbers, from dumpe2fs's per-group "Free inodes:" ranges.
+fn used_inodes(dumpe2fs: &str) -> Result<Vec<u32>> {
+    let per_group: u32 = dumpe2fs
+        .lines()
+        .find_map(|l| l.strip_prefix("Inodes per group:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("dumpe2fs printed no `Inodes per group`")?;
+    let mut used = Vec::new();
+    let mut group: Option<u32> = None;
+    for line in dumpe2fs.lines() {
+        if let Some(rest) = line.strip_prefix("Group ") {
+            group = rest.split(':').next().and_then(|g| g.trim().parse().ok());
+        } else if let (Some(g), Some(free)) = (group, line.trim().strip_prefix("Free inodes:")) {
+            let first = g * per_group + 1;
+            let last = (g + 1) * per_group;
+            let mut is_free = vec![false; per_group as usize];
+            for range in free.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let (a, b): (u32, u32) = (
+                    a.trim()
+                        .parse()
+                        .with_context(|| format!("bad inode range {range:?}"))?,
+                    b.trim()
+                        .parse()
+                        .with_context(|| format!("bad inode range {range:?}"))?,
+                );
+                for i in a.max(first)..=b.min(last) {
+                    is_free[(i - first) as usize] = true;
+                }
+            }
+            used.extend((first..=last).filter(|i| !is_free[(i - first) as usize]));
+            group = None;
+        }
+    }
+    Ok(used)
 }
 
 fn make_boot_fat(
@@ -314,4 +383,41 @@ pub fn export_boot_files(boot: &BootFiles, kernel: &Path, initrd: &Path) -> Resu
     fs::copy(&boot.kernel, kernel).with_context(|| format!("writing {}", kernel.display()))?;
     fs::copy(&boot.initrd, initrd).with_context(|| format!("writing {}", initrd.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_inodes_are_the_complement_of_free_ranges() {
+        let listing = "Inodes per group:         10\n\
+            Group 0: (Blocks 0-99)\n  Free inodes: \n\
+            Group 1: (Blocks 100-199)\n  Free inodes: 14-15, 18-20\n\
+            Group 2: (Blocks 200-299)\n  Free inodes: 21-30\n";
+        let used = used_inodes(listing).expect("parse");
+        let mut want: Vec<u32> = (1..=10).collect();
+        want.extend([11, 12, 13, 16, 17]);
+        assert_eq!(used, want);
+    }
+
+    #[test]
+    fn identity_is_derived_and_stable() {
+        let a = Identity::derive("k8s-node", "1.0");
+        let b = Identity::derive("k8s-node", "1.0");
+        let c = Identity::derive("k8s-node", "1.1");
+        assert_eq!(a.root_uuid, b.root_uuid);
+        assert_ne!(a.root_uuid, c.root_uuid);
+        assert_eq!(a.root_uuid.len(), 36);
+        assert_eq!(&a.root_uuid[14..15], "4");
+    }
+
+    #[test]
+    fn layout_rejects_a_disk_too_small_for_the_root() {
+        assert!(Layout::plan(500 * MIB, 30 * MIB).is_err());
+        let l = Layout::plan(3 * 1024 * MIB, 30 * MIB).expect("plan");
+        assert_eq!(l.boot_offset, MIB);
+        assert_eq!(l.root_offset, l.boot_offset + l.boot_size);
+        assert_eq!(l.root_offset + l.root_size, l.total);
+    }
 }
