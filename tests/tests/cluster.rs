@@ -43,6 +43,7 @@ fn minion(name: &str, wrapped: bool) -> VmSpec {
         role: Some(Role::Minion),
         user_data,
         kernel_boot: false,
+        imds_only: false,
     }
 }
 
@@ -125,6 +126,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
             expected_minions: None,
         },
         kernel_boot: false,
+        imds_only: false,
     })?;
     let t = c.wait_serial("master1", "rolectl: activated as master", 0, WAIT)?;
     h::report("master1: start -> role marker", t);

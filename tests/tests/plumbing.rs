@@ -1,6 +1,7 @@
 //! One VM: boots from a copy-on-write overlay, gets its address, resolver
 //! and hostname by DHCP, resolves the VPC's DNS names, reads its own
-//! user-data from the metadata service; the golden image stays unchanged and
+//! user-data from the metadata service (a second VM boots with no seed
+//! disk, via NoCloud-net from the IMDS); a stopped VM leaves DNS; the golden image stays unchanged and
 //! nothing is left behind.
 
 use std::time::Duration;
@@ -25,6 +26,19 @@ fn one_vm_network_dns_imds() {
                 expected_minions: None,
             },
             kernel_boot: true,
+            imds_only: false,
+        })?;
+        // A second VM without a seed disk: NoCloud-net over the IMDS.
+        c.launch(VmSpec {
+            name: "imdsnode".into(),
+            cluster: "demo".into(),
+            role: Some(Role::Minion),
+            user_data: UserData::Role {
+                role: Role::Minion,
+                expected_minions: Some(1),
+            },
+            kernel_boot: true,
+            imds_only: true,
         })?;
         let t = c.wait_ssh("node0", h::WAIT)?;
         h::report("boot -> ssh (direct kernel boot)", t);
@@ -60,7 +74,20 @@ fn one_vm_network_dns_imds() {
             "IMDS from the namespace: {:?}",
             out
         );
+        let t = c.wait_ssh("imdsnode", h::WAIT)?;
+        h::report("boot -> ssh (NoCloud-net from the IMDS, no seed disk)", t);
+        let ud = c.ssh("imdsnode", "sudo cat /var/lib/cloud/instance/user-data.txt")?;
+        anyhow::ensure!(ud.contains("role: minion"), "imdsnode user-data: {ud}");
+        let ds = c.ssh("imdsnode", "cat /run/cloud-init/result.json")?;
+        anyhow::ensure!(ds.contains("NoCloudNet"), "imdsnode datasource: {ds}");
+        let got = c.ssh("imdsnode", "getent hosts minions.demo.k8s")?;
+        anyhow::ensure!(got.contains("10.77.0.11"), "minions.demo.k8s: {got}");
         c.stop_vm("node0", Duration::from_secs(60))?;
+        let got = c.ssh("imdsnode", "getent hosts masters.demo.k8s || echo gone")?;
+        anyhow::ensure!(
+            got.trim() == "gone",
+            "master still in DNS after stop: {got}"
+        );
         Ok(())
     })();
     if result.is_err() {

@@ -30,6 +30,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         role: Some(Role::Master),
         user_data: UserData::File(SEED_SCRIPT.as_bytes().to_vec()),
         kernel_boot: false,
+        imds_only: false,
     })?;
     c.launch(VmSpec {
         name: "captain".into(),
@@ -37,6 +38,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         role: None,
         user_data: UserData::File(b"#cloud-config\nkubernetes: {role: captain}\n".to_vec()),
         kernel_boot: true,
+        imds_only: false,
     })?;
 
     // (b) the seed's script makes a master.

@@ -229,6 +229,7 @@ pub fn run_up(args: UpArgs) -> Result<()> {
             role: Some(role),
             user_data: ud,
             kernel_boot: args.kernel_boot,
+            imds_only: false,
         })?;
     }
     let state = State {
@@ -564,6 +565,7 @@ pub fn bench(image: &GoldenImage, memory_mib: u32, timeout: Duration) -> Result<
                 expected_minions: (role == Role::Minion).then_some(2),
             },
             kernel_boot: false,
+            imds_only: false,
         })?;
     }
     let master_marker = c.wait_serial("master1", "rolectl: activated as master", 0, timeout)?;

@@ -60,6 +60,10 @@ pub struct VmSpec {
     pub user_data: UserData,
     /// Direct kernel boot instead of SeaBIOS.
     pub kernel_boot: bool,
+    /// No seed disk: cloud-init's NoCloud-net datasource fetches meta-data
+    /// and user-data from the metadata service (SMBIOS serial
+    /// `ds=nocloud-net;s=http://169.254.169.254/latest/`).
+    pub imds_only: bool,
 }
 
 /// A VM of the cluster.
@@ -195,15 +199,18 @@ impl Cluster {
             UserData::Exact(b) => b.clone(),
         };
         let instance_id = format!("i-{}-{}", self.ns.name(), spec.name);
+        let meta_data = seed::meta_data(&instance_id, &spec.name, &keys);
         let seed_path = dir.join("seed.img");
-        seed::build(
-            &seed_path,
-            &seed::Seed {
-                user_data: &user_data,
-                meta_data: &seed::meta_data(&instance_id, &spec.name, &keys),
-                network_config: &seed::network_config(&mac_s),
-            },
-        )?;
+        if !spec.imds_only {
+            seed::build(
+                &seed_path,
+                &seed::Seed {
+                    user_data: &user_data,
+                    meta_data: &meta_data,
+                    network_config: &seed::network_config(&mac_s),
+                },
+            )?;
+        }
         let overlay = dir.join("disk.qcow2");
         qemu::create_overlay(&self.opts.image.disk, &overlay)?;
         self.ns.add_tap(&tap)?;
@@ -215,6 +222,7 @@ impl Cluster {
             mac,
             user_data,
             instance_id,
+            meta_data,
         });
         let boot = if spec.kernel_boot {
             self.opts
@@ -227,7 +235,7 @@ impl Cluster {
         let spawned = Qemu::spawn(VmConfig {
             name: spec.name.clone(),
             disk: overlay,
-            seed: Some(seed_path),
+            seed: (!spec.imds_only).then_some(seed_path),
             memory_mib: self.opts.memory_mib,
             cpus: self.opts.cpus,
             boot,
@@ -235,7 +243,12 @@ impl Cluster {
             tap: Some((tap.clone(), mac_s)),
             netns: Some(self.ns.fd()?),
             dir: dir.clone(),
-            smbios: None,
+            smbios: spec.imds_only.then(|| {
+                format!(
+                    "type=1,serial=ds=nocloud-net;s=http://{}/latest/",
+                    net::IMDS_ADDR
+                )
+            }),
             die_with_parent: self.opts.die_with_parent,
         });
         let qemu = match spawned {

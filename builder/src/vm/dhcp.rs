@@ -160,6 +160,7 @@ mod tests {
             mac: r.chaddr,
             user_data: vec![],
             instance_id: "i-1".into(),
+            meta_data: String::new(),
         };
         let out = build_reply(&d, &r, OFFER, &e, "k8s");
         assert_eq!(out[0], 2);

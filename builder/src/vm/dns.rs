@@ -31,6 +31,8 @@ pub struct Entry {
     /// Served by the metadata service at /latest/user-data.
     pub user_data: Vec<u8>,
     pub instance_id: String,
+    /// NoCloud meta-data YAML (served at /latest/meta-data for NoCloud-net).
+    pub meta_data: String,
 }
 
 /// Shared VPC state: the running VMs. Cheap to clone.
@@ -234,6 +236,7 @@ mod tests {
             mac: [0, 0, 0, 0, 0, last],
             user_data: Vec::new(),
             instance_id: format!("i-{name}"),
+            meta_data: String::new(),
         }
     }
 

@@ -108,10 +108,7 @@ fn route(path: &str, e: &Entry) -> Option<Vec<u8>> {
         "/" => s("latest\n"),
         "/latest" | "/latest/" => s("dynamic\nmeta-data\nuser-data\n"),
         "/latest/user-data" => Some(e.user_data.clone()),
-        "/latest/meta-data" => s(&format!(
-            "instance-id: {}\nlocal-hostname: {}\n",
-            e.instance_id, e.name
-        )),
+        "/latest/meta-data" => s(&e.meta_data),
         "/latest/meta-data/" => s("hostname\ninstance-id\nlocal-hostname\nlocal-ipv4\n"),
         "/latest/meta-data/instance-id" => s(&e.instance_id),
         "/latest/meta-data/local-ipv4" => s(&e.ip.to_string()),
@@ -136,6 +133,7 @@ mod tests {
             mac: [0; 6],
             user_data: b"#cloud-config\n".to_vec(),
             instance_id: "i-n1".into(),
+            meta_data: "instance-id: i-n1\n".into(),
         });
         let vm: IpAddr = "10.77.0.11".parse().expect("ip");
         let get = |p: &str, from: IpAddr| respond(&format!("GET {p} HTTP/1.1\r\n\r\n"), from, &r);
