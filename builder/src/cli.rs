@@ -102,6 +102,10 @@ pub enum Command {
     Build(crate::commands::BuildArgs),
     /// Verify a built image against its manifest (libguestfs, read-only).
     Inspect(crate::commands::InspectArgs),
+    /// Boot the image once under QEMU to its login prompt (golden image untouched).
+    Boot(crate::boot::BootArgs),
+    /// Cold build, warm rebuild and image size against mmdebstrap + mkfs.ext4 -d.
+    Bench(crate::commands::BenchArgs),
     /// Start a laptop cluster: VMs of the golden image in a private network.
     Up(crate::vm::cli::UpArgs),
     /// Stop a cluster started with `up --detach`; leaves no VM or namespace.

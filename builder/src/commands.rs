@@ -145,3 +145,50 @@ fn inspect_text(r: &InspectReport) -> String {
     });
     s
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub def: DefArgs,
+    /// Scratch directory for the floor, the cold and the warm build.
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    pub work: PathBuf,
+    /// rolectl binary to bake in [default: `rolectl` beside this kubebake binary].
+    #[arg(long, value_name = "PATH")]
+    pub rolectl: Option<PathBuf>,
+}
+
+pub fn bench_cmd(global: &GlobalArgs, args: &BenchArgs) -> Result<ExitCode> {
+    let report = crate::bench::bench(&crate::bench::BenchOptions {
+        definition: args.def.def.clone(),
+        work: args.work.clone(),
+        rolectl: match &args.rolectl {
+            Some(p) => p.clone(),
+            None => default_rolectl()?,
+        },
+        source_date_epoch: source_date_epoch()?,
+    })?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        out(&crate::bench::text(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn boot_cmd(global: &GlobalArgs, args: &crate::boot::BootArgs) -> Result<ExitCode> {
+    let report = crate::boot::boot(args)?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        out(&format!(
+            "{}: login prompt after {:.1} s ({}, {}); golden image unchanged; serial log {}\n",
+            report.image.display(),
+            report.seconds_to_login,
+            report.boot,
+            report.accelerator,
+            report.serial_log.display()
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,6 +1,8 @@
 //! kubebake: bakes one golden, verified Kubernetes node disk image from a
 //! declarative image definition.
 
+pub mod bench;
+pub mod boot;
 pub mod build;
 pub mod cli;
 pub mod commands;

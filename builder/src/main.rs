@@ -14,6 +14,8 @@ fn main() -> ExitCode {
         Command::Fetch(args) => cli::fetch(&cli.global, args),
         Command::Build(args) => kubebake::commands::build_cmd(&cli.global, args),
         Command::Inspect(args) => kubebake::commands::inspect_cmd(&cli.global, args),
+        Command::Boot(args) => kubebake::commands::boot_cmd(&cli.global, args),
+        Command::Bench(args) => kubebake::commands::bench_cmd(&cli.global, args),
         Command::Up(args) => vm::run_up(args.clone()).map(|()| ExitCode::SUCCESS),
         Command::Down(args) => vm::run_down(args.clone()).map(|()| ExitCode::SUCCESS),
         Command::Status(args) => {

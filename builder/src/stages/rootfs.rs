@@ -17,7 +17,20 @@ use crate::definition::Definition;
 use crate::hostcmd;
 
 /// Bumped whenever the way this stage calls mmdebstrap changes.
-const STAGE_FORMAT: &str = "rootfs-v1";
+const STAGE_FORMAT: &str = "rootfs-v2";
+/// dpkg path filters, as in Debian's slim container images: no manual pages,
+/// info pages, translations or documentation besides the copyright files
+/// (licences stay). They stay in the image (/etc/dpkg/dpkg.cfg.d/), so
+/// packages installed later on a node follow the same policy. About 75 MB
+/// less root filesystem and 20 MB less qcow2 for the offline image.
+const DPKG_FILTERS: &[&str] = &[
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+];
 /// The mmdebstrap variant: Essential plus apt; everything else is listed.
 const VARIANT: &str = "apt";
 
@@ -46,6 +59,7 @@ pub fn cache_key(def: &Definition, source_date_epoch: Option<i64>) -> Result<Str
     for part in [
         STAGE_FORMAT,
         VARIANT,
+        &DPKG_FILTERS.join(","),
         &def.base.suite,
         def.base.mirror.as_str(),
         &packages.join(","),
@@ -94,19 +108,7 @@ pub fn ensure_base(
         .suffix(".tar")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let include: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
-    let mut cmd = Command::new("mmdebstrap");
-    cmd.arg(format!("--variant={VARIANT}"))
-        .arg("--format=tar")
-        .arg("--quiet")
-        .arg(format!("--include={}", include.join(",")))
-        .arg(&def.base.suite)
-        .arg(tmp.path())
-        .arg(def.base.mirror.as_str());
-    match source_date_epoch {
-        Some(epoch) => cmd.env("SOURCE_DATE_EPOCH", epoch.to_string()),
-        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
-    };
+    let mut cmd = mmdebstrap_command(def, "tar", tmp.path(), source_date_epoch);
     hostcmd::run(&mut cmd).with_context(|| {
         format!(
             "building the Debian {} base with mmdebstrap; check base.packages in {} \
@@ -122,6 +124,30 @@ pub fn ensure_base(
         key,
         reused: false,
     })
+}
+
+/// The mmdebstrap call for `def`, writing `format` (tar or directory) to `target`.
+pub fn mmdebstrap_command(
+    def: &Definition,
+    format: &str,
+    target: &Path,
+    source_date_epoch: Option<i64>,
+) -> Command {
+    let include: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg(format!("--variant={VARIANT}"))
+        .arg(format!("--format={format}"))
+        .arg("--quiet")
+        .args(DPKG_FILTERS.iter().map(|f| format!("--dpkgopt={f}")))
+        .arg(format!("--include={}", include.join(",")))
+        .arg(&def.base.suite)
+        .arg(target)
+        .arg(def.base.mirror.as_str());
+    match source_date_epoch {
+        Some(epoch) => cmd.env("SOURCE_DATE_EPOCH", epoch.to_string()),
+        None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    cmd
 }
 
 /// Unpacks the base tarball into an empty staging root, keeping owners,
