@@ -225,7 +225,14 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         ok: machine_id.is_empty(),
         detail: format!("{} bytes", machine_id.len()),
     });
-    let cloud = g.ls("/var/lib/cloud").unwrap_or_default();
+    let cloud = if g
+        .is_dir("/var/lib/cloud", Default::default())
+        .unwrap_or(false)
+    {
+        g.ls("/var/lib/cloud").map_err(gerr("ls /var/lib/cloud"))?
+    } else {
+        Vec::new()
+    };
     checks.push(Check {
         what: "no cloud-init instance state".into(),
         ok: cloud.is_empty(),
