@@ -78,19 +78,39 @@ pub fn show(out: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// `systemctl show -p ConditionResult,ActiveState UNIT` on `vm`.
+/// `systemctl show -p ConditionResult,ActiveState UNIT` on `vm`:
+/// (condition, active state). The condition is "yes", "no", or
+/// "unevaluated" (systemd reports ConditionResult=no until the unit's start
+/// job ran, so ConditionTimestampMonotonic tells them apart).
 pub fn unit_state(c: &Cluster, vm: &str, unit: &str) -> Result<(String, String)> {
     let out = c.ssh(
         vm,
-        &format!("systemctl show -p ConditionResult,ActiveState {unit}"),
+        &format!(
+            "systemctl show -p ConditionResult,ConditionTimestampMonotonic,ActiveState {unit}"
+        ),
     )?;
     let m = show(&out);
+    let evaluated = m
+        .get("ConditionTimestampMonotonic")
+        .is_some_and(|t| t != "0");
+    let cond = m
+        .get("ConditionResult")
+        .cloned()
+        .context("no ConditionResult")?;
     Ok((
-        m.get("ConditionResult")
-            .cloned()
-            .context("no ConditionResult")?,
+        if evaluated {
+            cond
+        } else {
+            "unevaluated".into()
+        },
         m.get("ActiveState").cloned().context("no ActiveState")?,
     ))
+}
+
+/// Whether `unit` has a queued start job on `vm` (waiting on a dependency).
+pub fn has_job(c: &Cluster, vm: &str, unit: &str) -> Result<bool> {
+    let out = c.ssh(vm, &format!("systemctl list-jobs --no-legend {unit}"))?;
+    Ok(out.contains(unit))
 }
 
 /// No namespace, tap or qemu of this process is left.

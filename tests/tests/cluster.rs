@@ -92,7 +92,9 @@ fn scenario(c: &mut Cluster) -> Result<()> {
     for m in ["minion1", "minion2"] {
         c.wait_ssh(m, WAIT)?;
     }
-    // (e) no master yet: docker waits for masters.demo.k8s.
+    // (e) no master yet: docker waits for masters.demo.k8s. Both minion
+    // units carry the wait-master ExecStartPre; containerd (Requires= of
+    // docker) runs it first, docker's start job waits behind it.
     for m in ["minion1", "minion2"] {
         wait_until(
             &format!("{m}: docker.service waiting for the master"),
@@ -100,8 +102,12 @@ fn scenario(c: &mut Cluster) -> Result<()> {
             Duration::from_secs(3),
             || {
                 let (_, active) = h::unit_state(c, m, "docker.service")?;
-                let j = journal(c, m, "docker.service")?;
-                Ok((active == "activating" && j.contains("waiting for master")).then_some(()))
+                let pending = active == "activating" || h::has_job(c, m, "docker.service")?;
+                let j = journal(c, m, "containerd.service -u docker.service")?;
+                Ok(
+                    (pending && active != "active" && j.contains("waiting for master"))
+                        .then_some(()),
+                )
             },
         )?;
         let (cond, active) = h::unit_state(c, m, "etcd.service")?;
@@ -175,6 +181,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
             j.contains(&format!("master masters.{CLUSTER}.k8s is up")),
             "{m}: no wait-master success line in docker's journal:\n{j}"
         );
+        let j = journal(c, m, "containerd.service -u docker.service")?;
         ensure!(
             j.contains("waiting for master"),
             "{m}: no waiting lines:\n{j}"
