@@ -7,16 +7,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{repo_root, rolectl, scratch, shared_cache};
 use kubebake::build::{build, BuildOptions};
 use kubebake::progress::Progress;
 use sha2::{Digest as _, Sha256};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 /// Serves `files` (path → body) on 127.0.0.1 until the test ends.
 fn serve(files: Vec<(String, Vec<u8>)>) -> String {
@@ -98,16 +94,10 @@ fn options(def: &Path, out: &Path, cache: &Path) -> BuildOptions {
         cache_dir: cache.to_path_buf(),
         offline: false,
         allow_insecure_urls: true,
-        rolectl: repo_root().join("target/release/rolectl"),
+        rolectl: rolectl(),
         source_date_epoch: Some(1_700_000_000),
         progress: Progress::hidden(),
     }
-}
-
-fn shared_cache() -> PathBuf {
-    std::env::var_os("KUBEBAKE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/kubebake-cache"))
 }
 
 #[test]
@@ -156,12 +146,7 @@ fn loopback_artifacts_are_installed_and_verified() {
         ("/tool".into(), binary.clone()),
         ("/tool-1.0.tar.gz".into(), tgz.clone()),
     ]);
-    let dir = tempfile::tempdir_in({
-        let p = repo_root().join("target/test-builds");
-        std::fs::create_dir_all(&p).expect("mkdir");
-        p
-    })
-    .expect("tempdir");
+    let dir = scratch();
     let def = definition(
         dir.path(),
         &format!(

@@ -5,34 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{repo_root, rolectl, scratch, shared_cache};
 use kubebake::build::{build, BuildOptions};
 use kubebake::progress::Progress;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn rolectl() -> PathBuf {
-    // Built by the README's test command before `cargo test`.
-    let p = repo_root().join("target/release/rolectl");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --release -p rolectl` (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
 
 fn options(out: &Path) -> BuildOptions {
     BuildOptions {
         definition: repo_root().join("images/k8s-node-offline.yaml"),
         out_dir: out.to_path_buf(),
-        cache_dir: std::env::var_os("KUBEBAKE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target/kubebake-cache")),
+        cache_dir: shared_cache(),
         offline: false,
         allow_insecure_urls: false,
         rolectl: rolectl(),
@@ -43,10 +26,8 @@ fn options(out: &Path) -> BuildOptions {
 
 #[test]
 fn offline_image_builds_reproducibly_and_verifies() {
-    let base = repo_root().join("target/test-builds");
-    std::fs::create_dir_all(&base).expect("create target/test-builds");
-    let a = tempfile::tempdir_in(&base).expect("tempdir");
-    let b = tempfile::tempdir_in(&base).expect("tempdir");
+    let a = scratch();
+    let b = scratch();
 
     let first = build(&options(a.path())).expect("first build");
     let second = build(&options(b.path())).expect("second build");
