@@ -1,0 +1,132 @@
+//! Golden tests: every file both shipped definitions render (units, role
+//! drop-ins, sysctl.d, modules-load.d, files) is compared with the checked-in
+//! copy under tests/golden/<definition>/<path in the image>. After an
+//! intended template change, regenerate with
+//! `KUBEBAKE_UPDATE_GOLDEN=1 cargo test -p kubebake --test golden` and review
+//! the diff.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::repo_root;
+use kubebake::definition::{self, LoadOptions};
+use kubebake::render;
+
+fn golden_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| format!("/{}", e.path().strip_prefix(dir).expect("prefix").display()))
+        .collect()
+}
+
+fn check(definition_file: &str) {
+    let def = definition::load(
+        &repo_root().join("images").join(definition_file),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{definition_file}: {e}"));
+    let rendered = render::render_all(&def).expect("render");
+    render::check_role_conditions(&def, &rendered).expect("role proof");
+    let dir = golden_dir(&def.name);
+    let update = std::env::var_os("KUBEBAKE_UPDATE_GOLDEN").is_some();
+    if update {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut mismatches = Vec::new();
+    for f in &rendered {
+        let golden = dir.join(f.path.relative());
+        if update {
+            std::fs::create_dir_all(golden.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&golden, &f.content).expect("write golden");
+            continue;
+        }
+        match std::fs::read_to_string(&golden) {
+            Ok(want) if want == f.content => {}
+            Ok(want) => mismatches.push(format!(
+                "{}: rendered output differs from {}\n--- golden\n{want}\n--- rendered\n{}",
+                f.path.as_str(),
+                golden.display(),
+                f.content
+            )),
+            Err(_) => mismatches.push(format!(
+                "{}: no golden file {}",
+                f.path.as_str(),
+                golden.display()
+            )),
+        }
+    }
+    let rendered_paths: BTreeSet<String> = rendered
+        .iter()
+        .map(|f| f.path.as_str().to_string())
+        .collect();
+    for stale in files_under(&dir).difference(&rendered_paths) {
+        mismatches.push(format!("{stale}: golden file no longer rendered"));
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} golden mismatches for {definition_file} (KUBEBAKE_UPDATE_GOLDEN=1 regenerates):\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn offline_definition_renders_as_golden() {
+    check("k8s-node-offline.yaml");
+}
+
+#[test]
+fn production_definition_renders_as_golden() {
+    check("k8s-node.yaml");
+}
+
+#[test]
+fn role_dropins_carry_their_role_condition() {
+    let def = definition::load(
+        &repo_root().join("images/k8s-node-offline.yaml"),
+        &LoadOptions::default(),
+    )
+    .expect("load");
+    let rendered = render::render_all(&def).expect("render");
+    let find = |p: &str| {
+        rendered
+            .iter()
+            .find(|f| f.path.as_str() == p)
+            .map(|f| f.content.clone())
+    };
+    let etcd = find("/etc/systemd/system/etcd.service.d/role.conf").expect("etcd role.conf");
+    assert!(etcd.contains("ConditionPathExists=/etc/sysconfig/kubernetes-master"));
+    assert!(etcd.contains("EnvironmentFile=/etc/sysconfig/kubernetes-master"));
+    assert!(
+        !etcd.contains("wait-master"),
+        "masters do not wait for themselves"
+    );
+    let docker = find("/etc/systemd/system/docker.service.d/role.conf").expect("docker role.conf");
+    assert!(docker.contains("ConditionPathExists=/etc/sysconfig/kubernetes-minion"));
+    assert!(docker.contains("After=rolectl.service"));
+    assert!(docker.contains(
+        "ExecStartPre=/usr/local/bin/rolectl wait-master --health-url http://{master}:2379/health"
+    ));
+    assert!(!docker.contains("bash -c"));
+    assert!(find("/etc/systemd/system/rolectl.service.d/role.conf").is_none());
+    let sysctl = find("/etc/sysctl.d/90-kubernetes.conf").expect("sysctl.d");
+    assert!(sysctl.contains("net.bridge.bridge-nf-call-iptables = 1"));
+    let modules = find("/etc/modules-load.d/kubernetes.conf").expect("modules-load.d");
+    assert_eq!(
+        modules
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["overlay", "br_netfilter"]
+    );
+}
