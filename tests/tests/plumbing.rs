@@ -78,7 +78,7 @@ fn one_vm_network_dns_imds() {
         h::report("boot -> ssh (NoCloud-net from the IMDS, no seed disk)", t);
         let ud = c.ssh("imdsnode", "sudo cat /var/lib/cloud/instance/user-data.txt")?;
         anyhow::ensure!(ud.contains("role: minion"), "imdsnode user-data: {ud}");
-        let ds = c.ssh("imdsnode", "cat /run/cloud-init/result.json")?;
+        let ds = c.ssh("imdsnode", "sudo cat /var/lib/cloud/instance/datasource")?;
         anyhow::ensure!(ds.contains("NoCloudNet"), "imdsnode datasource: {ds}");
         let got = c.ssh("imdsnode", "getent hosts minions.demo.k8s")?;
         anyhow::ensure!(got.contains("10.77.0.11"), "minions.demo.k8s: {got}");
