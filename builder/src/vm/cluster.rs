@@ -463,7 +463,7 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
     if !stage.starts_with("role ") && stage != "cloud-init" {
         return stage.to_string();
     }
-    let probe = "for u in rolectl etcd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
+    let probe = "for u in rolectl etcd containerd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
                  for r in master minion; do test -f /etc/sysconfig/kubernetes-$r && echo role=$r; done; \
                  test -s /run/rolectl/weave.json && echo weave-json=yes; true";
     let Ok(out) = ssh::run(ns, key, &ip.to_string(), probe) else {
@@ -481,7 +481,9 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
         "master" => format!("master: etcd {}", get("etcd")),
         "minion" if get("weave-json") == "yes" => "minion: weave launched".into(),
         "minion" if get("weave") == "activating" => "minion: waiting for minions (weave)".into(),
-        "minion" if get("docker") == "activating" => "minion: waiting for master".into(),
+        "minion" if get("docker") == "activating" || get("containerd") == "activating" => {
+            "minion: waiting for master".into()
+        }
         "minion" => format!("minion: docker {}", get("docker")),
         _ if get("rolectl") == "failed" => "role activation FAILED".into(),
         _ if get("rolectl") == "active" => "no role (rolectl done)".into(),
