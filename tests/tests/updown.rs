@@ -1,6 +1,8 @@
 //! `kubebake up --detach` / `status --json` / `down` with the real binary:
-//! one master comes up in the background, status reports it, and `down`
-//! leaves no process, namespace or tap behind.
+//! 1 master + 2 minions (generated user-data, expected_minions 2) come up in
+//! the background, status reports etcd active and weave launched, weave on
+//! each minion got `consensus=2` and the other minion as its only peer (a),
+//! and `down` leaves no process, namespace or tap behind.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -51,7 +53,7 @@ fn up_detach_status_down_leaves_nothing() {
         "--masters",
         "1",
         "--minions",
-        "0",
+        "2",
         "--memory",
         "768",
         "--cluster",
@@ -62,7 +64,7 @@ fn up_detach_status_down_leaves_nothing() {
     ]);
     assert!(ok, "kubebake up --detach failed:\n{out}");
     let result = wait_until(
-        "status to report the master's etcd active",
+        "status: etcd active on the master, weave launched on both minions",
         h::WAIT,
         Duration::from_secs(5),
         || {
@@ -76,13 +78,24 @@ fn up_detach_status_down_leaves_nothing() {
             ]);
             anyhow::ensure!(ok, "kubebake status failed:\n{out}");
             let v: serde_json::Value = serde_json::from_str(&out)?;
-            Ok((v["vms"][0]["stage"] == "master: etcd active").then_some(v))
+            let stages: Vec<&str> = v["vms"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["stage"].as_str()).collect())
+                .unwrap_or_default();
+            let ready = stages
+                == [
+                    "master: etcd active",
+                    "minion: weave launched",
+                    "minion: weave launched",
+                ];
+            Ok(ready.then_some(v))
         },
     );
     let st: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(state.join("state.json")).unwrap_or_default(),
     )
     .unwrap_or_default();
+    let weave = result.as_ref().ok().map(|_| weave_plans(&st));
     let (ok, out) = kb(&["down", "--cluster", "updown", "--state-dir", &state_s]);
     assert!(ok, "kubebake down failed:\n{out}");
     let ns = st["netns"].as_str().unwrap_or_default().to_string();
@@ -101,4 +114,35 @@ fn up_detach_status_down_leaves_nothing() {
     if let Err(e) = result {
         panic!("{e:#}");
     }
+    let plans = weave
+        .expect("status was ready")
+        .expect("reading weave.json");
+    let ips = ["10.77.0.11", "10.77.0.12"];
+    for (i, plan) in plans.iter().enumerate() {
+        assert_eq!(plan["consensus"], 2, "minion{}: {plan}", i + 1);
+        let peers: Vec<&str> = plan["peers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(peers, [ips[1 - i]], "minion{} peers", i + 1);
+        assert!(
+            plan["command"].to_string().contains("consensus=2"),
+            "minion{}: {plan}",
+            i + 1
+        );
+    }
+}
+
+/// /run/rolectl/weave.json of minion1 and minion2, over SSH.
+fn weave_plans(st: &serde_json::Value) -> anyhow::Result<Vec<serde_json::Value>> {
+    let ns = st["netns"].as_str().unwrap_or_default();
+    let key = PathBuf::from(st["ssh_key"].as_str().unwrap_or_default());
+    ["10.77.0.11", "10.77.0.12"]
+        .iter()
+        .map(|ip| {
+            let out = kubebake::vm::ssh::run(ns, &key, ip, "cat /run/rolectl/weave.json")?;
+            anyhow::ensure!(out.status.success(), "weave.json on {ip}: {out:?}");
+            Ok(serde_json::from_slice(&out.stdout)?)
+        })
+        .collect()
 }
