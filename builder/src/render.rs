@@ -16,7 +16,7 @@ use handlebars::{Handlebars, RenderErrorReason};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::definition::{Definition, FileEntry, ImagePath, Role, Unit};
+use crate::definition::{Definition, FileEntry, ImagePath, Role, RoleExt, Unit};
 
 /// Systemd unit directory inside the image.
 pub const UNIT_DIR: &str = "/etc/systemd/system";

@@ -3,7 +3,7 @@
 //! Needs the host tools of scripts/setup-host.sh and a Debian mirror; takes
 //! a few minutes (the second build reuses the cached base root filesystem).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 

@@ -27,7 +27,7 @@ fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Invali
     }
 }
 
-/// The two roles a host can take.
+/// The two roles a host can take (also the builder's unit roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Master,

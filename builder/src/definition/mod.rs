@@ -17,7 +17,6 @@ mod validate;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Serialize;
 use url::Url;
@@ -132,34 +131,18 @@ impl Unit {
     }
 }
 
-/// Node role a unit belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Master,
-    Minion,
+/// Node role a unit belongs to: the same type rolectl activates, so the
+/// marker paths the units are conditioned on have one definition.
+pub use rolectl::settings::Role;
+
+/// What the builder knows about a role beyond rolectl.
+pub trait RoleExt {
+    /// Role drop-in template file name under `dropins/`.
+    fn dropin_template(self) -> &'static str;
 }
 
-impl Role {
-    pub const ALL: [Role; 2] = [Role::Master, Role::Minion];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Minion => "minion",
-        }
-    }
-
-    /// The marker file `rolectl` writes; role units are conditioned on it.
-    pub fn marker_path(self) -> &'static str {
-        match self {
-            Role::Master => "/etc/sysconfig/kubernetes-master",
-            Role::Minion => "/etc/sysconfig/kubernetes-minion",
-        }
-    }
-
-    /// Role drop-in template file name under `dropins/`.
-    pub fn dropin_template(self) -> &'static str {
+impl RoleExt for Role {
+    fn dropin_template(self) -> &'static str {
         match self {
             Role::Master => "role-master.conf.hbs",
             Role::Minion => "role-minion.conf.hbs",
@@ -167,23 +150,11 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "master" => Ok(Role::Master),
-            "minion" => Ok(Role::Minion),
-            other => Err(format!(
-                "unknown role {other:?}: use `master` or `minion`, or omit `role` for a unit shared by both"
-            )),
-        }
-    }
+/// Parses a unit's `role:` value.
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    Role::try_from(s).map_err(|_| {
+        format!("unknown role {s:?}: use `master` or `minion`, or omit `role` for a unit shared by both")
+    })
 }
 
 /// An absolute, normalized path inside the image (no `..`, no `//`).

@@ -8,7 +8,7 @@ use url::Url;
 use super::raw::{RawArtifact, RawDefinition, RawInstall, Scalar};
 use super::{
     key_path, ArchiveMember, Artifact, Base, Definition, DefinitionError, FieldError, FileEntry,
-    ImagePath, Install, Link, LoadOptions, Outputs, Package, Role, Unit,
+    ImagePath, Install, Link, LoadOptions, Outputs, Package, RoleExt, Unit,
 };
 use crate::digest::{Algorithm, Digest};
 
@@ -119,7 +119,7 @@ pub(super) fn validate(
         }
         let role = match u.role.as_deref() {
             None => None,
-            Some(r) => match r.parse::<Role>() {
+            Some(r) => match super::parse_role(r) {
                 Ok(role) => Some(role),
                 Err(msg) => {
                     cx.err(format!("{p}.role"), msg);
