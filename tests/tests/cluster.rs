@@ -81,6 +81,52 @@ fn weave_plan(c: &Cluster, vm: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("weave.json on {vm}: {text}"))
 }
 
+/// The node prerequisites baked into the image, on a running node: the
+/// bridge-netfilter sysctls read 1 (persisted, applied after br_netfilter
+/// loaded: the seed's race), overlay and br_netfilter are loaded, `rolectl
+/// preflight` passes for the node's role, and on minions docker runs on
+/// overlay2 (never loopback devicemapper) without bridge-nf warnings.
+fn node_prerequisites(c: &Cluster, vm: &str, role: &str) -> Result<()> {
+    let sysctls = c.ssh(
+        vm,
+        "cat /proc/sys/net/bridge/bridge-nf-call-iptables \
+             /proc/sys/net/bridge/bridge-nf-call-ip6tables /proc/sys/net/ipv4/ip_forward",
+    )?;
+    ensure!(
+        sysctls.split_whitespace().collect::<Vec<_>>() == ["1", "1", "1"],
+        "{vm}: bridge-nf-call-iptables, -ip6tables, ip_forward read {sysctls:?}"
+    );
+    let modules = c.ssh(vm, "cat /proc/modules")?;
+    for module in ["overlay", "br_netfilter"] {
+        ensure!(
+            modules
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(module)),
+            "{vm}: module {module} is not loaded"
+        );
+    }
+    let out = c.ssh(vm, "sudo /usr/local/bin/rolectl preflight --json")?;
+    let report: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("{vm}: preflight said {out}"))?;
+    ensure!(
+        report["ok"] == true && report["role"] == role,
+        "{vm}: preflight for {role}: {out}"
+    );
+    if role == "minion" {
+        let info = c.ssh(vm, "sudo docker info 2>&1")?;
+        ensure!(
+            info.contains("Storage Driver: overlay2"),
+            "{vm}: docker info:\n{info}"
+        );
+        ensure!(
+            !info.contains("bridge-nf-call") && !info.contains("devicemapper"),
+            "{vm}: docker warns:\n{info}"
+        );
+    }
+    eprintln!("{vm}: node prerequisites for {role} pass");
+    Ok(())
+}
+
 fn scenario(c: &mut Cluster) -> Result<()> {
     let t0 = Instant::now();
     c.launch(minion("minion1", false))?;
@@ -163,6 +209,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         );
     }
     let etcd_up = active_since(c, "master1", "etcd.service")? - skew(c, "master1")?;
+    node_prerequisites(c, "master1", "master")?;
 
     // (a)+(e) minions proceed once the master is healthy.
     for m in ["minion1", "minion2"] {
@@ -198,6 +245,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
              sudo docker run --rm local/busybox /bin/busybox echo ok",
         )?;
         ensure!(out.trim() == "ok", "{m}: container said {out:?}");
+        node_prerequisites(c, m, "minion")?;
     }
     // Still waiting for the third minion.
     for m in ["minion1", "minion2"] {
