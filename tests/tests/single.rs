@@ -3,7 +3,9 @@
 //!       makes a master (SeaBIOS boot); (d) it stays a master across a reboot;
 //!   (c) bad user-data (`kubernetes: {role: captain}`): the VM boots, no role
 //!       unit starts, rolectl.service failed with the reason in the journal
-//!       and in /run/rolectl/status.json (direct kernel boot).
+//!       and in /run/rolectl/status.json (direct kernel boot);
+//!   plus gzip-compressed MIME multipart user-data (as `cloud-init devel
+//!   make-mime | gzip` makes it) activating a master of cluster "zipped".
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,21 @@ use kubebake_vmtests as h;
 const TEST: &str = "single_seed_script_bad_userdata_reboot";
 const WAIT: Duration = Duration::from_secs(480);
 const SEED_SCRIPT: &str = "#!/bin/bash\ntouch /etc/sysconfig/kubernetes-master\n";
+
+/// A two-part MIME message (a shell script and the kubernetes cloud-config),
+/// gzip-compressed; SSH comes from the meta-data `public-keys`.
+fn gzipped_mime() -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mime = "Content-Type: multipart/mixed; boundary=\"===kubebake==\"\nMIME-Version: 1.0\n\n\
+        --===kubebake==\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+        Content-Disposition: attachment; filename=\"hello.sh\"\n\n#!/bin/sh\necho hello\n\n\
+        --===kubebake==\nContent-Type: text/cloud-config; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+        Content-Disposition: attachment; filename=\"k8s.yaml\"\n\n#cloud-config\nkubernetes:\n  role: master\n  cluster: zipped\n\n\
+        --===kubebake==--\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(mime.as_bytes())?;
+    Ok(gz.finish()?)
+}
 
 fn scenario(c: &mut Cluster) -> Result<()> {
     let kernel_boot = c.opts.image.kernel_boot().is_some();
@@ -37,6 +54,15 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         cluster: "bad".into(),
         role: None,
         user_data: UserData::File(b"#cloud-config\nkubernetes: {role: captain}\n".to_vec()),
+        kernel_boot: true,
+        imds_only: false,
+    })?;
+
+    c.launch(VmSpec {
+        name: "zipped".into(),
+        cluster: "zipped".into(),
+        role: Some(Role::Master),
+        user_data: UserData::Exact(gzipped_mime()?),
         kernel_boot: true,
         imds_only: false,
     })?;
@@ -107,6 +133,16 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         "captain",
         "! test -e /etc/sysconfig/kubernetes-master && ! test -e /etc/sysconfig/kubernetes-minion",
     )?;
+
+    // gzip + MIME: a master of cluster "zipped".
+    let t = c.wait_serial("zipped", "rolectl: activated as master", 0, WAIT)?;
+    h::report("zipped: start -> role marker (gzip MIME user-data)", t);
+    c.wait_ssh("zipped", WAIT)?;
+    let marker = c.ssh("zipped", "sudo cat /etc/sysconfig/kubernetes-master")?;
+    ensure!(
+        marker.lines().any(|l| l == "CLUSTER_NAME=zipped"),
+        "zipped: marker {marker:?}"
+    );
 
     // (d) reboot keeps the role.
     let boot_id = c.ssh("seedmaster", "cat /proc/sys/kernel/random/boot_id")?;
