@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
 pub struct GoldenImage {
@@ -61,13 +60,6 @@ impl GoldenImage {
     }
 
     pub fn sha256(&self) -> Result<String> {
-        sha256_file(&self.disk)
+        crate::manifest::sha256_file(&self.disk)
     }
-}
-
-pub fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", p.display()))?;
-    Ok(hex::encode(h.finalize()))
 }
