@@ -80,22 +80,34 @@ fn stub_missing_binaries(root: &Path, rendered: &[render::RenderedFile]) -> Vec<
     stubbed
 }
 
+/// The offline base unpacked into `dir/name` with `def`'s overlay applied as
+/// the overlay stage applies it (`stub` adds stand-ins before enabling).
+fn image_root(dir: &Path, name: &str, def: &Definition, stub: bool) -> std::path::PathBuf {
+    let offline = load("k8s-node-offline.yaml");
+    let base = rootfs::ensure_base(&offline, &shared_cache(), Some(1_700_000_000), false)
+        .expect("base root filesystem");
+    let root = dir.join(name);
+    rootfs::unpack(&base.path, &root).expect("unpack");
+    let rendered = render::render_all(def).expect("render");
+    overlay::write_rendered(&root, &rendered).expect("write");
+    overlay::make_links(&root, def).expect("links");
+    overlay::install_rolectl(&root, &rolectl()).expect("rolectl");
+    if stub {
+        let stubbed = stub_missing_binaries(&root, &rendered);
+        eprintln!("{name}: stand-ins in the test root for {stubbed:?}");
+    }
+    overlay::enable_units(&root, def).expect("enable");
+    root
+}
+
 #[test]
 fn rendered_units_pass_systemd_analyze_verify() {
     let offline = load("k8s-node-offline.yaml");
     let production = load("k8s-node.yaml");
-    let base = rootfs::ensure_base(&offline, &shared_cache(), Some(1_700_000_000), false)
-        .expect("base root filesystem");
     let dir = scratch();
 
     // The offline image exactly as the overlay stage makes it.
-    let root = dir.path().join("offline");
-    rootfs::unpack(&base.path, &root).expect("unpack");
-    let rendered = render::render_all(&offline).expect("render offline");
-    overlay::write_rendered(&root, &rendered).expect("write");
-    overlay::make_links(&root, &offline).expect("links");
-    overlay::install_rolectl(&root, &rolectl()).expect("rolectl");
-    overlay::enable_units(&root, &offline).expect("enable");
+    let root = image_root(dir.path(), "offline", &offline, false);
     let problems = verify(&root, &offline);
     assert!(
         problems.is_empty(),
@@ -104,15 +116,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
     );
 
     // The production units, in the same kind of root.
-    let root = dir.path().join("production");
-    rootfs::unpack(&base.path, &root).expect("unpack");
-    let rendered = render::render_all(&production).expect("render production");
-    overlay::write_rendered(&root, &rendered).expect("write");
-    overlay::make_links(&root, &production).expect("links");
-    overlay::install_rolectl(&root, &rolectl()).expect("rolectl");
-    let stubbed = stub_missing_binaries(&root, &rendered);
-    eprintln!("production: stand-ins in the test root for {stubbed:?}");
-    overlay::enable_units(&root, &production).expect("enable");
+    let root = image_root(dir.path(), "production", &production, true);
     let problems = verify(&root, &production);
     assert!(
         problems.is_empty(),
@@ -126,14 +130,8 @@ fn verify_catches_a_broken_unit() {
     // The check above must be able to fail: a unit with an unknown section
     // key and a relative ExecStart is reported.
     let offline = load("k8s-node-offline.yaml");
-    let base = rootfs::ensure_base(&offline, &shared_cache(), Some(1_700_000_000), false)
-        .expect("base root filesystem");
     let dir = scratch();
-    let root = dir.path().join("broken");
-    rootfs::unpack(&base.path, &root).expect("unpack");
-    let rendered = render::render_all(&offline).expect("render");
-    overlay::write_rendered(&root, &rendered).expect("write");
-    overlay::install_rolectl(&root, &rolectl()).expect("rolectl");
+    let root = image_root(dir.path(), "broken", &offline, false);
     overlay::write_file(
         &root,
         "/etc/systemd/system/etcd.service.d/broken.conf",
