@@ -47,4 +47,9 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# cloud-init is here only for `cloud-init devel make-mime` in tests: keep it
+# from configuring this host at its next boot.
+if [ -d /etc/cloud ] && [ ! -e /etc/cloud/cloud-init.disabled ]; then
+  touch /etc/cloud/cloud-init.disabled
+fi
 echo "setup-host.sh: host ready"
