@@ -174,7 +174,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 pub fn run_up(args: UpArgs) -> Result<()> {
-    userdata::check_label("cluster", &args.cluster)?;
+    userdata::check_cluster(&args.cluster)?;
     userdata::check_label("domain", &args.domain)?;
     if args.masters + args.minions == 0 {
         bail!("nothing to start: --masters and --minions are both 0");
@@ -470,7 +470,7 @@ pub fn run_status(args: StatusArgs, json: bool) -> Result<()> {
 }
 
 pub fn run_userdata(args: UserdataArgs) -> Result<()> {
-    userdata::check_label("cluster", &args.cluster)?;
+    userdata::check_cluster(&args.cluster)?;
     if let Some(d) = &args.domain {
         userdata::check_label("domain", d)?;
     }

@@ -31,7 +31,14 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Checks a DNS label used as cluster name or domain.
+/// Checks a cluster name with rolectl's own rule, so `up` and `userdata`
+/// refuse exactly what `rolectl activate` would refuse at boot.
+pub fn check_cluster(s: &str) -> Result<()> {
+    rolectl::settings::ClusterName::try_from(s)?;
+    Ok(())
+}
+
+/// Checks a DNS label used as a VM name or domain.
 pub fn check_label(what: &str, s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 63
@@ -148,5 +155,9 @@ mod tests {
         assert!(check_label("cluster", "demo-1").is_ok());
         assert!(check_label("cluster", "Demo").is_err());
         assert!(check_label("cluster", "").is_err());
+        assert!(check_cluster("demo-1").is_ok());
+        assert!(check_cluster("Demo").is_err());
+        assert!(check_cluster("-demo").is_err());
+        assert!(check_cluster("a;rm").is_err());
     }
 }
