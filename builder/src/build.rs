@@ -19,7 +19,7 @@ use crate::manifest::{
 };
 use crate::progress::Progress;
 use crate::render;
-use crate::stages::{disk, generalize, overlay, rootfs};
+use crate::stages::{disk, generalize, overlay, rootfs, source_build};
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -144,6 +144,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         Ok(fetch::fetch_artifacts_blocking(&def, &fo)?)
     })?;
 
+    let built = stages.run("source-build", || {
+        source_build::build_all(&def, &fetched, &opts.cache_dir, epoch, &opts.progress)
+    })?;
+
     fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating the output directory {}", opts.out_dir.display()))?;
     let staging = tempfile::Builder::new()
@@ -163,15 +167,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     rootfs::check_pins(&def, &packages)?;
 
     let identity = disk::Identity::derive(&def.name, &def.version);
-    let (artifacts, files) = stages.run("overlay", || {
+    let (artifacts, builds, container_images, files) = stages.run("overlay", || {
         let artifacts = overlay::install_artifacts(&root, &def, &fetched)?;
+        let builds = overlay::install_built(&root, &def, &built)?;
+        let images = overlay::bake_container_images(&root, &def, &built, clamp_to)?;
         let mut files = overlay::write_rendered(&root, &rendered)?;
         overlay::make_links(&root, &def)?;
         files.push(overlay::install_rolectl(&root, &opts.rolectl)?);
         files.push(overlay::write_fstab(&root, &identity.root_uuid)?);
         overlay::enable_units(&root, &def)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok((artifacts, files))
+        Ok((artifacts, builds, images, files))
     })?;
 
     stages.run("generalize", || {
@@ -274,6 +280,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         },
         outputs: outputs.clone(),
         artifacts,
+        builds,
+        container_images,
         packages,
         files,
         units: unit_infos(&def),

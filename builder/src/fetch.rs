@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use crate::definition::{Artifact, Definition};
+use crate::definition::{Definition, Download};
 use crate::digest::{Digest, DualHasher, Hashed};
 use crate::progress::Progress;
 
@@ -109,7 +109,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error(
-        "artifact {artifact}: digest mismatch for {url}: expected {expected}, computed {actual} ({size} bytes); nothing was cached. Check the URL and the digest in the definition"
+        "{artifact}: digest mismatch for {url}: expected {expected}, computed {actual} ({size} bytes); nothing was cached. Check the URL and the digest in the definition"
     )]
     Mismatch {
         artifact: String,
@@ -118,13 +118,13 @@ pub enum FetchError {
         actual: Digest,
         size: u64,
     },
-    #[error("artifact {artifact}: {url} answered HTTP {status}; not retried: check the URL")]
+    #[error("{artifact}: {url} answered HTTP {status}; not retried: check the URL")]
     Status {
         artifact: String,
         url: Url,
         status: u16,
     },
-    #[error("artifact {artifact}: fetching {url} failed after {attempts} attempt(s): {message}")]
+    #[error("{artifact}: fetching {url} failed after {attempts} attempt(s): {message}")]
     Transfer {
         artifact: String,
         url: Url,
@@ -230,7 +230,7 @@ impl Cache {
     }
 }
 
-/// Fetches every artifact of `def` (bounded concurrency) and returns them in
+/// Fetches every artifact and build source of `def` (bounded concurrency) and returns them in
 /// definition order. All failures are reported, not only the first.
 pub async fn fetch_artifacts(
     def: &Definition,
@@ -250,17 +250,18 @@ pub async fn fetch_artifacts(
             )))?;
     }
 
+    let downloads = def.downloads();
     // Offline: find everything missing up front and fail before any work.
     if opts.offline {
         let mut missing = Vec::new();
-        for a in &def.artifacts {
+        for a in &downloads {
             if a.url.scheme() == "file" {
                 continue;
             }
             match cache.verify(&a.digest).await? {
                 Some(Ok(_)) => {}
                 Some(Err(actual)) => missing.push((
-                    a.name.clone(),
+                    a.label.clone(),
                     a.url.clone(),
                     format!(
                         "cached file {} is corrupt: computed {}",
@@ -268,7 +269,7 @@ pub async fn fetch_artifacts(
                         actual.declared
                     ),
                 )),
-                None => missing.push((a.name.clone(), a.url.clone(), "missing".to_string())),
+                None => missing.push((a.label.clone(), a.url.clone(), "missing".to_string())),
             }
         }
         if !missing.is_empty() {
@@ -296,7 +297,7 @@ pub async fn fetch_artifacts(
         )
     };
 
-    let results: Vec<Result<Fetched, FetchError>> = stream::iter(def.artifacts.iter())
+    let results: Vec<Result<Fetched, FetchError>> = stream::iter(downloads.iter())
         .map(|a| fetch_one(a, &cache, client.as_ref(), opts))
         .buffered(opts.concurrency.max(1))
         .collect()
@@ -331,7 +332,7 @@ pub fn fetch_artifacts_blocking(
 }
 
 async fn fetch_one(
-    a: &Artifact,
+    a: &Download,
     cache: &Cache,
     client: Option<&reqwest::Client>,
     opts: &FetchOptions,
@@ -344,8 +345,8 @@ async fn fetch_one(
         }
         Some(Err(actual)) => {
             tracing::warn!(
-                "artifact {}: cached file {} is corrupt (expected {}, computed {}, {} bytes); fetching it again",
-                a.name,
+                "{}: cached file {} is corrupt (expected {}, computed {}, {} bytes); fetching it again",
+                a.label,
                 dest.display(),
                 a.digest,
                 actual.declared,
@@ -364,7 +365,7 @@ async fn fetch_one(
     } else {
         let Some(client) = client else {
             return Err(FetchError::Offline {
-                missing: vec![(a.name.clone(), a.url.clone(), "missing".to_string())],
+                missing: vec![(a.label.clone(), a.url.clone(), "missing".to_string())],
                 definition: PathBuf::new(),
                 cache: cache.root().to_path_buf(),
             });
@@ -374,7 +375,7 @@ async fn fetch_one(
     Ok(fetched(a, dest, hashed))
 }
 
-fn fetched(a: &Artifact, path: PathBuf, h: Hashed) -> Fetched {
+fn fetched(a: &Download, path: PathBuf, h: Hashed) -> Fetched {
     Fetched {
         name: a.name.clone(),
         path,
@@ -393,9 +394,9 @@ struct Sink {
 }
 
 impl Sink {
-    async fn create(a: &Artifact, cache: &Cache, bar: ProgressBar) -> Result<Self, FetchError> {
+    async fn create(a: &Download, cache: &Cache, bar: ProgressBar) -> Result<Self, FetchError> {
         let tmp = tempfile::Builder::new()
-            .prefix(&format!("{}.", a.name))
+            .prefix(&format!("{}.", a.name.replace('/', "_")))
             .suffix(".part")
             .tempfile_in(cache.tmp_dir())
             .map_err(io_err(format!(
@@ -427,12 +428,12 @@ impl Sink {
 
     /// Verifies the digest; on a match fsyncs and renames into the cache.
     /// On a mismatch the temp file is removed (dropping `TempPath`).
-    async fn finish(mut self, a: &Artifact, cache: &Cache) -> Result<Hashed, FetchError> {
+    async fn finish(mut self, a: &Download, cache: &Cache) -> Result<Hashed, FetchError> {
         self.bar.finish_and_clear();
         let hashed = self.hasher.finish();
         if hashed.declared != a.digest {
             return Err(FetchError::Mismatch {
-                artifact: a.name.clone(),
+                artifact: a.label.clone(),
                 url: a.url.clone(),
                 expected: a.digest,
                 actual: hashed.declared,
@@ -465,16 +466,16 @@ impl Sink {
     }
 }
 
-async fn copy_file(a: &Artifact, cache: &Cache, opts: &FetchOptions) -> Result<Hashed, FetchError> {
+async fn copy_file(a: &Download, cache: &Cache, opts: &FetchOptions) -> Result<Hashed, FetchError> {
     let src = a.url.to_file_path().map_err(|()| FetchError::Transfer {
-        artifact: a.name.clone(),
+        artifact: a.label.clone(),
         url: a.url.clone(),
         attempts: 1,
         message: "not a local file path".to_string(),
     })?;
     let mut f = tokio::fs::File::open(&src).await.map_err(io_err(format!(
-        "artifact {}: opening {}",
-        a.name,
+        "{}: opening {}",
+        a.label,
         src.display()
     )))?;
     let total = f.metadata().await.ok().map(|m| m.len());
@@ -482,8 +483,8 @@ async fn copy_file(a: &Artifact, cache: &Cache, opts: &FetchOptions) -> Result<H
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = f.read(&mut buf).await.map_err(io_err(format!(
-            "artifact {}: reading {}",
-            a.name,
+            "{}: reading {}",
+            a.label,
             src.display()
         )))?;
         if n == 0 {
@@ -512,7 +513,7 @@ impl fmt::Display for AttemptError {
 }
 
 async fn download_with_retry(
-    a: &Artifact,
+    a: &Download,
     cache: &Cache,
     client: &reqwest::Client,
     opts: &FetchOptions,
@@ -526,7 +527,7 @@ async fn download_with_retry(
             Err(AttemptError::Transient(message)) => {
                 if attempt >= max {
                     return Err(FetchError::Transfer {
-                        artifact: a.name.clone(),
+                        artifact: a.label.clone(),
                         url: a.url.clone(),
                         attempts: attempt,
                         message,
@@ -534,8 +535,8 @@ async fn download_with_retry(
                 }
                 let delay = opts.retry.backoff(attempt);
                 tracing::warn!(
-                    "artifact {}: attempt {attempt}/{max} failed: {message}; retrying in {delay:?}",
-                    a.name
+                    "{}: attempt {attempt}/{max} failed: {message}; retrying in {delay:?}",
+                    a.label
                 );
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -545,7 +546,7 @@ async fn download_with_retry(
 }
 
 async fn download_once(
-    a: &Artifact,
+    a: &Download,
     cache: &Cache,
     client: &reqwest::Client,
     opts: &FetchOptions,
@@ -564,7 +565,7 @@ async fn download_once(
             return Err(AttemptError::Transient(format!("HTTP {status}")));
         }
         return Err(AttemptError::Fatal(Box::new(FetchError::Status {
-            artifact: a.name.clone(),
+            artifact: a.label.clone(),
             url: a.url.clone(),
             status: status.as_u16(),
         })));

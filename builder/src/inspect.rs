@@ -132,6 +132,20 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         .iter()
         .map(|f| (f.path.as_str(), f.sha256.as_str(), Some(f.mode.as_str())))
         .collect();
+    // Source-built outputs and baked container images: the manifest's
+    // provenance is only worth something if the bytes inside match it.
+    for b in &manifest.builds {
+        files.extend(
+            b.paths
+                .iter()
+                .map(|p| (p.path.as_str(), p.sha256.as_str(), Some(p.mode.as_str()))),
+        );
+    }
+    for c in &manifest.container_images {
+        if let Some(p) = &c.archive {
+            files.push((p.path.as_str(), p.sha256.as_str(), Some(p.mode.as_str())));
+        }
+    }
     for a in &manifest.artifacts {
         files.extend(
             a.paths

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod hostcmd;
 pub mod inspect;
 pub mod manifest;
+pub mod oci;
 pub mod progress;
 pub mod render;
 pub mod stages;

@@ -7,8 +7,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::oci::ImageDigests;
 use crate::stages::overlay::{InstalledArtifact, WrittenFile};
 use crate::stages::rootfs::InstalledPackage;
+use crate::stages::source_build::Provenance;
 
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -24,6 +26,12 @@ pub struct Manifest {
     pub boot: BootInfo,
     pub outputs: Vec<OutputFile>,
     pub artifacts: Vec<InstalledArtifact>,
+    /// Artifacts built from pinned sources, with their provenance.
+    #[serde(default)]
+    pub builds: Vec<BuiltArtifact>,
+    /// Container images baked in (or pinned for the runtime to pull).
+    #[serde(default)]
+    pub container_images: Vec<BakedImage>,
     pub packages: Vec<InstalledPackage>,
     /// Every file kubebake rendered or copied into the image.
     pub files: Vec<WrittenFile>,
@@ -64,6 +72,31 @@ pub struct OutputFile {
     pub file: String,
     pub size: u64,
     pub sha256: String,
+}
+
+/// A source-built artifact: where it came from and where it went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuiltArtifact {
+    #[serde(flatten)]
+    pub provenance: Provenance,
+    /// The outputs installed as files in the image.
+    pub paths: Vec<WrittenFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BakedImage {
+    pub name: String,
+    /// The reference containerd knows the image by.
+    pub reference: String,
+    /// `true`: the OCI archive is in the image (`archive`); `false`: the
+    /// runtime pulls `pinned_digest` from its registry.
+    pub baked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<ImageDigests>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<WrittenFile>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use handlebars::{Handlebars, RenderErrorReason};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::definition::{Definition, FileEntry, ImagePath, Role, RoleExt, Unit};
+use crate::definition::{Definition, FileEntry, ImageContent, ImagePath, Role, RoleExt, Unit};
 
 /// Systemd unit directory inside the image.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -68,6 +68,15 @@ impl<'d> Renderer<'d> {
         base.insert(
             "image".to_string(),
             json!({ "name": def.name, "version": def.version }),
+        );
+        // Baked container images, for the unit that imports them at boot.
+        base.insert(
+            "container_images".to_string(),
+            def.container_images
+                .iter()
+                .filter(|c| matches!(c.content, ImageContent::Assembled { .. }))
+                .map(|c| json!({ "name": c.name, "ref": c.reference, "archive": c.archive_path().as_str() }))
+                .collect(),
         );
 
         let mut r = Renderer { def, hbs, base };

@@ -11,6 +11,7 @@
 //! anything is downloaded. Every [`FieldError`] names the file, the field
 //! path (`artifacts[2].sha256`) and what to do.
 
+mod builds;
 mod raw;
 mod validate;
 
@@ -44,6 +45,10 @@ pub struct Definition {
     pub version: String,
     pub base: Base,
     pub artifacts: Vec<Artifact>,
+    /// Artifacts built from pinned sources by recipes (see [`Build`]).
+    pub builds: Vec<Build>,
+    /// Container images baked into the image for nodes without a registry.
+    pub container_images: Vec<ContainerImage>,
     pub units: Vec<Unit>,
     pub mask: Vec<String>,
     /// file name -> (key -> value), rendered to `/etc/sysctl.d/<file>`.
@@ -113,6 +118,151 @@ pub struct ArchiveMember {
     /// Path inside the archive, e.g. `./loopback`.
     pub member: String,
     pub path: ImagePath,
+    pub mode: u32,
+}
+
+/// Something to download and verify: an artifact or a build's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Download {
+    /// `artifact` for artifacts, `build/file` for build sources.
+    pub name: String,
+    /// For messages: `artifact kubelet`, `source x.tar.gz of build kubernetes`.
+    pub label: String,
+    pub url: Url,
+    pub digest: Digest,
+}
+
+impl Definition {
+    /// Every download the build needs: artifacts, then build sources.
+    pub fn downloads(&self) -> Vec<Download> {
+        let artifacts = self.artifacts.iter().map(|a| Download {
+            name: a.name.clone(),
+            label: format!("artifact {}", a.name),
+            url: a.url.clone(),
+            digest: a.digest,
+        });
+        let sources = self.builds.iter().flat_map(|b| {
+            b.sources.iter().map(|s| Download {
+                name: format!("{}/{}", b.name, s.file_name),
+                label: format!("source {} of build {}", s.file_name, b.name),
+                url: s.url.clone(),
+                digest: s.digest,
+            })
+        });
+        artifacts.chain(sources).collect()
+    }
+
+    pub fn build(&self, name: &str) -> Option<&Build> {
+        self.builds.iter().find(|b| b.name == name)
+    }
+}
+
+/// An artifact built on the build host from pinned sources.
+///
+/// The builder fetches and verifies the sources, unpacks the tarballs into a
+/// fresh tree, applies the patches in order, checks the pinned toolchain
+/// packages, and runs the recipe with a cleared environment. The recipe
+/// writes the declared outputs into `$KUBEBAKE_OUT`. See
+/// `stages/source_build.rs` for the contract and the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Build {
+    pub name: String,
+    pub version: String,
+    /// The recipe as written (relative to the definition's directory).
+    pub recipe: String,
+    /// The recipe file on the host (absolute).
+    pub recipe_path: PathBuf,
+    /// Debian packages that must be installed at these versions on the host.
+    pub toolchain: Vec<Package>,
+    pub sources: Vec<Source>,
+    pub patches: Vec<Patch>,
+    pub outputs: Vec<BuildOutput>,
+}
+
+impl Build {
+    pub fn output(&self, name: &str) -> Option<&BuildOutput> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub url: Url,
+    pub digest: Digest,
+    /// The last segment of the URL: the name the recipe sees in
+    /// `$KUBEBAKE_SOURCES`.
+    pub file_name: String,
+    /// Unpack this tarball into the build tree (`None`: only copied into
+    /// `$KUBEBAKE_SOURCES`).
+    pub unpack: Option<Unpack>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Unpack {
+    pub strip_components: u32,
+}
+
+/// A patch applied with `patch -p1` from the tree root, in definition order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Patch {
+    /// A patch file kept beside the definition.
+    File { file: String, path: PathBuf },
+    /// A quilt series inside the unpacked tree (e.g. `debian/patches/series`):
+    /// every patch it lists, in order, relative to the series' directory.
+    Series { series: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildOutput {
+    /// File name the recipe writes into `$KUBEBAKE_OUT`.
+    pub name: String,
+    /// Where it is installed in the image (`None`: used by other sections,
+    /// e.g. `container-images`, but not installed as a file).
+    pub install: Option<(ImagePath, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerImage {
+    pub name: String,
+    /// The image reference containerd knows it by, e.g.
+    /// `localhost/kubebake/pause:1.20.2`.
+    pub reference: String,
+    pub content: ImageContent,
+}
+
+impl ContainerImage {
+    /// Where the OCI archive of a baked image lives in the node image.
+    pub fn archive_path(&self) -> ImagePath {
+        ImagePath::from_validated(format!("{}/{}.oci.tar", CONTAINER_IMAGE_DIR, self.name))
+    }
+}
+
+/// Directory of the baked OCI archives inside the node image; a boot unit
+/// imports every `*.oci.tar` here into containerd.
+pub const CONTAINER_IMAGE_DIR: &str = "/var/lib/kubebake/images";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageContent {
+    /// One layer assembled from build outputs, written as an OCI archive.
+    Assembled {
+        files: Vec<LayerFile>,
+        entrypoint: Vec<String>,
+        cmd: Vec<String>,
+    },
+    /// A registry image pinned by manifest digest: not baked, the node's
+    /// runtime pulls exactly this digest (needs a registry).
+    Pinned { digest: Digest },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerFile {
+    /// Absolute path inside the container image.
+    pub path: String,
+    pub build: String,
+    pub output: String,
     pub mode: u32,
 }
 

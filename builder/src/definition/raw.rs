@@ -20,6 +20,10 @@ pub(crate) struct RawDefinition {
     #[serde(default)]
     pub artifacts: Vec<RawArtifact>,
     #[serde(default)]
+    pub builds: Vec<RawBuild>,
+    #[serde(default)]
+    pub container_images: Vec<RawContainerImage>,
+    #[serde(default)]
     pub units: Vec<RawUnit>,
     #[serde(default)]
     pub mask: Vec<String>,
@@ -79,6 +83,84 @@ pub(crate) struct RawBinary {
 pub(crate) struct RawMember {
     pub member: String,
     pub path: String,
+    pub mode: Scalar,
+}
+
+/// An artifact built here from pinned sources by a recipe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawBuild {
+    pub name: String,
+    pub version: Scalar,
+    pub recipe: String,
+    #[serde(default)]
+    pub toolchain: Vec<String>,
+    pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub patches: Vec<RawPatch>,
+    pub outputs: Vec<RawBuildOutput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawSource {
+    pub url: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub sha512: Option<String>,
+    #[serde(default)]
+    pub unpack: Option<RawUnpack>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawUnpack {
+    #[serde(default)]
+    pub strip_components: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawPatch {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub series: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawBuildOutput {
+    pub name: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub mode: Option<Scalar>,
+}
+
+/// A container image the node needs without a registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawContainerImage {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub files: Option<Vec<RawLayerFile>>,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawLayerFile {
+    pub path: String,
+    pub from: String,
     pub mode: Scalar,
 }
 

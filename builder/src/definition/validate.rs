@@ -22,13 +22,13 @@ const FORBIDDEN_ROOTS: [&str; 5] = ["/proc", "/sys", "/dev", "/run", "/tmp"];
 
 const UNIT_SUFFIXES: [&str; 5] = [".service", ".socket", ".timer", ".target", ".path"];
 
-struct Ctx<'a> {
-    file: &'a Path,
-    errors: Vec<FieldError>,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a Path,
+    pub(super) errors: Vec<FieldError>,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             file: self.file.to_path_buf(),
             field: field.into(),
@@ -87,6 +87,16 @@ pub(super) fn validate(
             artifacts.push(art);
         }
     }
+
+    // Builds and container images (definition/builds.rs).
+    let (builds, declared_outputs) =
+        super::builds::validate_builds(&mut cx, raw.builds, source, &mut owners, opts);
+    let container_images = super::builds::validate_container_images(
+        &mut cx,
+        raw.container_images,
+        &declared_outputs,
+        &mut owners,
+    );
 
     // Units.
     let mut units = Vec::new();
@@ -337,7 +347,10 @@ pub(super) fn validate(
                 ),
             );
         }
-        if matches!(k.as_str(), "image" | "unit" | "role" | "marker") {
+        if matches!(
+            k.as_str(),
+            "image" | "unit" | "role" | "marker" | "container_images"
+        ) {
             cx.err(
                 &kp,
                 format!("variable name {k:?} is reserved by the renderer: rename it"),
@@ -412,6 +425,8 @@ pub(super) fn validate(
         version,
         base,
         artifacts,
+        builds,
+        container_images,
         units,
         mask: raw.mask,
         sysctl,
@@ -485,7 +500,7 @@ fn validate_base(cx: &mut Ctx<'_>, b: super::raw::RawBase) -> Option<Base> {
     })
 }
 
-fn parse_package(spec: &str) -> Result<Package, String> {
+pub(super) fn parse_package(spec: &str) -> Result<Package, String> {
     let (name, version) = match spec.split_once('=') {
         Some((n, v)) => (n, Some(v)),
         None => (spec, None),
@@ -534,55 +549,9 @@ fn validate_artifact(
     }
     let version = string_scalar(cx, &format!("{p}.version"), &a.version);
 
-    let url = match Url::parse(&a.url) {
-        Err(e) => {
-            cx.err(format!("{p}.url"), format!("invalid URL {:?}: {e}", a.url));
-            None
-        }
-        Ok(u) => match u.scheme() {
-            "https" if u.host().is_some() => Some(u),
-            "http" | "file" if opts.allow_insecure_urls => Some(u),
-            "http" | "file" => {
-                cx.err(
-                    format!("{p}.url"),
-                    format!(
-                        "{} URLs are refused: use https://, or pass --allow-insecure-urls (the digest still protects the content)",
-                        u.scheme()
-                    ),
-                );
-                None
-            }
-            other => {
-                cx.err(
-                    format!("{p}.url"),
-                    format!(
-                        "unsupported URL scheme {other:?} in {:?}: use https://",
-                        a.url
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let url = parse_url(cx, &format!("{p}.url"), &a.url, opts);
 
-    let digest = match (&a.sha256, &a.sha512) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                format!("{p}.sha512"),
-                "both sha256 and sha512 are set: keep exactly one (the one upstream publishes)",
-            );
-            None
-        }
-        (None, None) => {
-            cx.err(
-                p.to_string(),
-                "no digest: add `sha256: <64 hex>` or `sha512: <128 hex>` from the upstream release",
-            );
-            None
-        }
-        (Some(h), None) => parse_digest(cx, &format!("{p}.sha256"), Algorithm::Sha256, h),
-        (None, Some(h)) => parse_digest(cx, &format!("{p}.sha512"), Algorithm::Sha512, h),
-    };
+    let digest = one_digest(cx, p, a.sha256.as_deref(), a.sha512.as_deref());
 
     let is_tar = url.as_ref().is_some_and(|u| {
         let path = u.path();
@@ -602,7 +571,76 @@ fn validate_artifact(
     })
 }
 
-fn parse_digest(cx: &mut Ctx<'_>, field: &str, alg: Algorithm, hex: &str) -> Option<Digest> {
+/// An artifact or source URL: https, or http/file with
+/// `--allow-insecure-urls` (the digest still protects the content).
+pub(super) fn parse_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    raw: &str,
+    opts: &LoadOptions,
+) -> Option<Url> {
+    match Url::parse(raw) {
+        Err(e) => {
+            cx.err(field, format!("invalid URL {raw:?}: {e}"));
+            None
+        }
+        Ok(u) => match u.scheme() {
+            "https" if u.host().is_some() => Some(u),
+            "http" | "file" if opts.allow_insecure_urls => Some(u),
+            "http" | "file" => {
+                cx.err(
+                    field,
+                    format!(
+                        "{} URLs are refused: use https://, or pass --allow-insecure-urls (the digest still protects the content)",
+                        u.scheme()
+                    ),
+                );
+                None
+            }
+            other => {
+                cx.err(
+                    field,
+                    format!("unsupported URL scheme {other:?} in {raw:?}: use https://"),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// Exactly one of `sha256:` / `sha512:` under the entry at `p`.
+pub(super) fn one_digest(
+    cx: &mut Ctx<'_>,
+    p: &str,
+    sha256: Option<&str>,
+    sha512: Option<&str>,
+) -> Option<Digest> {
+    match (sha256, sha512) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                format!("{p}.sha512"),
+                "both sha256 and sha512 are set: keep exactly one (the one upstream publishes)",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                p.to_string(),
+                "no digest: add `sha256: <64 hex>` or `sha512: <128 hex>` from the upstream release",
+            );
+            None
+        }
+        (Some(h), None) => parse_digest(cx, &format!("{p}.sha256"), Algorithm::Sha256, h),
+        (None, Some(h)) => parse_digest(cx, &format!("{p}.sha512"), Algorithm::Sha512, h),
+    }
+}
+
+pub(super) fn parse_digest(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    alg: Algorithm,
+    hex: &str,
+) -> Option<Digest> {
     match Digest::parse_hex(alg, hex.trim()) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -679,7 +717,12 @@ fn validate_install(cx: &mut Ctx<'_>, p: &str, i: RawInstall, is_tar: bool) -> O
 }
 
 /// Records that `field` writes `path`; two writers of one path is an error.
-fn claim(cx: &mut Ctx<'_>, owners: &mut HashMap<String, String>, path: &ImagePath, field: String) {
+pub(super) fn claim(
+    cx: &mut Ctx<'_>,
+    owners: &mut HashMap<String, String>,
+    path: &ImagePath,
+    field: String,
+) {
     if let Some(prev) = owners.get(path.as_str()) {
         cx.err(
             &field,
@@ -693,7 +736,7 @@ fn claim(cx: &mut Ctx<'_>, owners: &mut HashMap<String, String>, path: &ImagePat
     }
 }
 
-fn string_scalar(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<String> {
+pub(super) fn string_scalar(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<String> {
     match v {
         Scalar::Str(s) if !s.trim().is_empty() => Some(s.clone()),
         Scalar::Str(_) | Scalar::Null => {
@@ -713,7 +756,7 @@ fn string_scalar(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<String> {
     }
 }
 
-fn parse_mode(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<u32> {
+pub(super) fn parse_mode(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<u32> {
     match v {
         Scalar::Str(s) => {
             let ok = (3..=4).contains(&s.len()) && s.chars().all(|c| ('0'..='7').contains(&c));
@@ -743,7 +786,7 @@ fn parse_mode(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<u32> {
     }
 }
 
-fn image_path(cx: &mut Ctx<'_>, field: &str, p: &str) -> Option<ImagePath> {
+pub(super) fn image_path(cx: &mut Ctx<'_>, field: &str, p: &str) -> Option<ImagePath> {
     match check_image_path(p) {
         Ok(()) => Some(ImagePath(p.to_string())),
         Err(msg) => {
@@ -812,13 +855,13 @@ fn check_unit_name(cx: &mut Ctx<'_>, field: &str, name: &str) -> bool {
     true
 }
 
-fn is_image_name(s: &str) -> bool {
+pub(super) fn is_image_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn is_file_name(s: &str) -> bool {
+pub(super) fn is_file_name(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."

@@ -12,10 +12,13 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::definition::{Artifact, Definition, Install};
+use crate::definition::{Artifact, Definition, ImageContent, Install};
 use crate::fetch::Fetched;
 use crate::hostcmd;
+use crate::manifest::{BakedImage, BuiltArtifact};
+use crate::oci;
 use crate::render::RenderedFile;
+use crate::stages::source_build::{find_output, Built};
 
 /// Where rolectl lives inside the image.
 pub const ROLECTL_PATH: &str = "/usr/local/bin/rolectl";
@@ -97,6 +100,106 @@ pub fn install_artifacts(
                 pinned: artifact.digest.to_string(),
                 paths,
             })
+        })
+        .collect()
+}
+
+/// Installs the outputs of every source build that have an image path.
+pub fn install_built(root: &Path, def: &Definition, built: &[Built]) -> Result<Vec<BuiltArtifact>> {
+    def.builds
+        .iter()
+        .map(|b| {
+            let done = built
+                .iter()
+                .find(|x| x.provenance.name == b.name)
+                .with_context(|| format!("build {} was not run", b.name))?;
+            let mut paths = Vec::new();
+            for o in &b.outputs {
+                let Some((path, mode)) = &o.install else {
+                    continue;
+                };
+                let src = done.output_path(&o.name);
+                let bytes = fs::read(&src).with_context(|| {
+                    format!(
+                        "reading output {} of build {} ({})",
+                        o.name,
+                        b.name,
+                        src.display()
+                    )
+                })?;
+                paths.push(write_file(root, path.as_str(), &bytes, *mode)?);
+            }
+            Ok(BuiltArtifact {
+                provenance: done.provenance.clone(),
+                paths,
+            })
+        })
+        .collect()
+}
+
+/// Writes the OCI archive of every assembled container image into the
+/// image; pinned registry images are only recorded.
+pub fn bake_container_images(
+    root: &Path,
+    def: &Definition,
+    built: &[Built],
+    epoch: i64,
+) -> Result<Vec<BakedImage>> {
+    def.container_images
+        .iter()
+        .map(|c| match &c.content {
+            ImageContent::Pinned { digest } => Ok(BakedImage {
+                name: c.name.clone(),
+                reference: c.reference.clone(),
+                baked: false,
+                digests: None,
+                pinned_digest: Some(digest.to_string()),
+                archive: None,
+            }),
+            ImageContent::Assembled {
+                files,
+                entrypoint,
+                cmd,
+            } => {
+                let entries = files
+                    .iter()
+                    .map(|f| {
+                        let (source, _) = find_output(built, &f.build, &f.output)?;
+                        Ok(oci::LayerEntry {
+                            path: f.path.clone(),
+                            source,
+                            mode: f.mode,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let archive = c.archive_path();
+                let dest = in_root(root, archive.as_str())?;
+                let digests = oci::write_archive(
+                    &oci::ImageSpec {
+                        reference: c.reference.clone(),
+                        files: entries,
+                        entrypoint: entrypoint.clone(),
+                        cmd: cmd.clone(),
+                        epoch,
+                    },
+                    &dest,
+                )
+                .with_context(|| format!("assembling container image {}", c.reference))?;
+                let bytes =
+                    fs::read(&dest).with_context(|| format!("reading {}", dest.display()))?;
+                Ok(BakedImage {
+                    name: c.name.clone(),
+                    reference: c.reference.clone(),
+                    baked: true,
+                    digests: Some(digests),
+                    pinned_digest: None,
+                    archive: Some(WrittenFile {
+                        path: archive.as_str().to_string(),
+                        sha256: hex::encode(Sha256::digest(&bytes)),
+                        mode: "0644".to_string(),
+                    }),
+                })
+            }
         })
         .collect()
 }

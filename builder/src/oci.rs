@@ -1,0 +1,313 @@
+//! Container images baked into the node image as OCI archives.
+//!
+//! An assembled image is one uncompressed layer made of build outputs, an
+//! image configuration (entrypoint, cmd), a manifest and an index, written as
+//! an OCI image layout in a tar archive — the format `ctr images import`
+//! reads. Everything is deterministic: layer entries are sorted, owned by
+//! root, stamped with `SOURCE_DATE_EPOCH`; the JSON documents come from the
+//! `oci-spec` types. The index names the image twice, with
+//! `io.containerd.image.name` (the full reference, which `ctr images import`
+//! uses) and `org.opencontainers.image.ref.name` (the tag, per the OCI spec).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, Digest as OciDigest, HistoryBuilder,
+    ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType,
+    OciLayoutBuilder, Os, RootFsBuilder,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// One file of the image's single layer.
+#[derive(Debug, Clone)]
+pub struct LayerEntry {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// The file on the host.
+    pub source: PathBuf,
+    pub mode: u32,
+}
+
+/// What to assemble.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub reference: String,
+    pub files: Vec<LayerEntry>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// Timestamp for the layer's entries and the config's `created`.
+    pub epoch: i64,
+}
+
+/// The digests of an assembled image, for the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageDigests {
+    /// `sha256:…` of the image manifest: what containerd reports as the
+    /// image's digest (`ctr images ls`, `crictl images --digests`).
+    pub manifest: String,
+    pub config: String,
+    /// `sha256:…` of the (uncompressed) layer: its diff ID.
+    pub layer: String,
+}
+
+const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Writes the OCI archive of `spec` to `dest` and returns its digests.
+pub fn write_archive(spec: &ImageSpec, dest: &Path) -> Result<ImageDigests> {
+    let mtime = spec.epoch.max(0) as u64;
+    let layer = layer_tar(spec, mtime)?;
+    let layer_digest = sha256_digest(&layer);
+
+    let created = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime),
+    )
+    .to_string();
+    let mut config = ConfigBuilder::default()
+        .env(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ])
+        .entrypoint(spec.entrypoint.clone())
+        .working_dir("/".to_string());
+    if !spec.cmd.is_empty() {
+        config = config.cmd(spec.cmd.clone());
+    }
+    let image_config = ImageConfigurationBuilder::default()
+        .created(created.clone())
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .config(config.build()?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers".to_string())
+                .diff_ids(vec![layer_digest.to_string()])
+                .build()?,
+        )
+        .history(vec![HistoryBuilder::default()
+            .created(created)
+            .created_by(format!("kubebake {}", env!("CARGO_PKG_VERSION")))
+            .build()?])
+        .build()?;
+    let config_json = serde_json::to_vec(&image_config)?;
+    let config_digest = sha256_digest(&config_json);
+
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(MediaType::ImageConfig, &config_json)?)
+        .layers(vec![descriptor(
+            MediaType::Other(LAYER_MEDIA_TYPE.to_string()),
+            &layer,
+        )?])
+        .build()?;
+    let manifest_json = serde_json::to_vec(&manifest)?;
+    let manifest_digest = sha256_digest(&manifest_json);
+
+    let tag = spec
+        .reference
+        .rsplit_once(':')
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_default();
+    let mut annotations = std::collections::HashMap::new();
+    annotations.insert(
+        "io.containerd.image.name".to_string(),
+        spec.reference.clone(),
+    );
+    annotations.insert("org.opencontainers.image.ref.name".to_string(), tag);
+    let mut index_desc = descriptor(MediaType::ImageManifest, &manifest_json)?;
+    index_desc.set_annotations(Some(annotations));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![index_desc])
+        .build()?;
+    // The annotations are a HashMap: serialize through a BTreeMap-backed
+    // Value so their order (and the archive's bytes) never vary.
+    let index_json = serde_json::to_vec(&sorted(serde_json::to_value(&index)?))?;
+    let layout_json = serde_json::to_vec(
+        &OciLayoutBuilder::default()
+            .image_layout_version("1.0.0".to_string())
+            .build()?,
+    )?;
+
+    let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    entries.insert("oci-layout".into(), layout_json);
+    entries.insert("index.json".into(), index_json);
+    for (digest, bytes) in [
+        (&layer_digest, layer),
+        (&config_digest, config_json),
+        (&manifest_digest, manifest_json),
+    ] {
+        entries.insert(format!("blobs/sha256/{}", digest.digest()), bytes);
+    }
+    let archive = tar_of(
+        &[("blobs", 0o755), ("blobs/sha256", 0o755)],
+        entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice(), 0o644)),
+        mtime,
+    )?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut f = fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    f.write_all(&archive)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(ImageDigests {
+        manifest: manifest_digest.to_string(),
+        config: config_digest.to_string(),
+        layer: layer_digest.to_string(),
+    })
+}
+
+/// The layer: parent directories first, then the files, sorted by path.
+fn layer_tar(spec: &ImageSpec, mtime: u64) -> Result<Vec<u8>> {
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut files = BTreeMap::new();
+    for f in &spec.files {
+        let rel = f.path.trim_start_matches('/').to_string();
+        let mut parent = Path::new(&rel).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.display().to_string());
+            parent = p.parent();
+        }
+        let bytes = fs::read(&f.source)
+            .with_context(|| format!("reading {} for {}", f.source.display(), spec.reference))?;
+        files.insert(rel, (bytes, f.mode));
+    }
+    let dir_list: Vec<(&str, u32)> = dirs.iter().map(|d| (d.as_str(), 0o755)).collect();
+    tar_of(
+        &dir_list,
+        files
+            .iter()
+            .map(|(p, (b, m))| (p.as_str(), b.as_slice(), *m)),
+        mtime,
+    )
+}
+
+/// A deterministic tar: directories, then files, root-owned, one mtime.
+fn tar_of<'a>(
+    dirs: &[(&str, u32)],
+    files: impl Iterator<Item = (&'a str, &'a [u8], u32)>,
+    mtime: u64,
+) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    for (path, mode) in dirs {
+        let mut h = header(tar::EntryType::Directory, *mode, 0, mtime);
+        builder.append_data(&mut h, format!("{path}/"), std::io::empty())?;
+    }
+    for (path, bytes, mode) in files {
+        let mut h = header(tar::EntryType::Regular, mode, bytes.len() as u64, mtime);
+        builder.append_data(&mut h, path, bytes)?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+fn sha256_digest(bytes: &[u8]) -> OciDigest {
+    // A 64-hex sha256 always parses.
+    OciDigest::from_str(&format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        .unwrap_or_else(|_| unreachable!("sha256 digests are well-formed"))
+}
+
+fn descriptor(media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
+    Ok(DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(sha256_digest(bytes))
+        .size(bytes.len() as u64)
+        .build()?)
+}
+
+/// Rebuilds a JSON value with every object's keys sorted.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<String, serde_json::Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().collect())
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path) -> ImageSpec {
+        let bin = dir.join("pause");
+        fs::write(&bin, b"\x7fELF not really").unwrap_or_else(|e| panic!("{e}"));
+        ImageSpec {
+            reference: "localhost/kubebake/pause:1.0".into(),
+            files: vec![LayerEntry {
+                path: "/bin/pause".into(),
+                source: bin,
+                mode: 0o755,
+            }],
+            entrypoint: vec!["/bin/pause".into()],
+            cmd: vec![],
+            epoch: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn archive_is_reproducible_and_names_the_image() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = spec(dir.path());
+        let a = dir.path().join("a.tar");
+        let b = dir.path().join("b.tar");
+        let da = write_archive(&s, &a)?;
+        let db = write_archive(&s, &b)?;
+        assert_eq!(da, db);
+        assert_eq!(fs::read(&a)?, fs::read(&b)?);
+
+        let mut archive = tar::Archive::new(fs::File::open(&a)?);
+        let mut names = BTreeMap::new();
+        for e in archive.entries()? {
+            let mut e = e?;
+            let name = e.path()?.display().to_string();
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf)?;
+            names.insert(name, buf);
+        }
+        let index: serde_json::Value = serde_json::from_slice(&names["index.json"])?;
+        let m = &index["manifests"][0];
+        assert_eq!(m["digest"], da.manifest);
+        assert_eq!(
+            m["annotations"]["io.containerd.image.name"],
+            "localhost/kubebake/pause:1.0"
+        );
+        // Every blob's name is its digest.
+        for (name, bytes) in &names {
+            if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+                if !hex.is_empty() {
+                    assert_eq!(hex, hex::encode(Sha256::digest(bytes)));
+                }
+            }
+        }
+        let manifest_hex = da.manifest.trim_start_matches("sha256:");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&names[&format!("blobs/sha256/{manifest_hex}")])?;
+        assert_eq!(manifest["layers"][0]["digest"], da.layer);
+        Ok(())
+    }
+}
