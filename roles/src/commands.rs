@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::exit;
+use crate::retry::Backoff;
 use crate::role::{self, ActivateOptions, Activated};
 use crate::settings::{ExpectedMinions, Role};
-use crate::wait::{self, Resolver, Retry};
+use crate::wait::{self, Resolver};
 use crate::{preflight, status, weave};
 
 fn resolver(dns: Option<std::net::SocketAddr>) -> Resolver {
@@ -65,9 +66,10 @@ pub fn wait_master(
         .map_err(|e| anyhow!(e))
         .context("reading the role marker")?;
     let host = wait::master_host(&settings);
-    let retry = Retry {
+    let retry = Backoff {
         initial: initial_backoff,
         max: max_backoff,
+        max_attempts: None,
         timeout,
     };
     match wait::wait_master(&host, health_url, resolver(dns), retry) {
@@ -112,7 +114,12 @@ pub fn weave(
         ),
     };
     let name = settings.minions_name();
-    let minions = match weave::wait_minions(&name, n, resolver(dns), Retry::every(poll, timeout)) {
+    let minions = match weave::wait_minions(
+        &name,
+        n,
+        resolver(dns),
+        Backoff::every(poll).timeout(timeout),
+    ) {
         Ok(m) => m,
         Err(t) => {
             eprintln!(
