@@ -20,11 +20,13 @@ fn resolver(dns: Option<std::net::SocketAddr>) -> Resolver {
 }
 
 /// `rolectl activate`.
-pub fn activate(root: &Path, user_data: &str) -> Result<u8> {
+/// `user_data`: `--user-data FILE` if given (then it must exist).
+pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
     let started = Instant::now();
     let opts = ActivateOptions {
         root: root.to_path_buf(),
-        user_data: user_data.to_string(),
+        user_data: user_data.unwrap_or(role::DEFAULT_USER_DATA).to_string(),
+        must_exist: user_data.is_some(),
     };
     match role::run(&opts) {
         Ok(Activated::Written { role, settings, .. }) => {
