@@ -16,7 +16,9 @@ use handlebars::{Handlebars, RenderErrorReason};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::definition::{Definition, FileEntry, ImageContent, ImagePath, Role, RoleExt, Unit};
+use rolectl::unitfile;
+
+use crate::definition::{Definition, FileEntry, ImageContent, ImagePath, RoleExt, Unit};
 
 /// Systemd unit directory inside the image.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -282,9 +284,6 @@ pub struct RoleCheckError {
     pub problems: Vec<String>,
 }
 
-/// Marker path prefix shared by every role.
-const MARKER_PREFIX: &str = "/etc/sysconfig/kubernetes-";
-
 /// Proves from the rendered files that every role unit carries exactly one
 /// `ConditionPathExists=<its marker>` (unit + drop-ins, in systemd's order,
 /// honouring empty resets) and no other marker condition, and that no shared
@@ -319,28 +318,16 @@ pub fn check_role_conditions(
             .collect::<Vec<_>>()
             .join(", ");
 
-        // Effective ConditionPathExists= values, with the file each came from.
-        let mut conds: Vec<(String, &str)> = Vec::new();
-        for f in &sources {
-            for (section, key, value) in parse_unit_file(&f.content) {
-                if section != "Unit" || key != "ConditionPathExists" {
-                    continue;
-                }
-                if value.is_empty() {
-                    conds.clear();
-                } else {
-                    conds.push((value, f.path.as_str()));
-                }
-            }
-        }
-        let marker_conds: Vec<&(String, &str)> = conds
+        // Effective role-marker conditions, with the file each came from.
+        let texts: Vec<(&str, &str)> = sources
             .iter()
-            .filter(|(v, _)| v.trim_start_matches(['!', '|']).starts_with(MARKER_PREFIX))
+            .map(|f| (f.path.as_str(), f.content.as_str()))
             .collect();
+        let marker_conds = unitfile::marker_conditions(&texts);
 
         match unit.role {
             None => {
-                for (v, file) in &marker_conds {
+                for (v, file) in marker_conds.iter() {
                     problems.push(format!(
                         "shared unit {} must not be gated on a role marker, but {file} has ConditionPathExists={v}: remove it or give the unit a role",
                         unit.name
@@ -357,9 +344,7 @@ pub fn check_role_conditions(
                     ));
                 }
                 for (v, file) in marker_conds.iter().filter(|(v, _)| v != own) {
-                    let other = Role::ALL
-                        .iter()
-                        .find(|r| v.trim_start_matches(['!', '|']) == r.marker_path())
+                    let other = unitfile::marker_role(v)
                         .map(|r| format!("role {r}'s marker"))
                         .unwrap_or_else(|| "a marker condition".to_string());
                     problems.push(format!(
@@ -377,56 +362,9 @@ pub fn check_role_conditions(
     }
 }
 
-/// Minimal systemd unit-file parsing: `[Section]`, `Key=Value` (whitespace
-/// trimmed), `#`/`;` comments, trailing-backslash line continuation.
-/// Returns (section, key, value) in file order.
-pub fn parse_unit_file(content: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut section = String::new();
-    let mut logical = String::new();
-    let mut continuing = false;
-    for raw in content.lines() {
-        let line = raw.trim();
-        if continuing {
-            // Comment lines inside a continuation are skipped, as systemd does.
-            if line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-        } else {
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if line.starts_with('[') && line.ends_with(']') {
-                section = line[1..line.len() - 1].trim().to_string();
-                continue;
-            }
-        }
-        if let Some(stripped) = line.strip_suffix('\\') {
-            logical.push_str(stripped);
-            logical.push(' ');
-            continuing = true;
-            continue;
-        }
-        logical.push_str(line);
-        continuing = false;
-        push_assignment(&mut out, &section, &logical);
-        logical.clear();
-    }
-    if continuing {
-        push_assignment(&mut out, &section, &logical);
-    }
-    out
-}
-
-fn push_assignment(out: &mut Vec<(String, String, String)>, section: &str, line: &str) {
-    if let Some((k, v)) = line.split_once('=') {
-        out.push((
-            section.to_string(),
-            k.trim().to_string(),
-            v.trim().to_string(),
-        ));
-    }
-}
+/// The workspace's one unit-file parser (rolectl's; `inspect` and
+/// `rolectl status` use it too).
+pub use rolectl::unitfile::parse as parse_unit_file;
 
 /// Convenience for callers holding only a path.
 pub fn template_path(def: &Definition, rel: &str) -> PathBuf {

@@ -4,9 +4,7 @@
 use std::fs;
 
 use kubebake::definition::{self, Definition, LoadOptions};
-use kubebake::render::{
-    check_role_conditions, parse_unit_file, render_all, RenderError, RenderedFile, Renderer,
-};
+use kubebake::render::{check_role_conditions, render_all, RenderError, RenderedFile, Renderer};
 
 const DEF: &str = r#"
 name: node
@@ -292,19 +290,5 @@ fn condition_outside_unit_section_does_not_count() {
     assert!(
         msg.contains("etcd.service") && msg.contains("found 0"),
         "{msg}"
-    );
-}
-
-#[test]
-fn unit_file_parser_handles_comments_and_continuations() {
-    let text = "# c\n[Unit]\n; c\nDescription=a \\\n  b\nConditionPathExists = /x\n[Service]\nExecStart=/bin/true\n";
-    let parsed = parse_unit_file(text);
-    assert_eq!(
-        parsed,
-        vec![
-            ("Unit".into(), "Description".into(), "a  b".into()),
-            ("Unit".into(), "ConditionPathExists".into(), "/x".into()),
-            ("Service".into(), "ExecStart".into(), "/bin/true".into()),
-        ]
     );
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
-use crate::role::DEFAULT_USER_DATA;
 use crate::settings::Role;
 
 /// Exit codes (documented in README.md).
@@ -39,7 +38,8 @@ pub enum Cmd {
     Version,
     Activate {
         root: PathBuf,
-        user_data: String,
+        /// `--user-data FILE`; None: the default location, which may be absent.
+        user_data: Option<String>,
     },
     WaitMaster {
         root: PathBuf,
@@ -107,7 +107,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
         None => return Err("no command given".into()),
     };
     let mut root = PathBuf::from("/");
-    let mut user_data = DEFAULT_USER_DATA.to_string();
+    let mut user_data: Option<String> = None;
     let mut health_url: Option<String> = None;
     let mut timeout: Option<Duration> = None;
     let mut initial_backoff = Duration::from_millis(250);
@@ -160,7 +160,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
         let opt = format!("--{name}");
         match name.as_str() {
             "root" => root = PathBuf::from(p.value().map_err(e)?),
-            "user-data" => user_data = string(p.value().map_err(e)?, &opt)?,
+            "user-data" => user_data = Some(string(p.value().map_err(e)?, &opt)?),
             "health-url" => health_url = Some(string(p.value().map_err(e)?, &opt)?),
             "timeout" => timeout = Some(secs(p.value().map_err(e)?, &opt)?),
             "max-backoff" => max_backoff = secs(p.value().map_err(e)?, &opt)?,

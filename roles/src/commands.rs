@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::exit;
+use crate::retry::Backoff;
 use crate::role::{self, ActivateOptions, Activated};
 use crate::settings::{ExpectedMinions, Role};
-use crate::wait::{self, Resolver, Retry};
+use crate::wait::{self, Resolver};
 use crate::{preflight, status, weave};
 
 fn resolver(dns: Option<std::net::SocketAddr>) -> Resolver {
@@ -19,11 +20,13 @@ fn resolver(dns: Option<std::net::SocketAddr>) -> Resolver {
 }
 
 /// `rolectl activate`.
-pub fn activate(root: &Path, user_data: &str) -> Result<u8> {
+/// `user_data`: `--user-data FILE` if given (then it must exist).
+pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
     let started = Instant::now();
     let opts = ActivateOptions {
         root: root.to_path_buf(),
-        user_data: user_data.to_string(),
+        user_data: user_data.unwrap_or(role::DEFAULT_USER_DATA).to_string(),
+        must_exist: user_data.is_some(),
     };
     match role::run(&opts) {
         Ok(Activated::Written { role, settings, .. }) => {
@@ -65,9 +68,10 @@ pub fn wait_master(
         .map_err(|e| anyhow!(e))
         .context("reading the role marker")?;
     let host = wait::master_host(&settings);
-    let retry = Retry {
+    let retry = Backoff {
         initial: initial_backoff,
         max: max_backoff,
+        max_attempts: None,
         timeout,
     };
     match wait::wait_master(&host, health_url, resolver(dns), retry) {
@@ -112,7 +116,12 @@ pub fn weave(
         ),
     };
     let name = settings.minions_name();
-    let minions = match weave::wait_minions(&name, n, resolver(dns), Retry::every(poll, timeout)) {
+    let minions = match weave::wait_minions(
+        &name,
+        n,
+        resolver(dns),
+        Backoff::every(poll).timeout(timeout),
+    ) {
         Ok(m) => m,
         Err(t) => {
             eprintln!(

@@ -32,12 +32,6 @@ pub struct Report {
     pub ok: bool,
 }
 
-impl Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
 const P_OVERLAY: &str = "seed: Docker's default devicemapper-on-loopback storage corrupts /var/lib/docker; overlay needs the overlay module";
 const P_BRNF: &str = "seed: bridge-nf-call-iptables disabled makes service endpoints unroutable (kube-proxy, Weave); sysctl races br_netfilter loading";
 const P_FORWARD: &str =

@@ -20,6 +20,9 @@ pub struct ActivateOptions {
     pub root: PathBuf,
     /// Absolute path, taken relative to `root`.
     pub user_data: String,
+    /// The file was named explicitly: its absence is an error. Only the
+    /// default location may be absent (no user-data: host unassigned).
+    pub must_exist: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,11 +158,11 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
     result
 }
 
-fn read_user_data(root: &Path, user_data: &str) -> Result<Option<Vec<u8>>, ActivateError> {
-    let p = marker::under(root, user_data);
+fn read_user_data(opts: &ActivateOptions) -> Result<Option<Vec<u8>>, ActivateError> {
+    let p = marker::under(&opts.root, &opts.user_data);
     match fs::read(&p) {
         Ok(d) => Ok(Some(d)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !opts.must_exist => Ok(None),
         Err(err) => Err(ActivateError::ReadUserData { path: p, err }),
     }
 }
@@ -177,7 +180,7 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
         }
         (a, b) => a.or(b),
     };
-    let request = match read_user_data(root, &opts.user_data)? {
+    let request = match read_user_data(opts)? {
         None => Request::Unassigned {
             reason: format!("no user-data at {}", opts.user_data),
         },

@@ -27,8 +27,26 @@ fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Invali
     }
 }
 
-/// The two roles a host can take (also the builder's unit roles).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The role markers are `/etc/sysconfig/kubernetes-<role>`: defined here
+/// once; `Role::marker_path`, the builder's role proof, `inspect`, the
+/// script form of user-data and the VM harness all derive from it.
+macro_rules! marker_stem {
+    () => {
+        "/etc/sysconfig/kubernetes"
+    };
+}
+
+/// The marker path without `-<role>` (what the script form looks for).
+pub const MARKER_STEM: &str = marker_stem!();
+/// Every role marker path starts with this.
+pub const MARKER_PREFIX: &str = concat!(marker_stem!(), "-");
+
+/// The two roles a host can take (also the builder's unit roles and the VM
+/// harness's).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Master,
     Minion,
@@ -47,8 +65,8 @@ impl Role {
     /// The marker path relative to the root, as units reference it.
     pub fn marker_path(self) -> &'static str {
         match self {
-            Role::Master => "/etc/sysconfig/kubernetes-master",
-            Role::Minion => "/etc/sysconfig/kubernetes-minion",
+            Role::Master => concat!(marker_stem!(), "-master"),
+            Role::Minion => concat!(marker_stem!(), "-minion"),
         }
     }
 }
@@ -56,6 +74,13 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::try_from(s)
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::marker::{self, MarkerError};
 use crate::settings::{Role, Settings};
+use crate::unitfile;
 
 pub const STATUS_PATH: &str = "/run/rolectl/status.json";
 
@@ -84,7 +85,8 @@ pub fn write_activation(root: &Path, st: &ActivationStatus) -> Result<(), Marker
 pub struct RoleUnit {
     pub unit: String,
     pub dropin: String,
-    /// `ConditionPathExists=` values in the drop-in.
+    /// The role-marker `ConditionPathExists=` values of the unit and its
+    /// drop-ins, as systemd reads them.
     pub conditions: Vec<String>,
     /// Whether the conditions hold on this root (marker present).
     pub condition_met: bool,
@@ -176,17 +178,12 @@ fn role_units(root: &Path) -> Vec<RoleUnit> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let conf = d.join("role.conf");
-            let text = fs::read_to_string(&conf).unwrap_or_default();
-            let conditions: Vec<String> = text
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("ConditionPathExists="))
-                .map(|v| v.trim().to_string())
-                .collect();
+            let conditions = unit_marker_conditions(root, &unit, d);
             let condition_met = conditions.iter().all(|c| {
+                let c = c.trim_start_matches('|');
                 let (neg, p) = match c.strip_prefix('!') {
                     Some(p) => (true, p),
-                    None => (false, c.as_str()),
+                    None => (false, c),
                 };
                 marker::under(root, p).exists() != neg
             });
@@ -204,6 +201,37 @@ fn role_units(root: &Path) -> Vec<RoleUnit> {
                 condition_result,
             }
         })
+        .collect()
+}
+
+/// The effective role-marker conditions of `unit` as systemd reads them:
+/// the unit file, then its drop-ins in `dir` sorted by name.
+fn unit_marker_conditions(root: &Path, unit: &str, dir: &Path) -> Vec<String> {
+    let mut files = vec![marker::under(root, &format!("/etc/systemd/system/{unit}"))];
+    let mut dropins: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| unitfile::is_dropin(&e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    dropins.sort();
+    files.extend(dropins);
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|p| {
+            let text = fs::read_to_string(p).unwrap_or_default();
+            (p.display().to_string(), text)
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(l, t)| (l.as_str(), t.as_str()))
+        .collect();
+    unitfile::marker_conditions(&refs)
+        .into_iter()
+        .map(|(v, _)| v)
         .collect()
 }
 

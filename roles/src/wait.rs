@@ -1,10 +1,12 @@
-//! Waiting for things: a bounded exponential backoff helper, name resolution
+//! Waiting for things (with [`crate::retry`]): name resolution
 //! (system resolver in production, a direct DNS query for tests) and the
 //! master health check behind `rolectl wait-master`.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "test-dns")]
+use std::time::Instant;
 
 #[cfg(feature = "test-dns")]
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -12,72 +14,8 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::marker;
+use crate::retry::{Backoff, GaveUp};
 use crate::settings::{ip_literal, Role, Settings};
-
-/// Retry policy: exponential backoff from `initial`, doubling, capped at
-/// `max`; gives up when `timeout` has elapsed (None = never).
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub initial: Duration,
-    pub max: Duration,
-    pub timeout: Option<Duration>,
-}
-
-/// The operation never succeeded before the deadline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimedOut {
-    pub attempts: u32,
-    pub last_error: String,
-    pub waited: Duration,
-}
-
-impl Retry {
-    /// Fixed interval polling.
-    pub fn every(interval: Duration, timeout: Option<Duration>) -> Self {
-        Retry {
-            initial: interval,
-            max: interval,
-            timeout,
-        }
-    }
-
-    /// Runs `op(attempt)` until it returns Ok. After each failure
-    /// `on_failure(attempt, reason, next_delay)` is called once (the place to
-    /// log one line per attempt); `next_delay` is None when giving up.
-    pub fn run<T>(
-        &self,
-        mut op: impl FnMut(u32) -> Result<T, String>,
-        mut on_failure: impl FnMut(u32, &str, Option<Duration>),
-    ) -> Result<T, TimedOut> {
-        let start = Instant::now();
-        let deadline = self.timeout.map(|t| start + t);
-        let mut delay = self.initial;
-        let mut attempt = 0u32;
-        loop {
-            attempt = attempt.saturating_add(1);
-            let reason = match op(attempt) {
-                Ok(v) => return Ok(v),
-                Err(r) => r,
-            };
-            let now = Instant::now();
-            let next = match deadline {
-                Some(d) if now >= d => None,
-                Some(d) => Some(delay.min(d - now)),
-                None => Some(delay),
-            };
-            on_failure(attempt, &reason, next);
-            let Some(sleep) = next else {
-                return Err(TimedOut {
-                    attempts: attempt,
-                    last_error: reason,
-                    waited: start.elapsed(),
-                });
-            };
-            std::thread::sleep(sleep);
-            delay = (delay * 2).min(self.max);
-        }
-    }
-}
 
 /// Formats a delay for log lines ("2s", "0.5s").
 pub fn secs(d: Duration) -> String {
@@ -262,8 +200,8 @@ pub fn wait_master(
     host: &str,
     url: &str,
     resolver: Resolver,
-    retry: Retry,
-) -> Result<(IpAddr, u16), TimedOut> {
+    retry: Backoff,
+) -> Result<(IpAddr, u16), GaveUp<String>> {
     let agent = http_agent();
     retry.run(
         |_| {
@@ -290,41 +228,6 @@ pub fn wait_master(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let r = Retry {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(4),
-            timeout: None,
-        };
-        let delays = std::cell::RefCell::new(Vec::new());
-        let out = r.run(
-            |n| if n < 5 { Err(format!("no {n}")) } else { Ok(n) },
-            |_, _, d| delays.borrow_mut().push(d.unwrap().as_millis()),
-        );
-        assert_eq!(out, Ok(5));
-        assert_eq!(*delays.borrow(), vec![1, 2, 4, 4]);
-    }
-
-    #[test]
-    fn gives_up_at_deadline() {
-        let r = Retry::every(Duration::from_millis(20), Some(Duration::from_millis(70)));
-        let calls = Cell::new(0);
-        let e = r
-            .run(
-                |_| -> Result<(), String> {
-                    calls.set(calls.get() + 1);
-                    Err("down".into())
-                },
-                |_, _, _| {},
-            )
-            .unwrap_err();
-        assert_eq!(e.last_error, "down");
-        assert!((3..=6).contains(&calls.get()), "{}", calls.get());
-        assert!(e.waited >= Duration::from_millis(70));
-    }
 
     #[test]
     fn urls() {

@@ -9,8 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::marker;
+use crate::retry::{Backoff, GaveUp};
 use crate::settings::{check_weave_arg, Settings};
-use crate::wait::{secs, Resolver, Retry, TimedOut};
+use crate::wait::{secs, Resolver};
 
 pub const DEFAULT_LAUNCH: &[&str] = &["/usr/local/bin/weave", "launch-router"];
 pub const PLAN_PATH: &str = "/run/rolectl/weave.json";
@@ -71,8 +72,8 @@ pub fn wait_minions(
     name: &str,
     expected: u32,
     resolver: Resolver,
-    retry: Retry,
-) -> Result<Vec<IpAddr>, TimedOut> {
+    retry: Backoff,
+) -> Result<Vec<IpAddr>, GaveUp<String>> {
     retry.run(
         |_| {
             let addrs = match resolver.lookup(name) {

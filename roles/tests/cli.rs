@@ -69,6 +69,24 @@ fn user_data_option_is_relative_to_root() {
 }
 
 #[test]
+fn missing_explicit_user_data_file_is_an_error() {
+    // Only the default location may be absent; a file named on the command
+    // line that does not exist is a mistake, not "no role".
+    let t = tempfile::tempdir().unwrap();
+    let o = rolectl(&[
+        "activate",
+        "--root",
+        &root_arg(t.path()),
+        "--user-data",
+        "/srv/missing",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/srv/missing"), "{}", stderr(&o));
+    assert!(!marker(t.path(), "master").exists() && !marker(t.path(), "minion").exists());
+    assert_eq!(status_json(t.path())["outcome"], "error");
+}
+
+#[test]
 fn no_user_data_leaves_host_unassigned() {
     let t = tempfile::tempdir().unwrap();
     let o = activate(t.path());

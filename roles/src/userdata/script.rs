@@ -8,9 +8,7 @@
 //! an error, so a typo never silently leaves a host unassigned.
 
 use super::UserDataError;
-use crate::settings::Role;
-
-const PREFIX: &str = "/etc/sysconfig/kubernetes";
+use crate::settings::{Role, MARKER_STEM as PREFIX};
 
 /// Result of scanning a script: the role (if any) and the line it came from.
 pub fn parse(text: &str, place: &str) -> Result<Option<(Role, usize)>, UserDataError> {
