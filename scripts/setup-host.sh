@@ -31,10 +31,21 @@ PKGS=(
   iproute2 iptables curl ca-certificates
   cloud-init cloud-image-utils systemd
   pkg-config libclang-dev clang
+  # Build recipes (images/recipes/): kubernetes.sh runs Go 1.19.8 from
+  # /usr/lib/go-1.19 (pinned: the outputs' bytes depend on it), make and rsync
+  # (upstream's code generation), gcc + libc6-dev (static pause) and binutils
+  # (strip); the builder unpacks and patches sources with tar and patch.
+  golang-1.19-go=1.19.8-2 make rsync gcc libc6-dev binutils patch
 )
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  # NAME or NAME=VERSION (then that exact version must be installed)
+  name=${p%%=*}
+  have=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true)
+  case "$p" in
+    *=*) [ "$have" = "install ok installed ${p#*=}" ] || missing+=("$p") ;;
+    *) [[ "$have" == "install ok installed "* ]] || missing+=("$p") ;;
+  esac
 done
 need_qemu=0
 command -v qemu-system-x86_64 >/dev/null || need_qemu=1
