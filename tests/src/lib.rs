@@ -36,6 +36,12 @@ pub fn golden() -> GoldenImage {
     }
 }
 
+/// The manifest written beside the golden image.
+pub fn manifest() -> Result<kubebake::manifest::Manifest> {
+    let image = golden();
+    kubebake::manifest::Manifest::read(&kubebake::inspect::manifest_path_for(&image.disk))
+}
+
 /// Log directory of `test`: target/vm-logs/<test>/ (emptied first).
 pub fn log_dir(test: &str) -> PathBuf {
     let d = repo_root().join("target/vm-logs").join(test);

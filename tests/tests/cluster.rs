@@ -76,6 +76,54 @@ fn active_since(c: &Cluster, vm: &str, unit: &str) -> Result<f64> {
     Ok(v.parse()?)
 }
 
+/// Kubernetes built from source is in the image, and the container images
+/// baked into it are in containerd's k8s.io namespace (imported at boot by
+/// kubebake-images.service, nothing pulled: the VM network has no registry),
+/// with the digests the manifest pins.
+fn baked_kubernetes(c: &Cluster, vm: &str) -> Result<()> {
+    let version = c.ssh(vm, "/usr/local/bin/kubelet --version")?;
+    ensure!(
+        version.trim() == "Kubernetes v1.20.2",
+        "{vm}: kubelet --version printed {version:?}"
+    );
+    wait_until(
+        &format!("{vm}: kubebake-images active"),
+        WAIT,
+        Duration::from_secs(3),
+        || {
+            let (_, active) = h::unit_state(c, vm, "kubebake-images.service")?;
+            Ok((active == "active").then_some(()))
+        },
+    )?;
+    let listed = c.ssh(vm, "sudo ctr --namespace k8s.io images ls")?;
+    let manifest = h::manifest()?;
+    for image in &manifest.container_images {
+        let digest = image
+            .digests
+            .as_ref()
+            .map(|d| d.manifest.clone())
+            .unwrap_or_default();
+        ensure!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", image.reference)) && l.contains(&digest)),
+            "{vm}: {} @ {digest} not in containerd's k8s.io namespace:\n{listed}",
+            image.reference
+        );
+    }
+    let labels = c.ssh(
+        vm,
+        "sudo ctr --namespace k8s.io images ls | grep -c io.cri-containerd.pinned=pinned",
+    )?;
+    ensure!(
+        labels.trim() == manifest.container_images.len().to_string(),
+        "{vm}: {} images labelled pinned, want {}",
+        labels.trim(),
+        manifest.container_images.len()
+    );
+    Ok(())
+}
+
 fn weave_plan(c: &Cluster, vm: &str) -> Result<serde_json::Value> {
     let text = c.ssh(vm, "cat /run/rolectl/weave.json")?;
     serde_json::from_str(&text).with_context(|| format!("weave.json on {vm}: {text}"))
@@ -246,6 +294,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         )?;
         ensure!(out.trim() == "ok", "{m}: container said {out:?}");
         node_prerequisites(c, m, "minion")?;
+        baked_kubernetes(c, m)?;
     }
     // Still waiting for the third minion.
     for m in ["minion1", "minion2"] {
