@@ -260,6 +260,34 @@ pub fn summary(d: &Definition) -> String {
             a.digest.algorithm()
         ));
     }
+    s.push_str(&format!("  builds:    {}\n", d.builds.len()));
+    for b in &d.builds {
+        s.push_str(&format!(
+            "    {} {} ({}, {} source(s), {} patch entr{}, {} output(s))\n",
+            b.name,
+            b.version,
+            b.recipe,
+            b.sources.len(),
+            b.patches.len(),
+            if b.patches.len() == 1 { "y" } else { "ies" },
+            b.outputs.len()
+        ));
+    }
+    s.push_str(&format!(
+        "  container images: {}\n",
+        d.container_images.len()
+    ));
+    for c in &d.container_images {
+        let how = match &c.content {
+            crate::definition::ImageContent::Assembled { files, .. } => {
+                format!("baked, {} file(s)", files.len())
+            }
+            crate::definition::ImageContent::Pinned { digest } => {
+                format!("pinned {digest}, pulled by the runtime")
+            }
+        };
+        s.push_str(&format!("    {} ({how})\n", c.reference));
+    }
     s.push_str(&format!(
         "  units:     {} ({} master, {} minion, {} shared), {} masked\n",
         d.units.len(),
