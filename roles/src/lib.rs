@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod credentials;
 pub mod marker;
 pub mod preflight;
 pub mod retry;
