@@ -27,11 +27,22 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
         root: root.to_path_buf(),
         user_data: user_data.unwrap_or(role::DEFAULT_USER_DATA).to_string(),
         must_exist: user_data.is_some(),
+        openssl: crate::pki::Openssl::default(),
     };
     match role::run(&opts) {
-        Ok(Activated::Written { role, settings, .. }) => {
+        Ok(Activated::Written {
+            role,
+            settings,
+            files,
+            ..
+        }) => {
+            let creds = if files.is_empty() {
+                String::new()
+            } else {
+                format!(" after {} credential files", files.len())
+            };
             eprintln!(
-                "rolectl: activated as {role} of cluster {} (domain {}): wrote {} in {:.2} ms",
+                "rolectl: activated as {role} of cluster {} (domain {}): wrote {}{creds} in {:.2} ms",
                 settings.cluster,
                 settings.domain,
                 role.marker_path(),
@@ -39,9 +50,16 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
             );
             Ok(exit::OK)
         }
-        Ok(Activated::Unchanged { role, note, .. }) => {
+        Ok(Activated::Unchanged {
+            role, note, files, ..
+        }) => {
+            let creds = if files.is_empty() {
+                String::new()
+            } else {
+                format!("; {} credential files in place", files.len())
+            };
             eprintln!(
-                "rolectl: already a {role}; {note}; {} untouched",
+                "rolectl: already a {role}; {note}; {} untouched{creds}",
                 role.marker_path()
             );
             Ok(exit::OK)
