@@ -142,3 +142,66 @@ pub fn cases(kind: &str) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A throw-away PKI generated with openssl (tests/fixtures/pki/make-pki.sh).
+pub fn gen_pki() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new("bash")
+        .arg(fixtures().join("pki/make-pki.sh"))
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "make-pki.sh (needs openssl): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    d
+}
+
+/// `    key: |` followed by the file's lines indented by 6.
+pub fn pem_block(key: &str, pki: &Path, file: &str) -> String {
+    let text = fs::read_to_string(pki.join(file)).unwrap();
+    let mut s = format!("    {key}: |\n");
+    for l in text.lines() {
+        s.push_str(&format!("      {l}\n"));
+    }
+    s
+}
+
+pub const TOKEN: &str = "abcdef.0123456789abcdef";
+
+/// Master user-data with credentials from `pki`; `files` maps pki keys to
+/// files (override to break things).
+pub fn master_user_data(pki: &Path, expires: &str, files: &[(&str, &str)]) -> String {
+    let mut s = format!("#cloud-config\nkubernetes:\n  role: master\n  cluster: demo\n  bootstrap_token: \"{TOKEN}\"\n  bootstrap_token_expires: \"{expires}\"\n  pki:\n");
+    for (k, f) in files {
+        s.push_str(&pem_block(k, pki, f));
+    }
+    s
+}
+
+pub const MASTER_FILES: &[(&str, &str)] = &[
+    ("ca_crt", "ca.crt"),
+    ("ca_key", "ca.key"),
+    ("front_proxy_ca_crt", "front-proxy-ca.crt"),
+    ("front_proxy_ca_key", "front-proxy-ca.key"),
+    ("sa_key", "sa.key"),
+    ("sa_pub", "sa.pub"),
+];
+
+pub const MINION_FILES: &[(&str, &str)] = &[
+    ("ca_crt", "ca.crt"),
+    ("kube_proxy_crt", "kube-proxy.crt"),
+    ("kube_proxy_key", "kube-proxy.key"),
+];
+
+/// Minion user-data with credentials from `pki`; `extra` goes under pki:.
+pub fn minion_user_data(pki: &Path, files: &[(&str, &str)], extra: &str) -> String {
+    let mut s = format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n  bootstrap_token: \"{TOKEN}\"\n  pki:\n");
+    for (k, f) in files {
+        s.push_str(&pem_block(k, pki, f));
+    }
+    s.push_str(extra);
+    s
+}
