@@ -106,6 +106,7 @@ pub fn check_case(case: &Path, user_data: &[u8]) -> Result<(), String> {
         if status["outcome"] != "activated" || status["role"] != role {
             return Err(format!("{name}: status.json {status}"));
         }
+        check_credential_files(case, root)?;
     } else {
         let want = fs::read_to_string(case.join("expected-error.txt"))
             .map_err(|e| format!("{name}: no expected.env or expected-error.txt: {e}"))?;
@@ -122,12 +123,51 @@ pub fn check_case(case: &Path, user_data: &[u8]) -> Result<(), String> {
         if !markers.is_empty() {
             return Err(format!("{name}: marker written despite error: {markers:?}"));
         }
+        if root.join("etc/kubernetes").exists() {
+            return Err(format!("{name}: credential files written despite error"));
+        }
         let serr = status["error"].as_str().unwrap_or_default();
         if status["outcome"] != "error" || !serr.contains(want) {
             return Err(format!(
                 "{name}: status.json does not record the error: {status}"
             ));
         }
+    }
+    Ok(())
+}
+
+/// `expected-files.txt` ("PATH MODE" lines) lists exactly the files under
+/// /etc/kubernetes; without it there must be none.
+fn check_credential_files(case: &Path, root: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = case.display();
+    let want: Vec<String> = fs::read_to_string(case.join("expected-files.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut got = Vec::new();
+    let mut stack = vec![root.join("etc/kubernetes")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                got.push(format!("/{rel} {mode:04o}"));
+            }
+        }
+    }
+    let (mut a, mut b) = (got.clone(), want.clone());
+    a.sort();
+    b.sort();
+    if a != b {
+        return Err(format!(
+            "{name}: credential files\n got: {a:?}\nwant: {b:?}"
+        ));
     }
     Ok(())
 }
