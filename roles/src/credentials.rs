@@ -140,7 +140,10 @@ impl TryFrom<&str> for Expiry {
         {
             return Err(err("not of the form YYYY-MM-DDTHH:MM:SSZ"));
         }
-        let rest = &s[19..];
+        // `get`: byte 19 may fall inside a multi-byte character.
+        let rest = s
+            .get(19..)
+            .ok_or_else(|| err("not of the form YYYY-MM-DDTHH:MM:SSZ"))?;
         let rest = match rest.strip_prefix('.') {
             Some(f) => {
                 let digits = f.bytes().take_while(u8::is_ascii_digit).count();
@@ -725,6 +728,8 @@ mod tests {
             "2026-11-28T14:00:00.Z",
             "2026-11-28t14:00:00z",
             "2026-1a-28T14:00:00Z",
+            "2026-11-28T14:00:\u{20ac}Z",
+            "2026-11-28T14:00:0\u{e9}Z",
         ] {
             assert!(Expiry::try_from(bad).is_err(), "{bad:?} accepted");
         }
