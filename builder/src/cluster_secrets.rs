@@ -523,7 +523,9 @@ mod der {
     use anyhow::{bail, Result};
 
     /// One TLV: (tag, whole TLV, contents, rest after it).
-    fn tlv(b: &[u8]) -> Result<(u8, &[u8], &[u8], &[u8])> {
+    type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+    fn tlv(b: &[u8]) -> Result<Tlv<'_>> {
         let (&tag, rest) = b
             .split_first()
             .ok_or_else(|| anyhow::anyhow!("truncated DER"))?;
