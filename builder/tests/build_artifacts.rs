@@ -36,6 +36,12 @@ fn definition(dir: &Path, artifacts: &str) -> PathBuf {
         std::os::unix::fs::symlink(repo_root().join(d), dir.join(d)).expect("symlink");
     }
     std::fs::create_dir_all(dir.join("images")).expect("images dir");
+    // The offline definition's build recipes live beside it.
+    std::os::unix::fs::symlink(
+        repo_root().join("images/recipes"),
+        dir.join("images/recipes"),
+    )
+    .expect("symlink recipes");
     let offline =
         std::fs::read_to_string(repo_root().join("images/k8s-node-offline.yaml")).expect("read");
     assert!(
