@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
+use crate::layout::ImageLayout;
 use crate::manifest::{sha256_file, Manifest};
 
 /// One verified property of the image.
@@ -45,23 +46,15 @@ impl InspectReport {
     }
 }
 
-/// The manifest that belongs to `image`: `<stem>.manifest.json` beside it.
-pub fn manifest_path_for(image: &Path) -> PathBuf {
-    let stem = image
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    image.with_file_name(format!("{stem}.manifest.json"))
-}
-
 fn gerr(op: &str) -> impl Fn(guestfs::Error) -> anyhow::Error + '_ {
     move |e| anyhow!("libguestfs {op}: {e:?}")
 }
 
 pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectReport> {
-    let manifest_path = manifest_path
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| manifest_path_for(image));
+    let manifest_path = match manifest_path {
+        Some(p) => p.to_path_buf(),
+        None => ImageLayout::of_image(image)?.manifest(),
+    };
     let manifest = Manifest::read(&manifest_path).context(
         "inspect needs the manifest written beside the image; pass --manifest if it was moved",
     )?;
@@ -401,13 +394,5 @@ mod tests {
         assert_eq!(v.get("a").map(String::as_str), Some("1.0"));
         assert_eq!(v.get("b"), None);
         assert_eq!(v.get("c").map(String::as_str), Some("3:1.2-1"));
-    }
-
-    #[test]
-    fn manifest_sits_beside_the_image() {
-        assert_eq!(
-            manifest_path_for(Path::new("/o/k8s-node.qcow2")),
-            PathBuf::from("/o/k8s-node.manifest.json")
-        );
     }
 }

@@ -1,9 +1,9 @@
 //! kubebake: bakes one golden, verified Kubernetes node disk image from a
-//! declarative image definition.
+//! declarative image definition, and drives the VM harness over it.
 
 pub mod bench;
-pub mod boot;
 pub mod build;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod definition;
@@ -11,8 +11,9 @@ pub mod digest;
 pub mod fetch;
 pub mod hostcmd;
 pub mod inspect;
+pub mod layout;
 pub mod manifest;
+pub mod output;
 pub mod progress;
 pub mod render;
 pub mod stages;
-pub mod vm;

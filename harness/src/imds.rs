@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::dns::{Entry, Registry};
-use super::net::IMDS_ADDR;
+use crate::dns::{Entry, Registry};
+use crate::net::IMDS_ADDR;
 
 /// Binds 169.254.169.254:80; call from a thread inside the namespace.
 pub fn bind() -> Result<std::net::TcpListener> {
@@ -79,7 +79,7 @@ pub fn respond(head: &str, peer: IpAddr, registry: &Registry) -> (u16, Vec<u8>) 
         IpAddr::V4(v4) => v4,
         IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
     };
-    let local = source == IMDS_ADDR || source == super::net::GATEWAY || source.is_loopback();
+    let local = source == IMDS_ADDR || source == crate::net::GATEWAY || source.is_loopback();
     if local {
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {

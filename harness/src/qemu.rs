@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::accel::Accel;
+use crate::accel::Accel;
 
 /// How the VM boots.
 #[derive(Debug, Clone)]
@@ -283,18 +283,4 @@ pub fn qmp_command(socket: &Path, command: &str) -> Result<String> {
         }
     }
     Ok(line)
-}
-
-/// Kills a process group recorded by a pidfile (`kubebake down`).
-pub fn kill_pidfile(pidfile: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-    kill_pid_group(pid);
-    Some(pid)
-}
-
-/// SIGKILL to the group `pid` leads and to `pid` itself.
-pub fn kill_pid_group(pid: i32) {
-    let p = nix::unistd::Pid::from_raw(pid);
-    let _ = nix::sys::signal::killpg(p, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::dns::{Entry, Registry};
-use super::net::{BRIDGE, GATEWAY};
+use crate::dns::{Entry, Registry};
+use crate::net::{BRIDGE, GATEWAY};
 
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
 const LEASE_SECS: u32 = 86400;
