@@ -11,13 +11,21 @@
 //! Requests from the namespace itself (the harness, tests) may name the VM
 //! with the `X-Kubebake-Source: <vm ip>` header.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 
 use crate::dns::{Entry, Registry};
 use crate::net::IMDS_ADDR;
+
+/// Header naming the VM a request from the namespace itself asks about.
+const SOURCE_HEADER: &str = "x-kubebake-source";
 
 /// Binds 169.254.169.254:80; call from a thread inside the namespace.
 pub fn bind() -> Result<std::net::TcpListener> {
@@ -27,82 +35,69 @@ pub fn bind() -> Result<std::net::TcpListener> {
     Ok(l)
 }
 
+/// Serves HTTP/1.1 (hyper) until the runtime stops.
 pub async fn serve(listener: std::net::TcpListener, registry: Registry) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
-        let (mut stream, peer) = listener.accept().await?;
+        let (stream, peer) = listener.accept().await?;
         let registry = registry.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut n = 0;
-            // Read until the end of the request head.
-            while n < buf.len() {
-                match stream.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => n += k,
-                }
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]).to_string();
-            let (status, body) = respond(&head, peer.ip(), &registry);
-            let reason = match status {
-                200 => "OK",
-                404 => "Not Found",
-                _ => "Bad Request",
-            };
-            let mut out = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            out.extend_from_slice(&body);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let source = req
+                    .headers()
+                    .get(SOURCE_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                let (status, body) =
+                    respond(req.method(), req.uri().path(), source, peer.ip(), &registry);
+                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                *resp.status_mut() = status;
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
-/// Status and body for one request head.
-pub fn respond(head: &str, peer: IpAddr, registry: &Registry) -> (u16, Vec<u8>) {
-    let mut lines = head.lines();
-    let mut first = lines.next().unwrap_or_default().split_whitespace();
-    let (method, path) = (
-        first.next().unwrap_or_default(),
-        first.next().unwrap_or("/"),
-    );
-    if method != "GET" && method != "HEAD" {
-        return (400, b"only GET\n".to_vec());
+/// Status and body for one request: `source` is the `X-Kubebake-Source`
+/// header, honoured only for requests from the namespace itself.
+pub fn respond(
+    method: &Method,
+    path: &str,
+    source: Option<&str>,
+    peer: IpAddr,
+    registry: &Registry,
+) -> (StatusCode, Vec<u8>) {
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, b"only GET\n".to_vec());
     }
-    let mut source = match peer {
+    let mut from = match peer {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
     };
-    let local = source == IMDS_ADDR || source == crate::net::GATEWAY || source.is_loopback();
+    let local = from == IMDS_ADDR || from == crate::net::GATEWAY || from.is_loopback();
     if local {
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("x-kubebake-source") {
-                    if let Ok(ip) = v.trim().parse() {
-                        source = ip;
-                    }
-                }
-            }
+        if let Some(ip) = source.and_then(|s| s.trim().parse().ok()) {
+            from = ip;
         }
     }
-    let Some(e) = registry.by_ip(source) else {
-        return (404, format!("no instance at {source}\n").into_bytes());
+    let Some(e) = registry.by_ip(from) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no instance at {from}\n").into_bytes(),
+        );
     };
-    let path = path.split('?').next().unwrap_or_default();
-    match route(path, &e) {
-        Some(b) => (200, b),
-        None => (404, b"not found\n".to_vec()),
+    match route(path, &e, &registry.domain) {
+        Some(b) => (StatusCode::OK, b),
+        None => (StatusCode::NOT_FOUND, b"not found\n".to_vec()),
     }
 }
 
-fn route(path: &str, e: &Entry) -> Option<Vec<u8>> {
-    let hostname = format!("{}.{}.k8s", e.name, e.cluster);
+fn route(path: &str, e: &Entry, domain: &str) -> Option<Vec<u8>> {
+    let hostname = format!("{}.{}.{domain}", e.name, e.cluster);
     let s = |x: &str| Some(x.as_bytes().to_vec());
     match path {
         "/" => s("latest\n"),
@@ -136,23 +131,41 @@ mod tests {
             meta_data: "instance-id: i-n1\n".into(),
         });
         let vm: IpAddr = "10.77.0.11".parse().expect("ip");
-        let get = |p: &str, from: IpAddr| respond(&format!("GET {p} HTTP/1.1\r\n\r\n"), from, &r);
+        let get = |p: &str, from: IpAddr| respond(&Method::GET, p, None, from, &r);
         assert_eq!(
             get("/latest/user-data", vm),
-            (200, b"#cloud-config\n".to_vec())
+            (StatusCode::OK, b"#cloud-config\n".to_vec())
         );
         assert_eq!(get("/latest/meta-data/local-ipv4", vm).1, b"10.77.0.11");
         assert_eq!(get("/latest/meta-data/hostname", vm).1, b"n1.demo.k8s");
         assert_eq!(
             get("/latest/user-data", "10.77.0.12".parse().expect("ip")).0,
-            404
+            StatusCode::NOT_FOUND
         );
         let gw: IpAddr = "10.77.0.1".parse().expect("ip");
         let (code, body) = respond(
-            "GET /latest/meta-data/instance-id HTTP/1.1\r\nX-Kubebake-Source: 10.77.0.11\r\n\r\n",
+            &Method::GET,
+            "/latest/meta-data/instance-id",
+            Some("10.77.0.11"),
             gw,
             &r,
         );
-        assert_eq!((code, body), (200, b"i-n1".to_vec()));
+        // The header is honoured only from the namespace itself.
+        assert_eq!(
+            respond(
+                &Method::GET,
+                "/latest/user-data",
+                Some("10.77.0.11"),
+                "10.77.0.12".parse().expect("ip"),
+                &r
+            )
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            respond(&Method::POST, "/latest/user-data", None, vm, &r).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!((code, body), (StatusCode::OK, b"i-n1".to_vec()));
     }
 }
