@@ -46,3 +46,18 @@ pub fn rolectl_path(given: Option<&Path>) -> Result<PathBuf> {
 pub fn role_str(r: Option<harness::Role>) -> &'static str {
     r.map_or("-", |r| r.as_str())
 }
+
+/// One line per VM: name, role, address, stage (`up` and `status`).
+pub fn vm_rows(vms: &[harness::state::VmStatus]) -> String {
+    vms.iter()
+        .map(|v| {
+            format!(
+                "  {:<10} {:<7} {:<12} {}\n",
+                v.name,
+                role_str(v.role),
+                v.ip,
+                v.stage
+            )
+        })
+        .collect()
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use harness::state::ClusterStatus;
 
-use super::role_str;
+use super::vm_rows;
 use crate::cli::{state_dir, GlobalArgs, StatusArgs};
 use crate::output::emit;
 
@@ -25,14 +25,6 @@ fn text(s: &ClusterStatus) -> String {
         s.netns,
         s.accel
     );
-    for v in &s.vms {
-        t.push_str(&format!(
-            "  {:<10} {:<7} {:<12} {}\n",
-            v.name,
-            role_str(v.role),
-            v.ip,
-            v.stage
-        ));
-    }
+    t.push_str(&vm_rows(&s.vms));
     t
 }

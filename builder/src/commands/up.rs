@@ -61,15 +61,7 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> Result<ExitCode> {
         if live && last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             last_print = Some(Instant::now());
             let mut t = format!("--- {:.1} s since start\n", started.elapsed().as_secs_f64());
-            for v in harness::up::stages(&cluster) {
-                t.push_str(&format!(
-                    "  {:<10} {:<7} {:<12} {}\n",
-                    v.name,
-                    role_str(v.role),
-                    v.ip,
-                    v.stage
-                ));
-            }
+            t.push_str(&super::vm_rows(&harness::up::stages(&cluster)));
             out(&t)?;
         }
         std::thread::sleep(Duration::from_millis(250));
