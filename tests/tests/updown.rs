@@ -88,7 +88,9 @@ fn up_detach_status_down_leaves_nothing() {
                     "minion: weave launched",
                     "minion: weave launched",
                 ];
-            Ok(ready.then_some(v))
+            // Not ready yet: the stages reached end up in the timeout message.
+            anyhow::ensure!(ready, "stages so far: {stages:?}");
+            Ok(Some(v))
         },
     );
     let st: serde_json::Value = serde_json::from_str(
