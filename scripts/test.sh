@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the host needs, then runs every
-# test: formatting and lints, unit and integration tests of both crates
-# (definition, fetch against loopback HTTP, rendering, golden files, rolectl's
-# user-data corpus and DNS tests), the image build (twice, for
+# test: formatting and lints, unit and integration tests of the builder,
+# rolectl and the VM harness (definition, fetch against loopback HTTP,
+# rendering, golden files, rolectl's user-data corpus and DNS tests, the
+# harness's DNS/DHCP/IMDS/QMP units), the image build (twice, for
 # reproducibility) with inspect, systemd-analyze verify, and the QEMU VM tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::build::{build, BuildOptions, BuildReport};
-use crate::definition::{self, LoadOptions};
+use crate::check;
+use crate::definition::LoadOptions;
 use crate::hostcmd;
 use crate::progress::Progress;
 use crate::stages::rootfs;
@@ -44,6 +45,8 @@ pub struct BenchReport {
 
 pub struct BenchOptions {
     pub definition: PathBuf,
+    /// `--data-root` and `--allow-insecure-urls`, as for `build`.
+    pub load: LoadOptions,
     pub work: PathBuf,
     pub rolectl: PathBuf,
     pub source_date_epoch: Option<i64>,
@@ -59,7 +62,8 @@ fn allocated(path: &Path) -> Result<u64> {
 
 pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     hostcmd::require(hostcmd::BUILD_TOOLS)?;
-    let def = definition::load(&opts.definition, &LoadOptions::default())?;
+    let def = check::load_checked(&opts.definition, &opts.load)?.def;
+    check::require_rolectl(&opts.rolectl)?;
     fs::create_dir_all(&opts.work)?;
     let work = tempfile::Builder::new()
         .prefix("kubebake-bench-")
@@ -92,23 +96,23 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     eprintln!("bench: cold kubebake build …");
     let cache = work.path().join("cache");
     let out = work.path().join("out");
-    let build_opts = |definition: &Path, out: &Path| BuildOptions {
+    let build_opts = |definition: &Path, out: &Path, load: &LoadOptions| BuildOptions {
         definition: definition.to_path_buf(),
         out_dir: out.to_path_buf(),
         cache_dir: cache.clone(),
         offline: false,
-        allow_insecure_urls: false,
+        load: load.clone(),
         rolectl: opts.rolectl.clone(),
         source_date_epoch: opts.source_date_epoch,
         progress: Progress::hidden(),
     };
     let start = Instant::now();
-    let cold: BuildReport = build(&build_opts(&opts.definition, &out))?;
+    let cold: BuildReport = build(&build_opts(&opts.definition, &out, &opts.load))?;
     let cold_s = start.elapsed().as_secs_f64();
 
     // Warm: a copy of the data root with one unit template changed.
     let data = work.path().join("data");
-    for dir in ["units", "dropins", "images"] {
+    for dir in ["units", "dropins"] {
         copy_dir(&def.data_root.join(dir), &data.join(dir))?;
     }
     let unit = def
@@ -119,17 +123,23 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     let mut text = fs::read_to_string(&template)?;
     text.push_str("# kubebake bench: changed for the warm rebuild\n");
     fs::write(&template, text)?;
-    let def_copy = data.join("images").join(
+    let def_copy = data.join(
         opts.definition
             .file_name()
             .context("definition path has no file name")?,
     );
+    fs::copy(&opts.definition, &def_copy)
+        .with_context(|| format!("copying {}", opts.definition.display()))?;
+    let warm_load = LoadOptions {
+        data_root: Some(data.clone()),
+        ..opts.load.clone()
+    };
     eprintln!(
         "bench: warm rebuild after changing units/{}.hbs …",
         unit.name
     );
     let start = Instant::now();
-    let warm = build(&build_opts(&def_copy, &out))?;
+    let warm = build(&build_opts(&def_copy, &out, &warm_load))?;
     let warm_s = start.elapsed().as_secs_f64();
 
     let raw = cold.outputs.iter().find(|o| o.kind == "raw");

@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::definition::{self, Definition, LoadOptions};
+use crate::check::{self, Checked};
+use crate::definition::{Definition, LoadOptions};
 use crate::fetch::{self, FetchOptions};
 use crate::hostcmd;
+use crate::layout::OutputNames;
 use crate::manifest::{
     sha256_file, BaseInfo, BootInfo, DefinitionInfo, ImageInfo, Manifest, OutputFile, UnitInfo,
     MANIFEST_FORMAT,
 };
 use crate::progress::Progress;
-use crate::render;
 use crate::stages::{disk, generalize, overlay, rootfs, source_build};
 
 #[derive(Debug, Clone)]
@@ -27,7 +28,8 @@ pub struct BuildOptions {
     pub out_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub offline: bool,
-    pub allow_insecure_urls: bool,
+    /// `--data-root` and `--allow-insecure-urls`.
+    pub load: LoadOptions,
     /// The rolectl binary baked into the image.
     pub rolectl: PathBuf,
     pub source_date_epoch: Option<i64>,
@@ -82,27 +84,6 @@ fn round(d: Duration) -> f64 {
     (d.as_secs_f64() * 100.0).round() / 100.0
 }
 
-/// Output file names for an image called `name`.
-pub struct OutputNames {
-    pub raw: String,
-    pub qcow2: String,
-    pub kernel: String,
-    pub initrd: String,
-    pub manifest: String,
-}
-
-impl OutputNames {
-    pub fn new(name: &str) -> OutputNames {
-        OutputNames {
-            raw: format!("{name}.raw"),
-            qcow2: format!("{name}.qcow2"),
-            kernel: format!("{name}.vmlinuz"),
-            initrd: format!("{name}.initrd"),
-            manifest: format!("{name}.manifest.json"),
-        }
-    }
-}
-
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let mut stages = Stages {
@@ -114,19 +95,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     // proof. Nothing is downloaded or written before all of them pass.
     let (def, rendered) = stages.run("validate", || {
         hostcmd::require(hostcmd::BUILD_TOOLS)?;
-        let def = definition::load(
-            &opts.definition,
-            &LoadOptions { data_root: None, allow_insecure_urls: opts.allow_insecure_urls },
-        )?;
-        let rendered = render::render_all(&def)?;
-        render::check_role_conditions(&def, &rendered)?;
-        if !opts.rolectl.is_file() {
-            anyhow::bail!(
-                "the rolectl binary {} does not exist; build it with `cargo build --release -p rolectl` \
-                 or pass --rolectl PATH",
-                opts.rolectl.display()
-            );
-        }
+        let Checked { def, rendered } = check::load_checked(&opts.definition, &opts.load)?;
+        check::require_rolectl(&opts.rolectl)?;
         Ok((def, rendered))
     })?;
     let epoch = opts.source_date_epoch;

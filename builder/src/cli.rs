@@ -1,25 +1,22 @@
-//! Command-line interface: clap types shared by all subcommands and the
-//! implementation of `validate` and `fetch`. `main.rs` only dispatches.
+//! The command line: clap types only. `main.rs` holds the one dispatch
+//! `match`; each command is one file in `commands/` with the same signature,
+//! `pub fn run(global: &GlobalArgs, args: &XArgs) -> Result<ExitCode>`.
 //!
-//! To add a subcommand: add a variant to [`Command`] with its own `Args`
-//! struct (flatten [`DefArgs`] if it takes a definition), write a
-//! `pub fn name(global: &GlobalArgs, args: &NameArgs) -> Result<ExitCode>`
-//! here, and one match arm in `main.rs`. Flags in [`GlobalArgs`] (`--json`,
+//! To add a subcommand: a variant of [`Command`] with its `Args` struct here
+//! (flatten [`DefArgs`] if it takes a definition), `commands/<name>.rs` with
+//! `run`, and one arm in `main.rs`. Flags in [`GlobalArgs`] (`--json`,
 //! `--cache`, `--offline`, `--allow-insecure-urls`) are accepted before or
-//! after the subcommand.
+//! after the subcommand; every command honours `--json`.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
-use serde_json::json;
+use harness::Role;
 
-use crate::definition::{self, Definition, DefinitionError, FieldError, LoadOptions, Role};
+use crate::definition::LoadOptions;
 use crate::fetch::{self, FetchOptions};
 use crate::progress::Progress;
-use crate::render;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +58,8 @@ impl GlobalArgs {
         }
     }
 
+    /// How to load the definition of `def`: its `--data-root` and
+    /// `--allow-insecure-urls`.
     pub fn load_options(&self, def: &DefArgs) -> LoadOptions {
         LoadOptions {
             data_root: def.data_root.clone(),
@@ -99,23 +98,23 @@ pub enum Command {
     /// Download and verify every artifact into the cache.
     Fetch(FetchArgs),
     /// Build the golden disk image (raw, qcow2, kernel, initrd, manifest).
-    Build(crate::commands::BuildArgs),
+    Build(BuildArgs),
     /// Verify a built image against its manifest (libguestfs, read-only).
-    Inspect(crate::commands::InspectArgs),
+    Inspect(InspectArgs),
     /// Boot the image once under QEMU to its login prompt (golden image untouched).
-    Boot(crate::boot::BootArgs),
+    Boot(BootArgs),
     /// Cold build, warm rebuild and image size against mmdebstrap + mkfs.ext4 -d.
-    Bench(crate::commands::BenchArgs),
+    Bench(BenchArgs),
     /// Start a laptop cluster: VMs of the golden image in a private network.
-    Up(crate::vm::cli::UpArgs),
+    Up(UpArgs),
     /// Stop a cluster started with `up --detach`; leaves no VM or namespace.
-    Down(crate::vm::cli::DownArgs),
+    Down(DownArgs),
     /// Show the VMs of a cluster and the stage each has reached.
-    Status(crate::vm::cli::StatusArgs),
+    Status(StatusArgs),
     /// Print ready-to-use user-data (#cloud-config) for a node.
-    Userdata(crate::vm::cli::UserdataArgs),
+    Userdata(UserdataArgs),
     /// Boot 1 master + 2 minions and time the boot stages.
-    BenchVm(crate::vm::cli::BenchVmArgs),
+    BenchVm(BenchVmArgs),
     /// Cluster secrets: CAs, service-account keys, kube-proxy certificate,
     /// bootstrap token; made once per cluster, never baked into an image.
     #[command(subcommand)]
@@ -150,46 +149,6 @@ pub struct ClusterTokenArgs {
     pub token_ttl: std::time::Duration,
 }
 
-/// `kubebake cluster init|token`: prints what was made (never a secret).
-pub fn cluster(
-    global: &GlobalArgs,
-    cmd: &ClusterCommand,
-) -> anyhow::Result<std::process::ExitCode> {
-    use crate::cluster_secrets as cs;
-    let secrets = match cmd {
-        ClusterCommand::Init(a) => {
-            let name = cs::ClusterName::try_from(a.name.as_str())?;
-            cs::init(
-                &name,
-                &a.dir,
-                &cs::InitOptions {
-                    token_ttl: a.token_ttl,
-                },
-            )?
-        }
-        ClusterCommand::Token(a) => cs::new_token(&a.dir, a.token_ttl)?,
-    };
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&secrets.info)?);
-    } else {
-        println!(
-            "cluster {} secrets in {}\n  CA pin:          {}\n  bootstrap token: {}.<secret> (expires {})\n\
-             next: kubebake userdata --role master --cluster {} --secrets {} > master.yaml\n      \
-             kubebake userdata --role minion --cluster {} --secrets {} > minion.yaml",
-            secrets.info.name,
-            secrets.dir.display(),
-            secrets.info.ca_cert_hash,
-            secrets.token.id(),
-            secrets.info.token_expiration,
-            secrets.info.name,
-            secrets.dir.display(),
-            secrets.info.name,
-            secrets.dir.display(),
-        );
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ValidateArgs {
     #[command(flatten)]
@@ -202,6 +161,172 @@ pub struct FetchArgs {
     pub def: DefArgs,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub def: DefArgs,
+    /// Output directory for the image, kernel, initrd and manifest.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    /// rolectl binary to bake in [default: `rolectl` beside this kubebake binary].
+    #[arg(long, value_name = "PATH")]
+    pub rolectl: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// The image (.raw or .qcow2) written by `kubebake build`.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// Its manifest [default: <image stem>.manifest.json beside it].
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BootArgs {
+    /// The golden image (.qcow2 or .raw) written by `kubebake build`.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// Boot the exported kernel and initrd directly instead of through the
+    /// image's MBR and syslinux.
+    #[arg(long)]
+    pub direct_kernel: bool,
+    /// Stop at the login prompt (default); `--until-login=false` waits for
+    /// the guest to power itself off instead.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub until_login: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Keep the serial log here [default: a temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub def: DefArgs,
+    /// Scratch directory for the floor, the cold and the warm build.
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    pub work: PathBuf,
+    /// rolectl binary to bake in [default: `rolectl` beside this kubebake binary].
+    #[arg(long, value_name = "PATH")]
+    pub rolectl: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Golden image (qcow2; kernel, initrd and manifest beside it).
+    #[arg(long, default_value = "out/k8s-node-offline.qcow2")]
+    pub image: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub masters: u32,
+    #[arg(long, default_value_t = 2)]
+    pub minions: u32,
+    #[arg(long, default_value = "demo")]
+    pub cluster: String,
+    /// DNS zone of the VPC.
+    #[arg(long, default_value = "k8s")]
+    pub domain: String,
+    /// Memory per VM, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// The same user-data file for every instance (like run-instances
+    /// --user-data); without it each VM gets generated role user-data.
+    #[arg(long)]
+    pub user_data: Option<PathBuf>,
+    /// Expected minion count in generated user-data (default: --minions).
+    #[arg(long)]
+    pub expected_minions: Option<u32>,
+    /// Direct kernel boot (-kernel/-initrd/-append) instead of SeaBIOS.
+    #[arg(long)]
+    pub kernel_boot: bool,
+    /// Return once the VMs are started; `kubebake down` stops them.
+    #[arg(long)]
+    pub detach: bool,
+    /// State directory (default /run/kubebake/<cluster>).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Internal: the background process of --detach.
+    #[arg(long, hide = true)]
+    pub daemon: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    #[arg(long, default_value = "demo")]
+    pub cluster: String,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Also delete every leftover `kb-*` network namespace (careful: other
+    /// harness runs on this host use that prefix too).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[arg(long, default_value = "demo")]
+    pub cluster: String,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UserdataArgs {
+    #[arg(long)]
+    pub role: Role,
+    #[arg(long, default_value = "demo")]
+    pub cluster: String,
+    #[arg(long)]
+    pub expected_minions: Option<u32>,
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Public key file for the default user (ssh_authorized_keys).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Cluster secrets made by `kubebake cluster init`: a master gets the
+    /// CAs' keys, service-account keys and the bootstrap token; a minion the
+    /// CA certificate (and pin), the token and kube-proxy's certificate.
+    #[arg(long, value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
+    /// A minion's API server URL [default: https://masters.<cluster>.<domain>:6443].
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchVmArgs {
+    #[arg(long, default_value = "out/k8s-node-offline.qcow2")]
+    pub image: PathBuf,
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Per-stage time limit, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// The state directory of `--cluster` / `--state-dir`.
+pub fn state_dir(cluster: &str, given: Option<&PathBuf>) -> PathBuf {
+    given
+        .cloned()
+        .unwrap_or_else(|| harness::state::default_dir(cluster))
+}
+
 /// Logging to stderr, filtered by `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -212,251 +337,37 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Loads a definition and also renders its templates and runs the role
-/// proof, so template mistakes surface before anything is downloaded.
-/// Returns the definition or every problem found.
-pub fn check_definition(
-    global: &GlobalArgs,
-    def: &DefArgs,
-) -> std::result::Result<Definition, Vec<FieldError>> {
-    let d = definition::load(&def.def, &global.load_options(def))
-        .map_err(|e: DefinitionError| e.field_errors())?;
-    let problem = |field: &str, message: String| FieldError {
-        file: d.source.clone(),
-        field: field.to_string(),
-        message,
-    };
-    match render::render_all(&d) {
-        Err(e) => return Err(vec![problem("units", e.to_string())]),
-        Ok(files) => {
-            if let Err(e) = render::check_role_conditions(&d, &files) {
-                return Err(e
-                    .problems
-                    .into_iter()
-                    .map(|p| problem("units", p))
-                    .collect());
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        match Cli::try_parse_from(args) {
+            Ok(c) => c,
+            Err(e) => panic!("{args:?}: {e}"),
         }
     }
-    Ok(d)
-}
 
-/// Loads a definition for a command that goes on to do work: all problems
-/// become one error.
-pub fn load_checked(global: &GlobalArgs, def: &DefArgs) -> Result<Definition> {
-    check_definition(global, def).map_err(|errors| {
-        anyhow::anyhow!(
-            "{} is not a valid image definition:\n  {}",
-            def.def.display(),
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        )
-    })
-}
-
-/// `kubebake validate DEF`.
-pub fn validate(global: &GlobalArgs, args: &ValidateArgs) -> Result<ExitCode> {
-    let result = check_definition(global, &args.def);
-    if global.json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            ok: bool,
-            errors: &'a [FieldError],
-            definition: Option<&'a Definition>,
-        }
-        let (errors, definition): (&[FieldError], _) = match &result {
-            Ok(d) => (&[], Some(d)),
-            Err(e) => (e.as_slice(), None),
+    #[test]
+    fn until_login_can_be_turned_off() {
+        let until = |args: &[&str]| match parse(args).command {
+            Command::Boot(b) => b.until_login,
+            other => panic!("{other:?}"),
         };
-        print_json(&Out {
-            ok: result.is_ok(),
-            errors,
-            definition,
-        })?;
-    } else {
-        match &result {
-            Ok(d) => out(&summary(d))?,
-            Err(errors) => {
-                eprintln!(
-                    "{} is not valid ({} error{}):",
-                    args.def.def.display(),
-                    errors.len(),
-                    if errors.len() == 1 { "" } else { "s" }
-                );
-                for e in errors {
-                    eprintln!("  {e}");
-                }
-            }
-        }
-    }
-    Ok(if result.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// Human summary of a valid definition.
-pub fn summary(d: &Definition) -> String {
-    let pinned = d
-        .base
-        .packages
-        .iter()
-        .filter(|p| p.version.is_some())
-        .count();
-    let count = |r: Option<Role>| d.units.iter().filter(|u| u.role == r).count();
-    let mut outputs = Vec::new();
-    if d.outputs.raw {
-        outputs.push("raw");
-    }
-    if d.outputs.qcow2 {
-        outputs.push("qcow2");
-    }
-    let mut s = format!("{} {}: valid ({})\n", d.name, d.version, d.source.display());
-    s.push_str(&format!(
-        "  base:      {} from {}, {} packages ({} pinned)\n",
-        d.base.suite,
-        d.base.mirror,
-        d.base.packages.len(),
-        pinned
-    ));
-    s.push_str(&format!("  artifacts: {}\n", d.artifacts.len()));
-    for a in &d.artifacts {
-        s.push_str(&format!(
-            "    {} {} ({})\n",
-            a.name,
-            a.version,
-            a.digest.algorithm()
-        ));
-    }
-    s.push_str(&format!("  builds:    {}\n", d.builds.len()));
-    for b in &d.builds {
-        s.push_str(&format!(
-            "    {} {} ({}, {} source(s), {} patch entr{}, {} output(s))\n",
-            b.name,
-            b.version,
-            b.recipe,
-            b.sources.len(),
-            b.patches.len(),
-            if b.patches.len() == 1 { "y" } else { "ies" },
-            b.outputs.len()
-        ));
-    }
-    s.push_str(&format!(
-        "  container images: {}\n",
-        d.container_images.len()
-    ));
-    for c in &d.container_images {
-        let how = match &c.content {
-            crate::definition::ImageContent::Assembled { files, .. } => {
-                format!("baked, {} file(s)", files.len())
-            }
-            crate::definition::ImageContent::Pinned { digest } => {
-                format!("pinned {digest}, pulled by the runtime")
-            }
-        };
-        s.push_str(&format!("    {} ({how})\n", c.reference));
-    }
-    s.push_str(&format!(
-        "  units:     {} ({} master, {} minion, {} shared), {} masked\n",
-        d.units.len(),
-        count(Some(Role::Master)),
-        count(Some(Role::Minion)),
-        count(None),
-        d.mask.len()
-    ));
-    s.push_str(&format!(
-        "  files:     {} files, {} links, {} sysctl.d, {} modules-load.d\n",
-        d.files.len(),
-        d.links.len(),
-        d.sysctl.len(),
-        d.modules_load.len()
-    ));
-    s.push_str(&format!(
-        "  outputs:   {}, disk {} MiB\n",
-        outputs.join(" + "),
-        d.outputs.disk_size >> 20
-    ));
-    s
-}
-
-/// `kubebake fetch DEF`.
-pub fn fetch(global: &GlobalArgs, args: &FetchArgs) -> Result<ExitCode> {
-    let def = load_checked(global, &args.def)?;
-    let opts = global.fetch_options()?;
-    let fetched = fetch::fetch_artifacts_blocking(&def, &opts)?;
-    if global.json {
-        print_json(&json!({
-            "ok": true,
-            "cache": opts.cache_dir,
-            "artifacts": fetched,
-        }))?;
-    } else {
-        let mut text = String::new();
-        for f in &fetched {
-            text.push_str(&format!(
-                "{:<20} {} {:>10} {}\n",
-                f.name,
-                f.sha256,
-                human_size(f.size),
-                f.path.display()
-            ));
-        }
-        text.push_str(&format!(
-            "{} artifact(s) verified in {}\n",
-            fetched.len(),
-            opts.cache_dir.display()
-        ));
-        out(&text)?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Prints a value as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).context("serializing JSON output")?;
-    text.push('\n');
-    out(&text)
-}
-
-/// Writes to stdout; a closed pipe (`kubebake ... | head`) is not an error.
-pub fn out(text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
-}
-
-/// Reports an error at the binary edge: JSON `{ok:false,error}` on stdout
-/// with `--json`, `error: ...` on stderr otherwise.
-pub fn report_error(global: &GlobalArgs, err: &anyhow::Error) -> ExitCode {
-    if global.json {
-        let _ = print_json(&json!({ "ok": false, "error": format!("{err:#}") }));
-    } else {
-        eprintln!("error: {err:#}");
-    }
-    ExitCode::FAILURE
-}
-
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
+        assert!(until(&["kubebake", "boot", "x.qcow2"]));
+        assert!(until(&["kubebake", "boot", "x.qcow2", "--until-login"]));
+        assert!(!until(&[
+            "kubebake",
+            "boot",
+            "x.qcow2",
+            "--until-login=false"
+        ]));
+        assert!(!until(&[
+            "kubebake",
+            "boot",
+            "x.qcow2",
+            "--until-login",
+            "false"
+        ]));
     }
 }

@@ -43,35 +43,9 @@ pub struct Fetched {
     pub size: u64,
 }
 
-/// Bounded retry with exponential backoff.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(8),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Delay before attempt `attempt + 1` (attempt counts from 1).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-}
+/// Bounded retry with exponential backoff: the workspace's one retry
+/// policy (rolectl's; downloads sleep on tokio between its delays).
+pub use rolectl::retry::Backoff as RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
@@ -93,7 +67,8 @@ impl FetchOptions {
             cache_dir,
             offline: false,
             concurrency: 4,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::exponential(Duration::from_millis(500), Duration::from_secs(8))
+                .attempts(4),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
             progress: Progress::hidden(),
@@ -518,22 +493,22 @@ async fn download_with_retry(
     client: &reqwest::Client,
     opts: &FetchOptions,
 ) -> Result<Hashed, FetchError> {
-    let max = opts.retry.max_attempts.max(1);
+    let max = opts.retry.max_attempts.unwrap_or(u32::MAX);
+    let started = std::time::Instant::now();
     let mut attempt = 1;
     loop {
         match download_once(a, cache, client, opts).await {
             Ok(h) => return Ok(h),
             Err(AttemptError::Fatal(e)) => return Err(*e),
             Err(AttemptError::Transient(message)) => {
-                if attempt >= max {
+                let Some(delay) = opts.retry.next_delay(attempt, started.elapsed()) else {
                     return Err(FetchError::Transfer {
                         artifact: a.label.clone(),
                         url: a.url.clone(),
                         attempts: attempt,
                         message,
                     });
-                }
-                let delay = opts.retry.backoff(attempt);
+                };
                 tracing::warn!(
                     "{}: attempt {attempt}/{max} failed: {message}; retrying in {delay:?}",
                     a.label

@@ -2,7 +2,9 @@
 //! no mounts on the host) and proves it matches the manifest beside it:
 //! the image's own sha256, every file kubebake wrote (content and mode), every
 //! artifact path, every Debian package version, the role units and their
-//! conditions, and the generalization (no host keys, empty machine-id, …).
+//! conditions, and every step of the generalization (each file it removes,
+//! each directory it empties, logs, machine-id, hostname, resolver, root
+//! password). One function per group of checks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
+use rolectl::unitfile;
+
+use crate::layout::ImageLayout;
 use crate::manifest::{sha256_file, Manifest};
+use crate::stages::generalize;
 
 /// One verified property of the image.
 #[derive(Debug, Clone, Serialize)]
@@ -45,55 +51,77 @@ impl InspectReport {
     }
 }
 
-/// The manifest that belongs to `image`: `<stem>.manifest.json` beside it.
-pub fn manifest_path_for(image: &Path) -> PathBuf {
-    let stem = image
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    image.with_file_name(format!("{stem}.manifest.json"))
-}
-
 fn gerr(op: &str) -> impl Fn(guestfs::Error) -> anyhow::Error + '_ {
     move |e| anyhow!("libguestfs {op}: {e:?}")
 }
 
 pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectReport> {
-    let manifest_path = manifest_path
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| manifest_path_for(image));
+    let manifest_path = match manifest_path {
+        Some(p) => p.to_path_buf(),
+        None => ImageLayout::of_image(image)?.manifest(),
+    };
     let manifest = Manifest::read(&manifest_path).context(
         "inspect needs the manifest written beside the image; pass --manifest if it was moved",
     )?;
-    let format = match image.extension().and_then(|e| e.to_str()) {
-        Some("qcow2") => "qcow2",
-        Some("raw") | Some("img") => "raw",
+    let format = image_format(image)?;
+    let mut checks = vec![image_digest(image, format, &manifest, &manifest_path)?];
+    let g = open_read_only(image, format)?;
+    checks.push(root_uuid(&g, &manifest)?);
+    checks.extend(files(&g, &manifest));
+    checks.push(packages(&g, &manifest)?);
+    let (unit_checks, units) = role_units(&g, &manifest)?;
+    checks.extend(unit_checks);
+    checks.extend(generalization(&g)?);
+    g.umount_all().ok();
+    g.shutdown().ok();
+    let failures = checks.iter().filter(|c| !c.ok).count();
+    Ok(InspectReport {
+        image: image.to_path_buf(),
+        manifest: manifest_path,
+        checks,
+        units,
+        failures,
+    })
+}
+
+fn image_format(image: &Path) -> Result<&'static str> {
+    match image.extension().and_then(|e| e.to_str()) {
+        Some("qcow2") => Ok("qcow2"),
+        Some("raw") | Some("img") => Ok("raw"),
         _ => bail!(
             "{}: cannot tell the image format; name it .raw or .qcow2",
             image.display()
         ),
-    };
-    let mut checks = Vec::new();
+    }
+}
 
-    // 1. The image file itself.
+/// The image file itself against the manifest's digest of it.
+fn image_digest(
+    image: &Path,
+    format: &str,
+    manifest: &Manifest,
+    manifest_path: &Path,
+) -> Result<Check> {
     let actual = sha256_file(image)?;
-    match manifest.output(format) {
-        Some(o) => checks.push(Check {
-            what: format!("{format} image sha256"),
-            ok: o.sha256 == actual,
-            detail: if o.sha256 == actual {
-                actual.clone()
-            } else {
-                format!("manifest says {}, image is {actual}", o.sha256)
-            },
-        }),
-        None => bail!(
+    let Some(o) = manifest.output(format) else {
+        bail!(
             "the manifest {} lists no {format} output",
             manifest_path.display()
-        ),
-    }
+        );
+    };
+    Ok(Check {
+        what: format!("{format} image sha256"),
+        ok: o.sha256 == actual,
+        detail: if o.sha256 == actual {
+            actual
+        } else {
+            format!("manifest says {}, image is {actual}", o.sha256)
+        },
+    })
+}
 
-    // 2. Inside the image.
+/// libguestfs on the image, read-only, root filesystem mounted at `/`.
+fn open_read_only(image: &Path, format: &str) -> Result<guestfs::Handle> {
     if std::env::var_os("LIBGUESTFS_BACKEND").is_none() {
         std::env::set_var("LIBGUESTFS_BACKEND", "direct");
     }
@@ -119,14 +147,24 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         .get(1)
         .context("the image has no second (root) partition")?;
     g.mount_ro(root_dev, "/").map_err(gerr("mount_ro"))?;
+    Ok(g)
+}
 
+fn root_uuid(g: &guestfs::Handle, manifest: &Manifest) -> Result<Check> {
+    let parts = g.list_partitions().map_err(gerr("list_partitions"))?;
+    let root_dev = parts
+        .get(1)
+        .context("the image has no second (root) partition")?;
     let uuid = g.vfs_uuid(root_dev).map_err(gerr("vfs_uuid"))?;
-    checks.push(Check {
+    Ok(Check {
         what: "root filesystem UUID".into(),
         ok: uuid == manifest.boot.root_uuid,
         detail: format!("{uuid} (manifest {})", manifest.boot.root_uuid),
-    });
+    })
+}
 
+/// Every file kubebake wrote and every artifact path: content and mode.
+fn files(g: &guestfs::Handle, manifest: &Manifest) -> Vec<Check> {
     let mut files: Vec<(&str, &str, Option<&str>)> = manifest
         .files
         .iter()
@@ -153,11 +191,14 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
                 .map(|p| (p.path.as_str(), p.sha256.as_str(), Some(p.mode.as_str()))),
         );
     }
-    for (path, want, mode) in files {
-        checks.push(check_file(&g, path, want, mode));
-    }
+    files
+        .into_iter()
+        .map(|(path, want, mode)| check_file(g, path, want, mode))
+        .collect()
+}
 
-    // Packages: the dpkg database in the image against the manifest.
+/// The dpkg database in the image against the manifest's package list.
+fn packages(g: &guestfs::Handle, manifest: &Manifest) -> Result<Check> {
     let status = g
         .read_file("/var/lib/dpkg/status")
         .map_err(gerr("read /var/lib/dpkg/status"))?;
@@ -174,7 +215,7 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         .keys()
         .filter(|k| !manifest.packages.iter().any(|p| &p.name == *k))
         .collect();
-    checks.push(Check {
+    Ok(Check {
         what: format!("{} Debian packages", manifest.packages.len()),
         ok: bad.is_empty() && extra.is_empty(),
         detail: if bad.is_empty() && extra.is_empty() {
@@ -182,9 +223,12 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         } else {
             format!("differ: {}; not in manifest: {:?}", bad.join(", "), extra)
         },
-    });
+    })
+}
 
-    // Role units and their conditions.
+/// Masks, and each unit's role condition as systemd will read it.
+fn role_units(g: &guestfs::Handle, manifest: &Manifest) -> Result<(Vec<Check>, Vec<RoleUnit>)> {
+    let mut checks = Vec::new();
     let mut units = Vec::new();
     for u in &manifest.units {
         let unit_path = format!("/etc/systemd/system/{}", u.name);
@@ -203,7 +247,7 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
             });
             continue;
         }
-        let conditions = unit_conditions(&g, &u.name)?;
+        let conditions = unit_conditions(g, &u.name)?;
         let want: Vec<String> = u.condition.iter().cloned().collect();
         checks.push(Check {
             what: format!("{} role condition", u.name),
@@ -217,50 +261,84 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
             masked: false,
         });
     }
+    Ok((checks, units))
+}
 
-    // Generalization.
-    let host_keys = g
-        .glob_expand("/etc/ssh/ssh_host_*", Default::default())
-        .map_err(gerr("glob /etc/ssh"))?;
-    checks.push(Check {
-        what: "no SSH host keys".into(),
-        ok: host_keys.is_empty(),
-        detail: if host_keys.is_empty() {
-            "none".into()
+/// Everything the generalize stage does, checked in the image: each file it
+/// removes is absent, each directory it empties is empty, logs are empty,
+/// identity files are generic and the root password is locked.
+fn generalization(g: &guestfs::Handle) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let listed = |items: Vec<String>, none: &str| -> (bool, String) {
+        if items.is_empty() {
+            (true, none.to_string())
         } else {
-            host_keys.join(", ")
-        },
-    });
-    let machine_id = g
-        .read_file("/etc/machine-id")
-        .map_err(gerr("read /etc/machine-id"))?;
+            (false, items.join(", "))
+        }
+    };
+    for pattern in generalize::REMOVE {
+        let found = g
+            .glob_expand(pattern, Default::default())
+            .map_err(gerr("glob_expand"))?;
+        let (ok, detail) = listed(found, "none");
+        checks.push(Check {
+            what: format!("generalized: no {pattern}"),
+            ok,
+            detail,
+        });
+    }
+    for dir in generalize::EMPTY_DIRS {
+        let entries = if g.is_dir(dir, Default::default()).unwrap_or(false) {
+            g.ls(dir).map_err(gerr("ls"))?
+        } else {
+            Vec::new()
+        };
+        let (ok, detail) = listed(entries, "empty");
+        checks.push(Check {
+            what: format!("generalized: {dir} empty"),
+            ok,
+            detail,
+        });
+    }
+    let mut logs = Vec::new();
+    for rel in g.find("/var/log").map_err(gerr("find /var/log"))? {
+        let path = format!("/var/log/{rel}");
+        if g.is_file(&path, Default::default()).unwrap_or(false)
+            && g.filesize(&path).map_err(gerr("filesize"))? > 0
+        {
+            logs.push(path);
+        }
+    }
+    let (ok, detail) = listed(logs, "every log file is empty");
     checks.push(Check {
-        what: "empty /etc/machine-id".into(),
+        what: "generalized: empty logs".into(),
+        ok,
+        detail,
+    });
+    let read = |path: &str| -> Result<String> {
+        Ok(String::from_utf8_lossy(&g.read_file(path).map_err(gerr("read_file"))?).into_owned())
+    };
+    let machine_id = read("/etc/machine-id")?;
+    checks.push(Check {
+        what: "generalized: empty /etc/machine-id".into(),
         ok: machine_id.is_empty(),
         detail: format!("{} bytes", machine_id.len()),
     });
-    let cloud = if g
-        .is_dir("/var/lib/cloud", Default::default())
-        .unwrap_or(false)
-    {
-        g.ls("/var/lib/cloud").map_err(gerr("ls /var/lib/cloud"))?
-    } else {
-        Vec::new()
-    };
+    let hostname = read("/etc/hostname")?;
     checks.push(Check {
-        what: "no cloud-init instance state".into(),
-        ok: cloud.is_empty(),
-        detail: if cloud.is_empty() {
-            "/var/lib/cloud is empty".into()
-        } else {
-            cloud.join(", ")
-        },
+        what: "generalized: hostname localhost".into(),
+        ok: hostname.trim() == "localhost",
+        detail: format!("{:?}", hostname.trim()),
     });
-    let shadow = String::from_utf8_lossy(
-        &g.read_file("/etc/shadow")
-            .map_err(gerr("read /etc/shadow"))?,
-    )
-    .into_owned();
+    let resolv = read("/etc/resolv.conf")?;
+    checks.push(Check {
+        what: "generalized: no build-host resolver".into(),
+        ok: !resolv
+            .lines()
+            .any(|l| l.trim_start().starts_with("nameserver")),
+        detail: format!("{} lines", resolv.lines().count()),
+    });
+    let shadow = read("/etc/shadow")?;
     let root_pw = shadow
         .lines()
         .find_map(|l| l.strip_prefix("root:"))
@@ -268,7 +346,7 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         .unwrap_or("")
         .to_string();
     checks.push(Check {
-        what: "root password locked".into(),
+        what: "generalized: root password locked".into(),
         ok: root_pw == "*" || root_pw.starts_with('!'),
         detail: format!(
             "password field {:?}",
@@ -279,19 +357,8 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
             }
         ),
     });
-
-    checks.push(no_cluster_secrets(&g));
-
-    g.umount_all().ok();
-    g.shutdown().ok();
-    let failures = checks.iter().filter(|c| !c.ok).count();
-    Ok(InspectReport {
-        image: image.to_path_buf(),
-        manifest: manifest_path,
-        checks,
-        units,
-        failures,
-    })
+    checks.push(no_cluster_secrets(g));
+    Ok(checks)
 }
 
 fn show(v: &[String]) -> String {
@@ -399,35 +466,36 @@ fn check_file(g: &guestfs::Handle, path: &str, want: &str, mode: Option<&str>) -
     }
 }
 
-/// `ConditionPathExists=` values of a unit and its drop-ins, as installed.
+/// The role-marker `ConditionPathExists=` values of a unit and its
+/// drop-ins as installed, read with rolectl's unit-file reader (the same the
+/// build-time proof and `rolectl status` use).
 fn unit_conditions(g: &guestfs::Handle, unit: &str) -> Result<Vec<String>> {
-    let mut texts = Vec::new();
     let unit_path = format!("/etc/systemd/system/{unit}");
-    texts.push(g.read_file(&unit_path).map_err(gerr("read unit"))?);
+    let mut files = vec![(
+        unit_path.clone(),
+        g.read_file(&unit_path).map_err(gerr("read unit"))?,
+    )];
     let dir = format!("{unit_path}.d");
     if g.is_dir(&dir, Default::default()).unwrap_or(false) {
         let mut names = g.ls(&dir).map_err(gerr("ls drop-ins"))?;
         names.sort();
-        for n in names.iter().filter(|n| n.ends_with(".conf")) {
-            texts.push(
-                g.read_file(&format!("{dir}/{n}"))
-                    .map_err(gerr("read drop-in"))?,
-            );
+        for n in names.iter().filter(|n| unitfile::is_dropin(n)) {
+            let p = format!("{dir}/{n}");
+            let text = g.read_file(&p).map_err(gerr("read drop-in"))?;
+            files.push((p, text));
         }
     }
-    Ok(texts
+    let texts: Vec<(String, String)> = files
+        .into_iter()
+        .map(|(p, t)| (p, String::from_utf8_lossy(&t).into_owned()))
+        .collect();
+    let refs: Vec<(&str, &str)> = texts
         .iter()
-        .flat_map(|t| {
-            String::from_utf8_lossy(t)
-                .lines()
-                .filter_map(|l| {
-                    l.trim()
-                        .strip_prefix("ConditionPathExists=")
-                        .map(|v| v.trim().to_string())
-                })
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| c.starts_with("/etc/sysconfig/kubernetes-"))
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    Ok(unitfile::marker_conditions(&refs)
+        .into_iter()
+        .map(|(v, _)| v)
         .collect())
 }
 
@@ -467,13 +535,5 @@ mod tests {
         assert_eq!(v.get("a").map(String::as_str), Some("1.0"));
         assert_eq!(v.get("b"), None);
         assert_eq!(v.get("c").map(String::as_str), Some("3:1.2-1"));
-    }
-
-    #[test]
-    fn manifest_sits_beside_the_image() {
-        assert_eq!(
-            manifest_path_for(Path::new("/o/k8s-node.qcow2")),
-            PathBuf::from("/o/k8s-node.manifest.json")
-        );
     }
 }

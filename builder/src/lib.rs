@@ -1,9 +1,9 @@
 //! kubebake: bakes one golden, verified Kubernetes node disk image from a
-//! declarative image definition.
+//! declarative image definition, and drives the VM harness over it.
 
 pub mod bench;
-pub mod boot;
 pub mod build;
+pub mod check;
 pub mod cli;
 pub mod cluster_secrets;
 pub mod commands;
@@ -12,9 +12,10 @@ pub mod digest;
 pub mod fetch;
 pub mod hostcmd;
 pub mod inspect;
+pub mod layout;
 pub mod manifest;
 pub mod oci;
+pub mod output;
 pub mod progress;
 pub mod render;
 pub mod stages;
-pub mod vm;

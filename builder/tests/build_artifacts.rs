@@ -9,6 +9,7 @@ mod common;
 
 use common::{repo_root, rolectl, scratch, serve, shared_cache};
 use kubebake::build::{build, BuildOptions};
+use kubebake::definition::LoadOptions;
 use kubebake::progress::Progress;
 use sha2::{Digest as _, Sha256};
 
@@ -60,7 +61,10 @@ fn options(def: &Path, out: &Path, cache: &Path) -> BuildOptions {
         out_dir: out.to_path_buf(),
         cache_dir: cache.to_path_buf(),
         offline: false,
-        allow_insecure_urls: true,
+        load: LoadOptions {
+            data_root: None,
+            allow_insecure_urls: true,
+        },
         rolectl: rolectl(),
         source_date_epoch: Some(1_700_000_000),
         progress: Progress::hidden(),

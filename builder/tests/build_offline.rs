@@ -9,6 +9,7 @@ mod common;
 
 use common::{repo_root, rolectl, scratch, shared_cache};
 use kubebake::build::{build, BuildOptions};
+use kubebake::definition::LoadOptions;
 use kubebake::progress::Progress;
 
 fn options(out: &Path) -> BuildOptions {
@@ -17,7 +18,10 @@ fn options(out: &Path) -> BuildOptions {
         out_dir: out.to_path_buf(),
         cache_dir: shared_cache(),
         offline: false,
-        allow_insecure_urls: false,
+        load: LoadOptions {
+            data_root: None,
+            allow_insecure_urls: false,
+        },
         rolectl: rolectl(),
         source_date_epoch: Some(1_700_000_000),
         progress: Progress::hidden(),

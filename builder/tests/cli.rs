@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
-//! End-to-end tests of the `kubebake` binary: validate and fetch.
+//! End-to-end tests of the `kubebake` binary: validate, fetch, the checks
+//! build and bench make before any work, and the shape every command shares.
 
 use std::fs;
 use std::path::Path;
@@ -167,4 +168,121 @@ fn fetch_mismatch_fails() {
     assert_eq!(o.status.code(), Some(1));
     let e = text(&o.stderr);
     assert!(e.contains("payload") && e.contains("mismatch"), "{e}");
+}
+
+/// `setup`'s data root, with the definition moved to `<dir>/defs/x/`, where
+/// the default data root (`<dir>/defs`) has no units: only `--data-root`
+/// finds them.
+fn setup_elsewhere(dir: &Path) -> String {
+    let def = setup(dir, b"x", b"x");
+    let moved = dir.join("defs/x/cli.yaml");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs::rename(&def, &moved).unwrap();
+    moved.display().to_string()
+}
+
+#[test]
+fn build_honours_data_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = setup_elsewhere(dir.path());
+    let root = dir.path().display().to_string();
+    let out = dir.path().join("out").display().to_string();
+    let cache = dir.path().join("cache").display().to_string();
+    let o = kubebake(&[
+        "build",
+        &def,
+        "--data-root",
+        &root,
+        "--allow-insecure-urls",
+        "--out",
+        &out,
+        "--cache",
+        &cache,
+        "--rolectl",
+        "/nonexistent/rolectl",
+    ]);
+    // The definition and its templates pass; the build stops at the missing
+    // rolectl (before anything is downloaded), not at the templates.
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("/nonexistent/rolectl"), "{err}");
+    assert!(!err.contains("rolectl.service.hbs"), "{err}");
+}
+
+#[test]
+fn bench_honours_data_root_and_allow_insecure_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = setup_elsewhere(dir.path());
+    let root = dir.path().display().to_string();
+    let work = dir.path().join("work").display().to_string();
+    let o = kubebake(&[
+        "bench",
+        &def,
+        "--data-root",
+        &root,
+        "--allow-insecure-urls",
+        "--work",
+        &work,
+        "--rolectl",
+        "/nonexistent/rolectl",
+    ]);
+    // Checked like `build`, before the (minutes long) floor measurement.
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("/nonexistent/rolectl"), "{err}");
+    assert!(!err.contains("https"), "{err}");
+}
+
+#[test]
+fn boot_until_login_can_be_turned_off() {
+    let o = kubebake(&["boot", "/nonexistent/x.qcow2", "--until-login=false"]);
+    // Parsed (exit 1: no such image), not refused by the parser (exit 2).
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn closed_stdout_pipe_is_not_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_kubebake"))
+        .args(["userdata", "--role", "minion", "--cluster", "demo"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn vm_commands_honour_json() {
+    let o = kubebake(&[
+        "--json",
+        "userdata",
+        "--role",
+        "minion",
+        "--cluster",
+        "demo",
+        "--expected-minions",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["role"], "minion");
+    assert!(v["user_data"]
+        .as_str()
+        .unwrap()
+        .contains("expected_minions: 2"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("none").display().to_string();
+    let o = kubebake(&["status", "--json", "--state-dir", &state]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let o = kubebake(&["down", "--json", "--cluster", "nope", "--state-dir", &state]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cluster"], serde_json::Value::Null);
 }

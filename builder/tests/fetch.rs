@@ -166,11 +166,8 @@ impl Env {
 
     fn opts(&self) -> FetchOptions {
         let mut o = FetchOptions::new(self.cache());
-        o.retry = RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-        };
+        o.retry = RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(20))
+            .attempts(4);
         o.read_timeout = Duration::from_secs(5);
         o
     }

@@ -350,7 +350,10 @@ fn tampered_source_fails_the_build_and_leaves_no_cache_entry() {
         out_dir: out.clone(),
         cache_dir: cache.clone(),
         offline: false,
-        allow_insecure_urls: true,
+        load: LoadOptions {
+            data_root: None,
+            allow_insecure_urls: true,
+        },
         rolectl: rolectl(),
         source_date_epoch: Some(EPOCH),
         progress: Progress::hidden(),

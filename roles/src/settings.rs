@@ -101,7 +101,7 @@ impl TryFrom<&str> for Role {
 }
 
 /// Checks one RFC 1123 label: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
-fn check_label(label: &str) -> Result<(), String> {
+pub fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("empty label".into());
     }

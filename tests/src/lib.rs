@@ -1,6 +1,7 @@
-//! VM test harness: shared helpers for the tests in `tests/tests/`. The VM
-//! machinery itself lives in the builder crate (`kubebake::vm`), shared with
-//! `kubebake up/down/status`.
+//! Shared helpers for the VM tests in `tests/tests/`. The VM machinery is the
+//! harness crate (`harness`, shared with `kubebake up/down/status`); the
+//! golden image's typed boot spec comes from the builder's manifest
+//! (`kubebake::layout::boot_spec`).
 //!
 //! Every test boots the golden image from `KUBEBAKE_IMAGE` or
 //! `out/k8s-node-offline.qcow2` (repo root); a missing image FAILS the test.
@@ -10,8 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kubebake::vm::cluster::{Cluster, ClusterOptions};
-use kubebake::vm::image::GoldenImage;
+use harness::cluster::{Cluster, ClusterOptions};
+use harness::BootSpec;
 
 /// Generous per-wait timeout (TCG, 2 cores shared by up to 3 VMs).
 pub const WAIT: Duration = Duration::from_secs(300);
@@ -24,11 +25,11 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The golden image under test; panics (fails the test) when missing.
-pub fn golden() -> GoldenImage {
+pub fn golden() -> BootSpec {
     let path = std::env::var_os("KUBEBAKE_IMAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("out/k8s-node-offline.qcow2"));
-    match GoldenImage::open(&path) {
+    match kubebake::layout::boot_spec(&path) {
         Ok(g) => g,
         Err(e) => panic!(
             "{e:#}\nThe VM tests need the golden image: run `scripts/main.sh` (or `kubebake build images/k8s-node-offline.yaml --out out/`), or set KUBEBAKE_IMAGE."
@@ -39,7 +40,9 @@ pub fn golden() -> GoldenImage {
 /// The manifest written beside the golden image.
 pub fn manifest() -> Result<kubebake::manifest::Manifest> {
     let image = golden();
-    kubebake::manifest::Manifest::read(&kubebake::inspect::manifest_path_for(&image.disk))
+    kubebake::manifest::Manifest::read(
+        &kubebake::layout::ImageLayout::of_image(&image.disk)?.manifest(),
+    )
 }
 
 /// Log directory of `test`: target/vm-logs/<test>/ (emptied first).
@@ -49,7 +52,7 @@ pub fn log_dir(test: &str) -> PathBuf {
     d
 }
 
-pub fn options(test: &str, image: GoldenImage, memory_mib: u32) -> ClusterOptions {
+pub fn options(test: &str, image: BootSpec, memory_mib: u32) -> ClusterOptions {
     ClusterOptions {
         image,
         domain: "k8s".into(),
@@ -60,10 +63,18 @@ pub fn options(test: &str, image: GoldenImage, memory_mib: u32) -> ClusterOption
     }
 }
 
-pub fn start(test: &str, image: GoldenImage, memory_mib: u32) -> Cluster {
+pub fn start(test: &str, image: BootSpec, memory_mib: u32) -> Cluster {
     match Cluster::start(options(test, image, memory_mib)) {
         Ok(c) => c,
         Err(e) => panic!("starting the VM cluster for {test}: {e:#}"),
+    }
+}
+
+/// SHA-256 of the golden disk (the builder's one hashing helper).
+pub fn disk_sha256(image: &BootSpec) -> String {
+    match kubebake::manifest::sha256_file(&image.disk) {
+        Ok(s) => s,
+        Err(e) => panic!("hashing the golden image: {e:#}"),
     }
 }
 

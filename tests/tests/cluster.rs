@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kubebake::vm::cluster::{Cluster, UserData, VmSpec};
-use kubebake::vm::userdata::{self, Role};
-use kubebake::vm::wait_until;
+use harness::cluster::{Cluster, UserData, VmSpec};
+use harness::wait_until;
+use harness::{userdata, Role};
 use kubebake_vmtests as h;
 
 const TEST: &str = "cluster_master_minions_weave";
@@ -363,7 +363,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
 #[test]
 fn cluster_master_minions_weave() {
     let image = h::golden();
-    let sha = image.sha256().expect("hashing the golden image");
+    let sha = h::disk_sha256(&image);
     let mut c = h::start(TEST, image.clone(), 768);
     let ns = c.netns().to_string();
     let result = scenario(&mut c);
@@ -380,11 +380,7 @@ fn cluster_master_minions_weave() {
     }
     drop(c);
     h::assert_clean(&ns);
-    assert_eq!(
-        image.sha256().expect("hash"),
-        sha,
-        "the golden image changed"
-    );
+    assert_eq!(h::disk_sha256(&image), sha, "the golden image changed");
     if let Err(e) = result {
         panic!("{e:#}");
     }

@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use kubebake::vm::cluster::{UserData, VmSpec};
-use kubebake::vm::userdata::Role;
+use harness::cluster::{UserData, VmSpec};
+use harness::Role;
 use kubebake_vmtests as h;
 
 #[test]
 fn one_vm_network_dns_imds() {
     let image = h::golden();
-    let sha_before = image.sha256().expect("hashing the golden image");
+    let sha_before = h::disk_sha256(&image);
     let mut c = h::start("one_vm_network_dns_imds", image.clone(), 768);
     let ns = c.netns().to_string();
     let result = (|| -> anyhow::Result<()> {
@@ -96,7 +96,7 @@ fn one_vm_network_dns_imds() {
     drop(c);
     h::assert_clean(&ns);
     assert_eq!(
-        image.sha256().expect("hashing the golden image"),
+        h::disk_sha256(&image),
         sha_before,
         "the golden image changed"
     );

@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use kubebake::vm::cluster::{Cluster, UserData, VmSpec};
-use kubebake::vm::userdata::Role;
-use kubebake::vm::wait_until;
+use harness::cluster::{Cluster, UserData, VmSpec};
+use harness::wait_until;
+use harness::Role;
 use kubebake_vmtests as h;
 
 const TEST: &str = "single_seed_script_bad_userdata_reboot";
@@ -35,7 +35,7 @@ fn gzipped_mime() -> Result<Vec<u8>> {
 }
 
 fn scenario(c: &mut Cluster) -> Result<()> {
-    let kernel_boot = c.opts.image.kernel_boot().is_some();
+    let kernel_boot = c.opts.image.direct_kernel.is_some();
     ensure!(
         kernel_boot,
         "the golden image has no kernel/initrd/manifest beside it for direct kernel boot"

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use kubebake::vm::wait_until;
+use harness::wait_until;
 use kubebake_vmtests as h;
 
 /// The kubebake binary built next to this test (target/<profile>/kubebake).
@@ -88,7 +88,9 @@ fn up_detach_status_down_leaves_nothing() {
                     "minion: weave launched",
                     "minion: weave launched",
                 ];
-            Ok(ready.then_some(v))
+            // Not ready yet: the stages reached end up in the timeout message.
+            anyhow::ensure!(ready, "stages so far: {stages:?}");
+            Ok(Some(v))
         },
     );
     let st: serde_json::Value = serde_json::from_str(
@@ -140,7 +142,7 @@ fn weave_plans(st: &serde_json::Value) -> anyhow::Result<Vec<serde_json::Value>>
     ["10.77.0.11", "10.77.0.12"]
         .iter()
         .map(|ip| {
-            let out = kubebake::vm::ssh::run(ns, &key, ip, "cat /run/rolectl/weave.json")?;
+            let out = harness::ssh::run(ns, &key, ip, "cat /run/rolectl/weave.json")?;
             anyhow::ensure!(out.status.success(), "weave.json on {ip}: {out:?}");
             Ok(serde_json::from_slice(&out.stdout)?)
         })

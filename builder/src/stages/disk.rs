@@ -308,6 +308,7 @@ fn make_boot_fat(
     hostcmd::run(
         Command::new("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
             .arg("-m")
             .arg("-i")
             .arg(fat)
@@ -315,7 +316,15 @@ fn make_boot_fat(
             .arg("::/"),
     )
     .context("copying the kernel into the boot filesystem")?;
-    hostcmd::run(Command::new("syslinux").arg("--install").arg(fat))
+    // syslinux writes ldlinux.sys/.c32 through mtools, which stamps them
+    // with the wall clock unless SOURCE_DATE_EPOCH is set in its
+    // environment (the build's epoch may come from options, not the env).
+    hostcmd::run(
+        Command::new("syslinux")
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .arg("--install")
+            .arg(fat),
+    )
         .context("installing syslinux into the boot filesystem")?;
     for f in [&cfg, &kernel, &initrd] {
         fs::remove_file(f).ok();

@@ -17,7 +17,8 @@ use walkdir::WalkDir;
 use super::overlay::{in_root, write_file};
 
 /// Files removed outright (globs are expanded below their directory).
-const REMOVE: &[&str] = &[
+/// `kubebake inspect` checks each is absent from the image.
+pub const REMOVE: &[&str] = &[
     "/etc/ssh/ssh_host_*",
     "/var/lib/dbus/machine-id",
     "/var/lib/systemd/random-seed",
@@ -39,7 +40,7 @@ const REMOVE: &[&str] = &[
 ];
 
 /// Directories whose contents are removed (the directory itself stays).
-const EMPTY_DIRS: &[&str] = &["/var/lib/cloud", "/tmp", "/var/tmp", "/var/log/journal"];
+pub const EMPTY_DIRS: &[&str] = &["/var/lib/cloud", "/tmp", "/var/tmp", "/var/log/journal"];
 
 /// What generalize did, for the build log.
 #[derive(Debug, Default)]

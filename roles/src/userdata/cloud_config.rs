@@ -759,27 +759,12 @@ fn pem_kind(path: &str) -> PemKind {
     }
 }
 
-/// Levenshtein distance (small strings only).
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// The closest known key, if it is plausibly a typo.
 pub fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let norm = key.to_ascii_lowercase().replace('-', "_");
     known
         .iter()
-        .map(|k| (distance(&norm, k), *k))
+        .map(|k| (strsim::levenshtein(&norm, k), *k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(2))
         .min()
         .map(|(_, k)| k)

@@ -14,11 +14,28 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::dns::{Entry, Registry};
-use super::net::{BRIDGE, GATEWAY};
+use crate::dns::{Entry, Registry};
+use crate::net::{BRIDGE, GATEWAY, PREFIX};
 
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
 const LEASE_SECS: u32 = 86400;
+
+/// DHCP option codes (RFC 2132) the server reads or writes.
+mod opt {
+    pub const PAD: u8 = 0;
+    pub const SUBNET_MASK: u8 = 1;
+    pub const ROUTER: u8 = 3;
+    pub const DNS_SERVER: u8 = 6;
+    pub const HOST_NAME: u8 = 12;
+    pub const DOMAIN_NAME: u8 = 15;
+    pub const BROADCAST: u8 = 28;
+    pub const LEASE_TIME: u8 = 51;
+    pub const MESSAGE_TYPE: u8 = 53;
+    pub const SERVER_ID: u8 = 54;
+    pub const RENEWAL_TIME: u8 = 58;
+    pub const REBINDING_TIME: u8 = 59;
+    pub const END: u8 = 255;
+}
 
 const DISCOVER: u8 = 1;
 const OFFER: u8 = 2;
@@ -60,7 +77,13 @@ pub fn serve(sock: UdpSocket, registry: Registry, stop: Arc<AtomicBool>) {
             REQUEST | INFORM => ACK,
             _ => continue,
         };
-        let reply = build_reply(&buf[..n], &req, reply_type, &entry, &registry.domain);
+        let reply = match build_reply(&buf[..n], &req, reply_type, &entry, &registry.domain) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("vm dhcp: no reply to {}: {e:#}", entry.name);
+                continue;
+            }
+        };
         let dst = SocketAddr::from((Ipv4Addr::BROADCAST, 68));
         if let Err(e) = sock.send_to(&reply, dst) {
             eprintln!("vm dhcp: sending to {}: {e}", entry.name);
@@ -84,16 +107,16 @@ fn parse(p: &[u8]) -> Option<Req> {
     let mut msg_type = 0;
     while i < p.len() {
         let code = p[i];
-        if code == 255 {
+        if code == opt::END {
             break;
         }
-        if code == 0 {
+        if code == opt::PAD {
             i += 1;
             continue;
         }
         let len = *p.get(i + 1)? as usize;
         let val = p.get(i + 2..i + 2 + len)?;
-        if code == 53 && len == 1 {
+        if code == opt::MESSAGE_TYPE && len == 1 {
             msg_type = val[0];
         }
         i += 2 + len;
@@ -101,7 +124,13 @@ fn parse(p: &[u8]) -> Option<Req> {
     Some(Req { msg_type, chaddr })
 }
 
-fn build_reply(req_raw: &[u8], _req: &Req, msg_type: u8, e: &Entry, domain: &str) -> Vec<u8> {
+fn build_reply(
+    req_raw: &[u8],
+    _req: &Req,
+    msg_type: u8,
+    e: &Entry,
+    domain: &str,
+) -> Result<Vec<u8>> {
     let mut p = vec![0u8; 240];
     p[0] = 2; // BOOTREPLY
     p[1] = 1;
@@ -112,28 +141,36 @@ fn build_reply(req_raw: &[u8], _req: &Req, msg_type: u8, e: &Entry, domain: &str
     p[20..24].copy_from_slice(&GATEWAY.octets()); // siaddr
     p[28..44].copy_from_slice(&req_raw[28..44]); // chaddr
     p[236..240].copy_from_slice(&MAGIC);
+    let mask = u32::MAX << (32 - u32::from(PREFIX));
+    let broadcast = u32::from(GATEWAY) | !mask;
     let search = format!("{}.{}", e.cluster, domain);
-    let mut opt = |code: u8, val: &[u8]| {
+    let options: [(u8, &[u8]); 11] = [
+        (opt::MESSAGE_TYPE, &[msg_type]),
+        (opt::SERVER_ID, &GATEWAY.octets()),
+        (opt::LEASE_TIME, &LEASE_SECS.to_be_bytes()),
+        (opt::RENEWAL_TIME, &(LEASE_SECS / 2).to_be_bytes()),
+        (opt::REBINDING_TIME, &(LEASE_SECS / 8 * 7).to_be_bytes()),
+        (opt::SUBNET_MASK, &mask.to_be_bytes()),
+        (opt::BROADCAST, &broadcast.to_be_bytes()),
+        (opt::ROUTER, &GATEWAY.octets()),
+        (opt::DNS_SERVER, &GATEWAY.octets()),
+        (opt::DOMAIN_NAME, search.as_bytes()),
+        (opt::HOST_NAME, e.name.as_bytes()),
+    ];
+    for (code, val) in options {
+        // An option's length is one byte: refuse rather than truncate.
+        let len = u8::try_from(val.len()).map_err(|_| {
+            anyhow::anyhow!("DHCP option {code} is {} bytes, at most 255 fit", val.len())
+        })?;
         p.push(code);
-        p.push(val.len() as u8);
+        p.push(len);
         p.extend_from_slice(val);
-    };
-    opt(53, &[msg_type]);
-    opt(54, &GATEWAY.octets());
-    opt(51, &LEASE_SECS.to_be_bytes());
-    opt(58, &(LEASE_SECS / 2).to_be_bytes());
-    opt(59, &(LEASE_SECS / 8 * 7).to_be_bytes());
-    opt(1, &[255, 255, 255, 0]);
-    opt(28, &[10, 77, 0, 255]);
-    opt(3, &GATEWAY.octets());
-    opt(6, &GATEWAY.octets());
-    opt(15, search.as_bytes());
-    opt(12, e.name.as_bytes());
-    p.push(255);
-    while p.len() < 300 {
-        p.push(0);
     }
-    p
+    p.push(opt::END);
+    while p.len() < 300 {
+        p.push(opt::PAD);
+    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -162,12 +199,23 @@ mod tests {
             instance_id: "i-1".into(),
             meta_data: String::new(),
         };
-        let out = build_reply(&d, &r, OFFER, &e, "k8s");
+        let out = build_reply(&d, &r, OFFER, &e, "k8s").expect("reply");
         assert_eq!(out[0], 2);
         assert_eq!(&out[4..8], &[1, 2, 3, 4]);
         assert_eq!(&out[16..20], &[10, 77, 0, 11]);
         assert_eq!(&out[240..243], &[53, 1, OFFER]);
         let s = String::from_utf8_lossy(&out);
         assert!(s.contains("demo.k8s"));
+        // Subnet mask and broadcast follow the VPC prefix.
+        let at = |code: u8| {
+            out.windows(2)
+                .position(|w| w == [code, 4])
+                .map(|i| &out[i + 2..i + 6])
+        };
+        assert_eq!(at(opt::SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
+        assert_eq!(at(opt::BROADCAST), Some(&[10, 77, 0, 255][..]));
+        // A value longer than an option can hold is refused, not truncated.
+        let long = "a".repeat(300);
+        assert!(build_reply(&d, &r, OFFER, &e, &long).is_err());
     }
 }

@@ -163,13 +163,15 @@ pub fn probe_kvm(kernel: &Path) -> Result<Duration, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting qemu-system-x86_64: {e}"))?;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) => {}
-            Err(e) => return Err(format!("waiting for qemu: {e}")),
-        }
-        if start.elapsed() > PROBE_TIMEOUT {
+    let waited = crate::wait_until(
+        "the probe guest to exit",
+        PROBE_TIMEOUT,
+        Duration::from_millis(100),
+        || Ok(child.try_wait()?),
+    );
+    let status = match waited {
+        Ok(s) => s,
+        Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
@@ -177,7 +179,6 @@ pub fn probe_kvm(kernel: &Path) -> Result<Duration, String> {
                 PROBE_TIMEOUT.as_secs()
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
     };
     let took = start.elapsed();
     let mut err = String::new();

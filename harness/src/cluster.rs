@@ -11,18 +11,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::accel::{self, Accel};
-use super::dns::{Entry, Registry};
-use super::image::GoldenImage;
-use super::net::{self, Netns};
-use super::qemu::{self, Boot, Qemu, VmConfig};
-use super::ssh::{self, SshKey};
-use super::userdata::{self, Role};
-use super::{dhcp, dns, imds, seed};
+use crate::accel::{self, Accel};
+use crate::dns::{Entry, Registry};
+use crate::net::{self, Netns};
+use crate::qemu::{self, Boot, Qemu, VmConfig};
+use crate::ssh::{self, SshKey};
+use crate::{dhcp, dns, imds, seed, userdata, wait_until, BootSpec, Role};
 
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    pub image: GoldenImage,
+    pub image: BootSpec,
     /// DNS domain of the VPC zone (`k8s`).
     pub domain: String,
     pub memory_mib: u32,
@@ -95,7 +93,7 @@ impl Cluster {
     pub fn start(opts: ClusterOptions) -> Result<Self> {
         std::fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating {}", opts.work_dir.display()))?;
-        let accel = accel::detect(opts.image.kernel.as_deref()).accel;
+        let accel = accel::detect(opts.image.kernel()).accel;
         let key = SshKey::generate(&opts.work_dir)?;
         let ns = Netns::create()?;
         let registry = Registry::new(&opts.domain);
@@ -225,10 +223,7 @@ impl Cluster {
             meta_data,
         });
         let boot = if spec.kernel_boot {
-            self.opts
-                .image
-                .kernel_boot()
-                .context("direct kernel boot needs <image>.vmlinuz, .initrd and .manifest.json (boot.cmdline) beside the image")?
+            self.opts.image.kernel_boot()?
         } else {
             Boot::Bios
         };
@@ -341,7 +336,7 @@ impl Cluster {
     /// Waits until SSH answers on `name`; returns the time since its start.
     pub fn wait_ssh(&self, name: &str, timeout: Duration) -> Result<Duration> {
         let started = self.vm(name)?.qemu.started;
-        super::wait_until(
+        wait_until(
             &format!("ssh on {name}"),
             timeout,
             Duration::from_secs(3),
@@ -362,7 +357,7 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Duration> {
         let started = self.vm(name)?.qemu.started;
-        super::wait_until(
+        wait_until(
             &format!("\"{needle}\" on the serial console of {name}"),
             timeout,
             Duration::from_millis(500),
@@ -463,10 +458,15 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
     if !stage.starts_with("role ") && stage != "cloud-init" {
         return stage.to_string();
     }
-    let probe = "for u in rolectl etcd containerd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
-                 for r in master minion; do test -f /etc/sysconfig/kubernetes-$r && echo role=$r; done; \
-                 test -s /run/rolectl/weave.json && echo weave-json=yes; true";
-    let Ok(out) = ssh::run(ns, key, &ip.to_string(), probe) else {
+    let markers: String = Role::ALL
+        .iter()
+        .map(|r| format!("test -f {} && echo role={r}; ", r.marker_path()))
+        .collect();
+    let probe = format!(
+        "for u in rolectl etcd containerd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
+         {markers}test -s /run/rolectl/weave.json && echo weave-json=yes; true"
+    );
+    let Ok(out) = ssh::run(ns, key, &ip.to_string(), &probe) else {
         return stage.to_string();
     };
     let text = String::from_utf8_lossy(&out.stdout);

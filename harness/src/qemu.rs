@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::accel::Accel;
+use crate::accel::Accel;
+use crate::wait_until;
 
 /// How the VM boots.
 #[derive(Debug, Clone)]
@@ -194,7 +195,7 @@ impl Qemu {
     }
 
     /// Sends one QMP command (after capabilities negotiation).
-    pub fn qmp(&self, command: &str) -> Result<String> {
+    pub fn qmp(&self, command: &str) -> Result<serde_json::Value> {
         qmp_command(&self.qmp_socket, command)
     }
 
@@ -202,10 +203,12 @@ impl Qemu {
     pub fn shutdown(&mut self, grace: Duration) {
         if self.is_running() {
             let _ = self.qmp("system_powerdown");
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline && self.is_running() {
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            let _ = wait_until(
+                "the VM to power off",
+                grace,
+                Duration::from_millis(200),
+                || Ok((!self.is_running()).then_some(())),
+            );
             if self.is_running() {
                 let _ = self.qmp("quit");
                 std::thread::sleep(Duration::from_millis(500));
@@ -258,8 +261,10 @@ fn pre_exec(cmd: &mut Command, ns_fd: Option<i32>, die_with_parent: bool) {
     }
 }
 
-/// Connects to a QMP socket, negotiates capabilities and runs `command`.
-pub fn qmp_command(socket: &Path, command: &str) -> Result<String> {
+/// Connects to a QMP socket, negotiates capabilities and runs `command`;
+/// returns the command's `return` value. Replies are parsed as JSON: events
+/// (`{"event":…}`) are skipped, `{"error":{"class","desc"}}` is an error.
+pub fn qmp_command(socket: &Path, command: &str) -> Result<serde_json::Value> {
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("connecting to QMP {}", socket.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -267,34 +272,55 @@ pub fn qmp_command(socket: &Path, command: &str) -> Result<String> {
     let mut r = BufReader::new(stream);
     let mut line = String::new();
     r.read_line(&mut line)?; // greeting
+    let mut last = serde_json::Value::Null;
     for cmd in ["qmp_capabilities", command] {
-        writeln!(w, "{{\"execute\":\"{cmd}\"}}")?;
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                bail!("QMP closed during {cmd}");
-            }
-            if line.contains("\"return\"") {
-                break;
-            }
-            if line.contains("\"error\"") {
-                bail!("QMP {cmd}: {}", line.trim());
-            }
+        writeln!(w, "{}", serde_json::json!({ "execute": cmd }))?;
+        last = qmp_reply(&mut r, cmd)?;
+    }
+    Ok(last)
+}
+
+/// Reads lines until the reply to `cmd` (skipping asynchronous events).
+fn qmp_reply(r: &mut impl BufRead, cmd: &str) -> Result<serde_json::Value> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            bail!("QMP closed during {cmd}");
+        }
+        let mut v: serde_json::Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("QMP {cmd}: not JSON: {}", line.trim()))?;
+        if let Some(ret) = v.get_mut("return") {
+            return Ok(ret.take());
+        }
+        if let Some(e) = v.get("error") {
+            bail!(
+                "QMP {cmd}: {} ({})",
+                e["desc"].as_str().unwrap_or("?"),
+                e["class"].as_str().unwrap_or("?")
+            );
         }
     }
-    Ok(line)
 }
 
-/// Kills a process group recorded by a pidfile (`kubebake down`).
-pub fn kill_pidfile(pidfile: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-    kill_pid_group(pid);
-    Some(pid)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// SIGKILL to the group `pid` leads and to `pid` itself.
-pub fn kill_pid_group(pid: i32) {
-    let p = nix::unistd::Pid::from_raw(pid);
-    let _ = nix::sys::signal::killpg(p, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+    #[test]
+    fn qmp_replies_are_parsed() {
+        let mut ok = std::io::Cursor::new(
+            "{\"event\": \"POWERDOWN\", \"data\": {\"return\": 1}}\n{\"return\": {}}\n",
+        );
+        assert_eq!(qmp_reply(&mut ok, "x").ok(), Some(serde_json::json!({})));
+        let mut err = std::io::Cursor::new(
+            "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no such command\"}}\n",
+        );
+        let e = qmp_reply(&mut err, "x").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("QMP x: no such command (CommandNotFound)")
+        );
+        assert!(qmp_reply(&mut std::io::Cursor::new(""), "x").is_err());
+    }
 }

@@ -18,7 +18,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use super::userdata::Role;
+use crate::Role;
 
 /// One VM as the VPC sees it.
 #[derive(Debug, Clone)]

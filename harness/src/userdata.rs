@@ -1,35 +1,9 @@
 //! User-data the harness hands to VMs, and `kubebake userdata` for real
-//! clouds.
+//! clouds. Roles and cluster names are rolectl's own types and rules.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-/// Node role as written in user-data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Master,
-    Minion,
-}
-
-impl std::str::FromStr for Role {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "master" => Ok(Role::Master),
-            "minion" => Ok(Role::Minion),
-            other => bail!("unknown role {other:?}: expected master or minion"),
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Master => "master",
-            Role::Minion => "minion",
-        })
-    }
-}
+use crate::Role;
 
 /// Checks a cluster name with rolectl's own rule, so `up` and `userdata`
 /// refuse exactly what `rolectl activate` would refuse at boot.
@@ -38,20 +12,17 @@ pub fn check_cluster(s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a DNS label used as a VM name or domain.
-pub fn check_label(what: &str, s: &str) -> Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if !ok {
-        bail!(
-            "{what} {s:?} must be a DNS label: 1-63 of [a-z0-9-], not starting or ending with '-'"
-        );
-    }
+/// Checks a domain with rolectl's own rule (what `domain:` in user-data
+/// accepts).
+pub fn check_domain(s: &str) -> Result<()> {
+    rolectl::settings::Domain::try_from(s)?;
     Ok(())
+}
+
+/// Checks a DNS label used as a VM name (rolectl's label rule).
+pub fn check_label(what: &str, s: &str) -> Result<()> {
+    rolectl::settings::check_label(s)
+        .map_err(|e| anyhow::anyhow!("{what} {s:?} must be a DNS label: {e}"))
 }
 
 /// `#cloud-config` with the `kubernetes:` block (and SSH keys for the
@@ -152,9 +123,11 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert!(check_label("cluster", "demo-1").is_ok());
-        assert!(check_label("cluster", "Demo").is_err());
-        assert!(check_label("cluster", "").is_err());
+        assert!(check_label("VM name", "demo-1").is_ok());
+        assert!(check_label("VM name", "Demo").is_err());
+        assert!(check_label("VM name", "").is_err());
+        assert!(check_domain("k8s").is_ok() && check_domain("corp.example").is_ok());
+        assert!(check_domain("K8s").is_err());
         assert!(check_cluster("demo-1").is_ok());
         assert!(check_cluster("Demo").is_err());
         assert!(check_cluster("-demo").is_err());

@@ -1,0 +1,64 @@
+//! One file per `kubebake` command, each with the same signature:
+//! `pub fn run(global: &GlobalArgs, args: &XArgs) -> Result<ExitCode>`,
+//! printing text or (`--json`) one JSON document through [`crate::output`].
+//! The VM commands (`boot`, `up`, `down`, `status`, `userdata`, `bench-vm`)
+//! are thin adapters over the harness crate.
+
+pub mod bench;
+pub mod bench_vm;
+pub mod boot;
+pub mod build;
+pub mod cluster;
+pub mod down;
+pub mod fetch;
+pub mod inspect;
+pub mod status;
+pub mod up;
+pub mod userdata;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// `SOURCE_DATE_EPOCH` from the environment, checked.
+pub fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => v.trim().parse::<i64>().map(Some).with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        }),
+    }
+}
+
+/// `--rolectl PATH`, or `rolectl` beside this kubebake binary.
+pub fn rolectl_path(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.to_path_buf()),
+        None => {
+            let exe = std::env::current_exe().context("locating the kubebake binary")?;
+            Ok(exe.with_file_name("rolectl"))
+        }
+    }
+}
+
+/// "master", "minion" or "-".
+pub fn role_str(r: Option<harness::Role>) -> &'static str {
+    r.map_or("-", |r| r.as_str())
+}
+
+/// One line per VM: name, role, address, stage (`up` and `status`).
+pub fn vm_rows(vms: &[harness::state::VmStatus]) -> String {
+    vms.iter()
+        .map(|v| {
+            format!(
+                "  {:<10} {:<7} {:<12} {}\n",
+                v.name,
+                role_str(v.role),
+                v.ip,
+                v.stage
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,111 @@
+//! `kubebake up`: a laptop cluster from the golden image, like
+//! `aws ec2 run-instances` into a private VPC. Starts the VPC and the VMs and
+//! records the [`State`] that `status` and `down` read.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cluster::{probe_stage, Cluster, ClusterOptions, UserData, VmSpec};
+use crate::state::{State, VmStatus};
+use crate::{process, userdata, BootSpec, Role};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct UpPlan {
+    pub cluster: String,
+    /// DNS zone of the VPC.
+    pub domain: String,
+    pub masters: u32,
+    pub minions: u32,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The same user-data for every instance (verbatim); None: each VM gets
+    /// generated role user-data.
+    pub user_data: Option<Vec<u8>>,
+    /// Expected minion count in generated user-data (default: `minions`).
+    pub expected_minions: Option<u32>,
+    /// Direct kernel boot instead of SeaBIOS.
+    pub kernel_boot: bool,
+}
+
+impl UpPlan {
+    /// Refuses names rolectl would refuse at boot and an empty cluster.
+    pub fn check(&self) -> Result<()> {
+        userdata::check_cluster(&self.cluster)?;
+        userdata::check_domain(&self.domain)?;
+        if self.masters + self.minions == 0 {
+            bail!("nothing to start: --masters and --minions are both 0");
+        }
+        Ok(())
+    }
+
+    /// VM names and roles: master1.., minion1..
+    pub fn vms(&self) -> Vec<(String, Role)> {
+        (1..=self.masters)
+            .map(|i| (format!("master{i}"), Role::Master))
+            .chain((1..=self.minions).map(|i| (format!("minion{i}"), Role::Minion)))
+            .collect()
+    }
+}
+
+/// Starts the cluster of `plan` with its state in `state_dir`; the VMs live
+/// as long as the returned cluster (and this thread).
+pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Cluster, State)> {
+    plan.check()?;
+    if let Ok(old) = State::read(state_dir) {
+        if process::alive(old.pid) {
+            bail!(
+                "cluster {} is already up (pid {}); `kubebake down --cluster {}` first",
+                plan.cluster,
+                old.pid,
+                plan.cluster
+            );
+        }
+    }
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let mut c = Cluster::start(ClusterOptions {
+        image: image.clone(),
+        domain: plan.domain.clone(),
+        memory_mib: plan.memory_mib,
+        cpus: plan.cpus,
+        work_dir: state_dir.join("vms"),
+        die_with_parent: true,
+    })?;
+    let expected = plan.expected_minions.unwrap_or(plan.minions);
+    for (name, role) in plan.vms() {
+        let user_data = match &plan.user_data {
+            Some(b) => UserData::File(b.clone()),
+            None => UserData::Role {
+                role,
+                expected_minions: (role == Role::Minion).then_some(expected),
+            },
+        };
+        c.launch(VmSpec {
+            name,
+            cluster: plan.cluster.clone(),
+            role: Some(role),
+            user_data,
+            kernel_boot: plan.kernel_boot,
+            imds_only: false,
+        })?;
+    }
+    let state = State::of(&plan.cluster, &c);
+    state.write(state_dir)?;
+    Ok((c, state))
+}
+
+/// The live stage of every VM of a running cluster.
+pub fn stages(c: &Cluster) -> Vec<VmStatus> {
+    c.vms()
+        .iter()
+        .map(|v| VmStatus {
+            name: v.name.clone(),
+            role: v.role,
+            ip: v.ip.to_string(),
+            running: true,
+            stage: probe_stage(c.netns(), &c.key.private, v.ip, &v.qemu.serial_log),
+        })
+        .collect()
+}
