@@ -5,6 +5,7 @@ pub mod bench;
 pub mod boot;
 pub mod build;
 pub mod cli;
+pub mod cluster_secrets;
 pub mod commands;
 pub mod definition;
 pub mod digest;

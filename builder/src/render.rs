@@ -4,7 +4,9 @@
 //!
 //! Templates come from `<data_root>/units/<name>.hbs` and
 //! `<data_root>/dropins/<x>.hbs`. The context is `image.name`,
-//! `image.version`, every key of `variables`, and for unit/drop-in templates
+//! `image.version`, `kubernetes.{version,major,minor,patch}` (when the
+//! definition sets `kubernetes-version:`; the numbers are JSON numbers for
+//! `lt`/`gte`), every key of `variables`, and for unit/drop-in templates
 //! `unit`, `role` and (role units only) `marker`. Strict mode turns a missing
 //! variable into an error naming the template file and the variable. HTML
 //! escaping is off: these are config files.
@@ -71,6 +73,15 @@ impl<'d> Renderer<'d> {
             "image".to_string(),
             json!({ "name": def.name, "version": def.version }),
         );
+        // `kubernetes-version:`: the string, and the minor as a JSON number so
+        // templates compare it with handlebars' built-in helpers:
+        // `{{#if (lt kubernetes.minor 24)}}--flag-removed-in-1.24{{/if}}`.
+        if let Some(k) = def.kubernetes_version {
+            base.insert(
+                "kubernetes".to_string(),
+                json!({ "version": k.to_string(), "major": k.major, "minor": k.minor, "patch": k.patch }),
+            );
+        }
         // Baked container images, for the unit that imports them at boot.
         base.insert(
             "container_images".to_string(),

@@ -43,6 +43,9 @@ pub struct Definition {
     pub data_root: PathBuf,
     pub name: String,
     pub version: String,
+    /// The Kubernetes version the units are written for (`kubernetes-version:`),
+    /// exposed to templates as `kubernetes.version` / `kubernetes.minor`.
+    pub kubernetes_version: Option<KubernetesVersion>,
     pub base: Base,
     pub artifacts: Vec<Artifact>,
     /// Artifacts built from pinned sources by recipes (see [`Build`]).
@@ -59,6 +62,56 @@ pub struct Definition {
     pub links: Vec<Link>,
     pub variables: BTreeMap<String, String>,
     pub outputs: Outputs,
+}
+
+/// A Kubernetes release `MAJOR.MINOR.PATCH` (no leading `v`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct KubernetesVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KubernetesVersion {
+    /// Parses `1.20.2`: three dot-separated decimal numbers, no leading zeros.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let num = |p: &str| -> Option<u32> {
+            if p.is_empty()
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+            {
+                return None;
+            }
+            p.parse().ok()
+        };
+        match parts.as_slice() {
+            [a, b, c] => match (num(a), num(b), num(c)) {
+                (Some(major), Some(minor), Some(patch)) => Ok(KubernetesVersion {
+                    major,
+                    minor,
+                    patch,
+                }),
+                _ => Err(Self::hint(s)),
+            },
+            _ => Err(Self::hint(s)),
+        }
+    }
+
+    fn hint(s: &str) -> String {
+        let extra = if s.starts_with('v') {
+            " without the leading `v`"
+        } else {
+            ""
+        };
+        format!("invalid Kubernetes version {s:?}: write MAJOR.MINOR.PATCH{extra}, quoted, e.g. \"1.20.2\"")
+    }
+}
+
+impl fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -545,4 +598,30 @@ pub(crate) fn key_path(prefix: &str, key: &str) -> String {
     let mut s = prefix.to_string();
     push_key(&mut s, key);
     s
+}
+
+#[cfg(test)]
+mod kubernetes_version_tests {
+    use super::KubernetesVersion;
+
+    #[test]
+    fn parses_major_minor_patch() {
+        let v = KubernetesVersion::parse("1.20.2").expect("valid");
+        assert_eq!((v.major, v.minor, v.patch), (1, 20, 2));
+        assert_eq!(v.to_string(), "1.20.2");
+        assert!(KubernetesVersion::parse("1.36.0").expect("valid") > v);
+    }
+
+    #[test]
+    fn rejects_other_forms() {
+        for bad in [
+            "v1.20.2", "1.20", "1.20.2.1", "1.020.2", "1.x.2", "", "1..2",
+        ] {
+            let err = KubernetesVersion::parse(bad).expect_err(bad);
+            assert!(err.contains("MAJOR.MINOR.PATCH"), "{err}");
+        }
+        assert!(KubernetesVersion::parse("v1.20.2")
+            .expect_err("v")
+            .contains("without the leading `v`"));
+    }
 }

@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub(crate) struct RawDefinition {
     pub name: String,
     pub version: Scalar,
+    /// Kubernetes version the image's units target (`MAJOR.MINOR.PATCH`).
+    #[serde(default)]
+    pub kubernetes_version: Option<Scalar>,
     pub base: RawBase,
     #[serde(default)]
     pub artifacts: Vec<RawArtifact>,

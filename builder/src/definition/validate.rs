@@ -8,7 +8,7 @@ use url::Url;
 use super::raw::{RawArtifact, RawDefinition, RawInstall, Scalar};
 use super::{
     key_path, ArchiveMember, Artifact, Base, Definition, DefinitionError, FieldError, FileEntry,
-    ImagePath, Install, Link, LoadOptions, Outputs, Package, RoleExt, Unit,
+    ImagePath, Install, KubernetesVersion, Link, LoadOptions, Outputs, Package, RoleExt, Unit,
 };
 use crate::digest::{Algorithm, Digest};
 
@@ -58,6 +58,26 @@ pub(super) fn validate(
         );
     }
     let version = string_scalar(&mut cx, "version", &raw.version).unwrap_or_default();
+    let kubernetes_version = match &raw.kubernetes_version {
+        None => None,
+        Some(Scalar::Str(s)) => match KubernetesVersion::parse(s) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                cx.err("kubernetes-version", msg);
+                None
+            }
+        },
+        Some(other) => {
+            cx.err(
+                "kubernetes-version",
+                format!(
+                    "must be a quoted string MAJOR.MINOR.PATCH, got {} (YAML may have changed it): quote it, e.g. \"1.20.2\"",
+                    other.describe()
+                ),
+            );
+            None
+        }
+    };
 
     let base = validate_base(&mut cx, raw.base);
 
@@ -349,7 +369,7 @@ pub(super) fn validate(
         }
         if matches!(
             k.as_str(),
-            "image" | "unit" | "role" | "marker" | "container_images"
+            "image" | "unit" | "role" | "marker" | "container_images" | "kubernetes"
         ) {
             cx.err(
                 &kp,
@@ -423,6 +443,7 @@ pub(super) fn validate(
         data_root,
         name: raw.name,
         version,
+        kubernetes_version,
         base,
         artifacts,
         builds,
