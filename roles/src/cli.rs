@@ -17,7 +17,13 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// Timed out waiting (wait-master, weave): systemd may retry.
     pub const TIMEOUT: u8 = 2;
+    /// wait-master: the API server rejected this node's credential (wrong or
+    /// expired bootstrap token). Retrying cannot help: new user-data can.
+    pub const REJECTED: u8 = 3;
 }
+
+/// Where `wait-master --kubectl` defaults to.
+pub const KUBECTL: &str = "/usr/local/bin/kubectl";
 
 pub const USAGE: &str = "\
 usage: rolectl <command> [options]
@@ -25,12 +31,28 @@ usage: rolectl <command> [options]
 commands:
   activate    [--root DIR] [--user-data FILE]
   wait-master [--root DIR] --health-url URL [--timeout SECS] [--max-backoff SECS]
+  wait-master [--root DIR] --kubeconfig FILE [--kubeconfig FILE...] [--kubectl PATH]
+              [--timeout SECS] [--max-backoff SECS]
   weave       [--root DIR] [--dry-run] [--expected N] [--poll SECS] [--timeout SECS] [-- LAUNCH COMMAND...]
   status      [--root DIR] [--json]
   preflight   [--root DIR] [--role master|minion] [--json]
 
-exit codes: 0 ok, 1 usage/config/user-data error, 2 timeout
+exit codes: 0 ok, 1 usage/config/user-data error, 2 timeout,
+            3 credential rejected by the API server (wait-master)
 ";
+
+/// What `wait-master` waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// `--health-url`: a plain-HTTP 2xx from `{master}`.
+    HealthUrl(String),
+    /// `--kubeconfig` (first existing file wins): the API server's /readyz
+    /// through kubectl, over TLS with the kubeconfig's CA and credential.
+    Kubeconfig {
+        kubeconfigs: Vec<String>,
+        kubectl: PathBuf,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
@@ -43,7 +65,7 @@ pub enum Cmd {
     },
     WaitMaster {
         root: PathBuf,
-        health_url: String,
+        probe: Probe,
         timeout: Option<Duration>,
         initial_backoff: Duration,
         max_backoff: Duration,
@@ -111,7 +133,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
     let mut health_url: Option<String> = None;
     let mut timeout: Option<Duration> = None;
     let mut initial_backoff = Duration::from_millis(250);
-    let mut max_backoff = Duration::from_secs(30);
+    let mut max_backoff: Option<Duration> = None;
+    let mut kubeconfigs: Vec<String> = Vec::new();
+    let mut kubectl: Option<PathBuf> = None;
     let mut dns_server: Option<SocketAddr> = None;
     let mut dry_run = false;
     let mut expected: Option<u32> = None;
@@ -125,6 +149,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
         "wait-master" => &[
             "root",
             "health-url",
+            "kubeconfig",
+            "kubectl",
             "timeout",
             "max-backoff",
             "initial-backoff",
@@ -163,7 +189,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
             "user-data" => user_data = Some(string(p.value().map_err(e)?, &opt)?),
             "health-url" => health_url = Some(string(p.value().map_err(e)?, &opt)?),
             "timeout" => timeout = Some(secs(p.value().map_err(e)?, &opt)?),
-            "max-backoff" => max_backoff = secs(p.value().map_err(e)?, &opt)?,
+            "max-backoff" => max_backoff = Some(secs(p.value().map_err(e)?, &opt)?),
+            "kubeconfig" => {
+                let v = string(p.value().map_err(e)?, &opt)?;
+                if !v.starts_with('/') {
+                    return Err(format!("{opt}: {v:?} must be an absolute path"));
+                }
+                kubeconfigs.push(v);
+            }
+            "kubectl" => kubectl = Some(PathBuf::from(p.value().map_err(e)?)),
             "initial-backoff" => initial_backoff = secs(p.value().map_err(e)?, &opt)?,
             "poll" => poll = secs(p.value().map_err(e)?, &opt)?,
             "dns-server" => {
@@ -211,14 +245,39 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
     match sub.as_str() {
         "activate" => Ok(Cmd::Activate { root, user_data }),
         "wait-master" => {
-            let health_url = health_url
-                .ok_or_else(|| "wait-master: --health-url URL is required".to_string())?;
+            let (probe, default_max) = match (health_url, kubeconfigs.is_empty()) {
+                (Some(_), false) => {
+                    return Err(
+                        "wait-master: give either --health-url or --kubeconfig, not both".into(),
+                    )
+                }
+                (Some(u), true) => {
+                    if kubectl.is_some() {
+                        return Err("wait-master: --kubectl goes with --kubeconfig".into());
+                    }
+                    (Probe::HealthUrl(u), Duration::from_secs(30))
+                }
+                // Minions must notice a ready master within about 2 s.
+                (None, false) => (
+                    Probe::Kubeconfig {
+                        kubeconfigs,
+                        kubectl: kubectl.unwrap_or_else(|| PathBuf::from(KUBECTL)),
+                    },
+                    Duration::from_secs(2),
+                ),
+                (None, true) => {
+                    return Err(
+                        "wait-master: --health-url URL or --kubeconfig FILE is required".into(),
+                    )
+                }
+            };
+            let max_backoff = max_backoff.unwrap_or(default_max);
             if max_backoff < initial_backoff {
                 initial_backoff = max_backoff;
             }
             Ok(Cmd::WaitMaster {
                 root,
-                health_url,
+                probe,
                 timeout,
                 initial_backoff,
                 max_backoff,

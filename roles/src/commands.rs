@@ -2,17 +2,17 @@
 
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::exit;
+use crate::cli::{exit, Probe};
 use crate::retry::Backoff;
 use crate::role::{self, ActivateOptions, Activated};
-use crate::settings::{ExpectedMinions, Role};
-use crate::wait::{self, Resolver};
+use crate::settings::{ExpectedMinions, Role, Settings};
+use crate::wait::{self, ApiWaitError, Resolver};
 use crate::{preflight, status, weave};
 
 fn resolver(dns: Option<std::net::SocketAddr>) -> Resolver {
@@ -27,11 +27,22 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
         root: root.to_path_buf(),
         user_data: user_data.unwrap_or(role::DEFAULT_USER_DATA).to_string(),
         must_exist: user_data.is_some(),
+        openssl: crate::pki::Openssl::default(),
     };
     match role::run(&opts) {
-        Ok(Activated::Written { role, settings, .. }) => {
+        Ok(Activated::Written {
+            role,
+            settings,
+            files,
+            ..
+        }) => {
+            let creds = if files.is_empty() {
+                String::new()
+            } else {
+                format!(" after {} credential files", files.len())
+            };
             eprintln!(
-                "rolectl: activated as {role} of cluster {} (domain {}): wrote {} in {:.2} ms",
+                "rolectl: activated as {role} of cluster {} (domain {}): wrote {}{creds} in {:.2} ms",
                 settings.cluster,
                 settings.domain,
                 role.marker_path(),
@@ -39,9 +50,16 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
             );
             Ok(exit::OK)
         }
-        Ok(Activated::Unchanged { role, note, .. }) => {
+        Ok(Activated::Unchanged {
+            role, note, files, ..
+        }) => {
+            let creds = if files.is_empty() {
+                String::new()
+            } else {
+                format!("; {} credential files in place", files.len())
+            };
             eprintln!(
-                "rolectl: already a {role}; {note}; {} untouched",
+                "rolectl: already a {role}; {note}; {} untouched{creds}",
                 role.marker_path()
             );
             Ok(exit::OK)
@@ -57,38 +75,160 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
 /// `rolectl wait-master`.
 pub fn wait_master(
     root: &Path,
-    health_url: &str,
+    probe: &Probe,
     timeout: Option<Duration>,
     initial_backoff: Duration,
     max_backoff: Duration,
     dns: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
-    wait::check_health_url(health_url).map_err(|e| anyhow!(e))?;
+    if let Probe::HealthUrl(url) = probe {
+        wait::check_health_url(url).map_err(|e| anyhow!(e))?;
+    }
     let (_, settings) = wait::marker_settings(root)
         .map_err(|e| anyhow!(e))
         .context("reading the role marker")?;
-    let host = wait::master_host(&settings);
     let retry = Backoff {
         initial: initial_backoff,
         max: max_backoff,
         max_attempts: None,
         timeout,
+        jitter: false,
+    };
+    match probe {
+        Probe::HealthUrl(url) => wait_health(root, &settings, url, retry, dns),
+        Probe::Kubeconfig {
+            kubeconfigs,
+            kubectl,
+        } => wait_kubeconfig(
+            root,
+            &settings,
+            kubeconfigs,
+            kubectl,
+            retry.with_jitter(),
+            dns,
+        ),
+    }
+}
+
+fn record(root: &Path, w: status::WaitMasterStatus) {
+    if let Err(e) = status::write_wait_master(root, &w) {
+        eprintln!("rolectl: warning: {e}");
+    }
+}
+
+fn wait_health(
+    root: &Path,
+    settings: &Settings,
+    health_url: &str,
+    retry: Backoff,
+    dns: Option<std::net::SocketAddr>,
+) -> Result<u8> {
+    let host = wait::master_host(settings);
+    let rec = |outcome: &str, attempts: u32, message: String| status::WaitMasterStatus {
+        outcome: outcome.to_string(),
+        mode: "health-url".to_string(),
+        host: host.clone(),
+        kubeconfig: None,
+        attempts,
+        message,
+        time_unix: status::now_unix(),
     };
     match wait::wait_master(&host, health_url, resolver(dns), retry) {
         Ok((addr, code)) => {
-            eprintln!(
+            let msg = format!(
                 "master {host} is up: {} answered HTTP {code}",
                 wait::expand_url(health_url, addr)
             );
+            eprintln!("{msg}");
+            record(root, rec("ready", 0, msg));
             Ok(exit::OK)
         }
         Err(t) => {
-            eprintln!(
-                "rolectl: timed out after {} waiting for master {host} ({} attempts): {}",
+            let msg = format!(
+                "timed out after {} waiting for master {host} ({} attempts): {}",
                 wait::secs(t.waited),
                 t.attempts,
                 t.last_error
             );
+            eprintln!("rolectl: {msg}");
+            record(root, rec("timeout", t.attempts, msg));
+            Ok(exit::TIMEOUT)
+        }
+    }
+}
+
+fn wait_kubeconfig(
+    root: &Path,
+    settings: &Settings,
+    kubeconfigs: &[String],
+    kubectl: &Path,
+    retry: Backoff,
+    dns: Option<std::net::SocketAddr>,
+) -> Result<u8> {
+    let host = wait::api_server_host(settings);
+    let files: Vec<PathBuf> = kubeconfigs
+        .iter()
+        .map(|k| crate::marker::under(root, k))
+        .collect();
+    let rec = |outcome: &str, kc: Option<&Path>, attempts: u32, message: String| {
+        status::WaitMasterStatus {
+            outcome: outcome.to_string(),
+            mode: "kubeconfig".to_string(),
+            host: host.clone(),
+            kubeconfig: kc.map(|p| p.display().to_string()),
+            attempts,
+            message,
+            time_unix: status::now_unix(),
+        }
+    };
+    let started = Instant::now();
+    match wait::wait_api_server(&host, &files, kubectl, resolver(dns), retry) {
+        Ok(kc) => {
+            let msg = format!(
+                "the API server at {host} is ready (kubeconfig {}) after {}",
+                kc.display(),
+                wait::secs(started.elapsed())
+            );
+            eprintln!("{msg}");
+            record(root, rec("ready", Some(&kc), 0, msg));
+            Ok(exit::OK)
+        }
+        Err(ApiWaitError::Rejected {
+            kubeconfig,
+            message,
+        }) => {
+            let bootstrap = kubeconfig.ends_with("bootstrap-kubelet.conf")
+                || kubeconfig
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("bootstrap"));
+            let msg = if bootstrap {
+                format!(
+                    "bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data with a valid kubernetes.bootstrap_token and reboot it (kubeconfig {}; kubectl: {message})",
+                    kubeconfig.display()
+                )
+            } else {
+                format!(
+                    "the credential in {} was rejected by the API server (expired or revoked?); remove that file to fall back to the bootstrap kubeconfig, or give this node fresh user-data (kubectl: {message})",
+                    kubeconfig.display()
+                )
+            };
+            eprintln!("rolectl: {msg}");
+            record(root, rec("rejected", Some(&kubeconfig), 0, msg));
+            Ok(exit::REJECTED)
+        }
+        Err(ApiWaitError::Config(m)) => {
+            record(root, rec("error", None, 0, m.clone()));
+            Err(anyhow!(m))
+        }
+        Err(ApiWaitError::GaveUp(t)) => {
+            let msg = format!(
+                "timed out after {} waiting for the API server at {host} ({} attempts): {}",
+                wait::secs(t.waited),
+                t.attempts,
+                t.last_error
+            );
+            eprintln!("rolectl: {msg}");
+            record(root, rec("timeout", None, t.attempts, msg));
             Ok(exit::TIMEOUT)
         }
     }

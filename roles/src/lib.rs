@@ -8,7 +8,9 @@
 
 pub mod cli;
 pub mod commands;
+pub mod credentials;
 pub mod marker;
+pub mod pki;
 pub mod preflight;
 pub mod retry;
 pub mod role;

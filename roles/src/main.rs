@@ -25,14 +25,14 @@ fn main() -> ExitCode {
         Cmd::Activate { root, user_data } => commands::activate(&root, user_data.as_deref()),
         Cmd::WaitMaster {
             root,
-            health_url,
+            probe,
             timeout,
             initial_backoff,
             max_backoff,
             dns_server,
         } => commands::wait_master(
             &root,
-            &health_url,
+            &probe,
             timeout,
             initial_backoff,
             max_backoff,

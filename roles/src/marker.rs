@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::settings::{
-    check_weave_arg, parse_mtu, AddonsUrl, Cidr, ClusterName, Domain, ExpectedMinions,
+    check_weave_arg, parse_mtu, AddonsUrl, ApiServer, Cidr, ClusterName, Domain, ExpectedMinions,
     InvalidValue, MasterEndpoint, Role, Settings, WeaveOptions, WeavePassword,
 };
 
@@ -22,6 +22,7 @@ pub const VARS: &[&str] = &[
     "EXPECTED_MINIONS",
     "WEAVE_PASSWORD",
     "WEAVE_EXTRA_ARGS",
+    "API_SERVER",
 ];
 
 /// Variables whose values are masked in `rolectl status`.
@@ -80,6 +81,9 @@ pub fn render(role: Role, s: &Settings) -> String {
     let extra = s.weave.extra_args();
     if !extra.is_empty() {
         kv("WEAVE_EXTRA_ARGS", &extra.join(" "));
+    }
+    if let Some(a) = &s.api_server {
+        kv("API_SERVER", a.as_str());
     }
     out
 }
@@ -205,6 +209,10 @@ pub fn parse(role: Role, p: &Path, text: &str) -> Result<Marker, MarkerError> {
         }
     }
     s.weave = w;
+    if let Some(v) = get("API_SERVER") {
+        s.api_server =
+            Some(ApiServer::try_from(v).map_err(|e| bad(line_of("API_SERVER"), e.to_string()))?);
+    }
     Ok(Marker {
         role,
         path: p.to_path_buf(),
@@ -267,13 +275,16 @@ mod tests {
         s.weave.mtu = Some(1400);
         s.weave.no_fastdp = true;
         s.weave.password = Some(WeavePassword::try_from("secret123").unwrap());
+        s.api_server = Some(ApiServer::try_from("https://10.0.0.1:6443").unwrap());
         let text = render(Role::Minion, &s);
         assert!(
             text.contains("\nROLE=minion\nCLUSTER_NAME=demo\nCLUSTER_DOMAIN=k8s\n"),
             "{text}"
         );
         assert!(
-            text.contains("WEAVE_EXTRA_ARGS=--mtu=1400 --no-fastdp\n"),
+            text.contains(
+                "WEAVE_EXTRA_ARGS=--mtu=1400 --no-fastdp\nAPI_SERVER=https://10.0.0.1:6443\n"
+            ),
             "{text}"
         );
         let m = parse(Role::Minion, Path::new("m"), &text).unwrap();

@@ -23,6 +23,10 @@ pub struct Backoff {
     /// Give up once this much time has passed since the first attempt
     /// (None: no limit). The last delay is shortened to end at the deadline.
     pub timeout: Option<Duration>,
+    /// Shorten each delay by a random 0-20 % in [`run`](Self::run), so that
+    /// many nodes waiting for the same master do not poll in lockstep (the
+    /// cap `max` still holds). [`next_delay`](Self::next_delay) is exact.
+    pub jitter: bool,
 }
 
 /// The operation never succeeded before the policy gave up.
@@ -42,6 +46,7 @@ impl Backoff {
             max,
             max_attempts: None,
             timeout: None,
+            jitter: false,
         }
     }
 
@@ -57,6 +62,11 @@ impl Backoff {
 
     pub fn timeout(mut self, t: Option<Duration>) -> Self {
         self.timeout = t;
+        self
+    }
+
+    pub fn with_jitter(mut self) -> Self {
+        self.jitter = true;
         self
     }
 
@@ -88,6 +98,7 @@ impl Backoff {
     ) -> Result<T, GaveUp<E>> {
         let start = Instant::now();
         let mut attempt = 0u32;
+        let mut rng = Jitter::seeded();
         loop {
             attempt = attempt.saturating_add(1);
             let err = match op(attempt) {
@@ -95,6 +106,10 @@ impl Backoff {
                 Err(e) => e,
             };
             let next = self.next_delay(attempt, start.elapsed());
+            let next = match next {
+                Some(d) if self.jitter => Some(rng.shorten(d)),
+                other => other,
+            };
             on_failure(attempt, &err, next);
             match next {
                 Some(d) => std::thread::sleep(d),
@@ -107,6 +122,28 @@ impl Backoff {
                 }
             }
         }
+    }
+}
+
+/// A tiny xorshift generator seeded from the clock and the pid: jitter
+/// needs no quality, only nodes that differ.
+struct Jitter(u64);
+
+impl Jitter {
+    fn seeded() -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Jitter((t ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    /// `d` shortened by 0-20 %.
+    fn shorten(&mut self, d: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let permille = (self.0 % 201) as u32;
+        d - d * permille / 1000
     }
 }
 
@@ -143,6 +180,24 @@ mod tests {
         assert_eq!(e.last_error, "down");
         assert!((3..=6).contains(&calls.get()), "{}", calls.get());
         assert!(e.waited >= Duration::from_millis(70));
+    }
+
+    #[test]
+    fn jitter_shortens_within_20_percent() {
+        let r = Backoff::every(Duration::from_millis(10))
+            .attempts(30)
+            .with_jitter();
+        let delays = RefCell::new(Vec::new());
+        let _ = r.run(
+            |_| -> Result<(), ()> { Err(()) },
+            |_, _, d| delays.borrow_mut().extend(d),
+        );
+        let d = delays.borrow();
+        assert_eq!(d.len(), 29);
+        assert!(d
+            .iter()
+            .all(|d| (Duration::from_millis(8)..=Duration::from_millis(10)).contains(d)));
+        assert!(d.iter().any(|x| *x != d[0]), "no jitter: {d:?}");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::credentials::{Credentials, OutFile};
 use crate::marker::{self, Marker, MarkerError};
+use crate::pki::{self, Openssl};
 use crate::settings::{Role, Settings};
 use crate::status::{self, ActivationStatus, Outcome};
 use crate::userdata::{self, Request, UserDataError};
@@ -23,6 +25,8 @@ pub struct ActivateOptions {
     /// The file was named explicitly: its absence is an error. Only the
     /// default location may be absent (no user-data: host unassigned).
     pub must_exist: bool,
+    /// Checks credentials (see [`crate::pki`]).
+    pub openssl: Openssl,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,8 @@ pub enum Activated {
         path: PathBuf,
         /// The user-data part (and line) that asked for the role.
         source: String,
+        /// Credential files in place (absolute, relative to the root).
+        files: Vec<String>,
     },
     /// Marker already present and user-data agrees (or has no role).
     Unchanged {
@@ -78,6 +84,8 @@ pub enum Activated {
         settings: Option<Settings>,
         path: PathBuf,
         note: String,
+        /// Credential files (re)written from user-data.
+        files: Vec<String>,
     },
     /// No role requested; host stays unassigned.
     Unassigned { reason: String },
@@ -94,6 +102,7 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             settings,
             path,
             source,
+            ..
         }) => {
             let mut s = ActivationStatus::new(
                 Outcome::Activated,
@@ -110,6 +119,7 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             settings,
             path,
             note,
+            ..
         }) => {
             let mut s = ActivationStatus::new(
                 Outcome::Unchanged,
@@ -193,20 +203,23 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             Request::Assign {
                 role,
                 settings,
+                credentials,
                 source,
             },
-        ) => write(root, role, settings, source),
+        ) => write(opts, role, settings, credentials.as_ref(), source),
         (Some(m), Request::Unassigned { reason }) => Ok(Activated::Unchanged {
             role: m.role,
             settings: m.settings,
             path: m.path,
             note: format!("keeping existing role; user-data names none ({reason})"),
+            files: Vec::new(),
         }),
         (
             Some(m),
             Request::Assign {
                 role,
                 settings,
+                credentials,
                 source,
             },
         ) => {
@@ -220,7 +233,7 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             }
             let Some(current) = &m.settings else {
                 // An empty marker left by the seed's `touch`: fill it in.
-                return write(root, role, settings, source);
+                return write(opts, role, settings, credentials.as_ref(), source);
             };
             let want = marker::render(role, &settings);
             let want = marker::parse(role, &m.path, &want)?;
@@ -251,28 +264,75 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
                     });
                 }
             }
+            // A reboot: the same credentials are written again (identical
+            // content), and a token that has expired since is no error.
+            let files = credential_files(opts, credentials.as_ref(), &settings, false)?;
             Ok(Activated::Unchanged {
                 role,
                 settings: Some(current.clone()),
                 path: m.path,
                 note: "marker present and user-data agrees".to_string(),
+                files,
             })
         }
     }
 }
 
+/// First activation: credentials checked and written, then the marker, so
+/// that a role unit never sees the marker without its files.
 fn write(
-    root: &Path,
+    opts: &ActivateOptions,
     role: Role,
     settings: Settings,
+    credentials: Option<&Credentials>,
     source: String,
 ) -> Result<Activated, ActivateError> {
-    let path = marker::path(root, role);
+    let files = credential_files(opts, credentials, &settings, true)?;
+    let path = marker::path(&opts.root, role);
     marker::write_atomic(&path, marker::render(role, &settings).as_bytes(), 0o600)?;
     Ok(Activated::Written {
         role,
         settings,
         path,
         source,
+        files,
     })
+}
+
+/// Checks the credentials with openssl (the token expiry only if
+/// `first_activation`) and writes their files.
+fn credential_files(
+    opts: &ActivateOptions,
+    credentials: Option<&Credentials>,
+    settings: &Settings,
+    first_activation: bool,
+) -> Result<Vec<String>, ActivateError> {
+    let Some(c) = credentials else {
+        return Ok(Vec::new());
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let scratch = marker::under(&opts.root, "/run/rolectl");
+    pki::check(c, now, first_activation, &opts.openssl, &scratch)?;
+    let files = c.files(settings);
+    write_files(&opts.root, &files)?;
+    Ok(files.iter().map(|f| f.path.to_string()).collect())
+}
+
+/// Writes each file atomically with its mode (secrets 0600 from the first
+/// byte: the temp file is created with the final mode). A file that already
+/// has the content and mode is left alone.
+pub fn write_files(root: &Path, files: &[OutFile]) -> Result<(), MarkerError> {
+    use std::os::unix::fs::PermissionsExt;
+    for f in files {
+        let p = marker::under(root, f.path);
+        let same = fs::read(&p).is_ok_and(|old| old == f.content.as_bytes())
+            && fs::symlink_metadata(&p)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o7777 == f.mode);
+        if !same {
+            marker::write_atomic(&p, f.content.as_bytes(), f.mode)?;
+        }
+    }
+    Ok(())
 }

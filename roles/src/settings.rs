@@ -337,6 +337,71 @@ impl TryFrom<&str> for AddonsUrl {
     }
 }
 
+/// The Kubernetes API server URL: `https://` + host, host:port, IPv4[:port]
+/// or [IPv6][:port], no path. It reaches the marker (`API_SERVER=`) and
+/// kubeconfigs, so only the characters of a host and port are allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiServer {
+    text: String,
+    endpoint: MasterEndpoint,
+}
+
+impl ApiServer {
+    /// The API server port masters listen on (kubeadm's default).
+    pub const PORT: u16 = 6443;
+
+    /// `https://masters.<cluster>.<domain>:6443`: a master's own API server,
+    /// and a minion's when user-data names none.
+    pub fn for_cluster(cluster: &ClusterName, domain: &Domain) -> Self {
+        let authority = format!("masters.{cluster}.{domain}:{}", Self::PORT);
+        ApiServer {
+            text: format!("https://{authority}"),
+            endpoint: MasterEndpoint {
+                text: authority,
+                host: format!("masters.{cluster}.{domain}"),
+                port: Some(Self::PORT),
+            },
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// The host part (IPv6 without brackets): the name wait-master resolves.
+    pub fn host(&self) -> &str {
+        self.endpoint.host()
+    }
+}
+
+impl TryFrom<&str> for ApiServer {
+    type Error = InvalidValue;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        let authority = s.strip_prefix("https://").ok_or_else(|| {
+            invalid(
+                "api_server",
+                s,
+                "must start with https:// (e.g. https://masters.demo.k8s:6443)",
+            )
+        })?;
+        let endpoint = MasterEndpoint::try_from(authority).map_err(|e| {
+            invalid(
+                "api_server",
+                s,
+                format!("{}; expected https://HOST[:PORT] without a path", e.reason),
+            )
+        })?;
+        Ok(ApiServer {
+            text: s.to_string(),
+            endpoint,
+        })
+    }
+}
+
+impl fmt::Display for ApiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Number of minions weave waits for before consensus IP allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpectedMinions(u32);
@@ -537,6 +602,8 @@ pub struct Settings {
     pub addons_url: Option<AddonsUrl>,
     pub expected_minions: Option<ExpectedMinions>,
     pub weave: WeaveOptions,
+    /// `API_SERVER=`: set when user-data carries cluster credentials.
+    pub api_server: Option<ApiServer>,
 }
 
 impl Default for Settings {
@@ -548,6 +615,7 @@ impl Default for Settings {
             addons_url: None,
             expected_minions: None,
             weave: WeaveOptions::default(),
+            api_server: None,
         }
     }
 }
@@ -630,6 +698,34 @@ mod tests {
             "", "a:0", "a:65536", "a:", "[::1", "[zz]:1", "a b", "a;b", "1.2.3", "h:1:2",
         ] {
             assert!(MasterEndpoint::try_from(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn api_servers() {
+        let a = ApiServer::try_from("https://masters.demo.k8s:6443").unwrap();
+        assert_eq!(a.host(), "masters.demo.k8s");
+        assert_eq!(
+            ApiServer::try_from("https://[fd00::1]:6443")
+                .unwrap()
+                .host(),
+            "fd00::1"
+        );
+        let d = ApiServer::for_cluster(
+            &ClusterName::try_from("demo").unwrap(),
+            &Domain::default_domain(),
+        );
+        assert_eq!(d, a);
+        for bad in [
+            "http://a:6443",
+            "https://",
+            "https://a:6443/",
+            "https://a/x",
+            "https://a b",
+            "https://a:0",
+            "https://$x",
+        ] {
+            assert!(ApiServer::try_from(bad).is_err(), "{bad:?} accepted");
         }
     }
 

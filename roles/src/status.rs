@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::credentials;
 use crate::marker::{self, MarkerError};
 use crate::settings::{Role, Settings};
 use crate::unitfile;
@@ -80,6 +81,86 @@ pub fn write_activation(root: &Path, st: &ActivationStatus) -> Result<(), Marker
     marker::write_atomic(&marker::under(root, STATUS_PATH), &json, 0o644)
 }
 
+/// How the last `rolectl wait-master` ended (key `wait_master` of
+/// status.json; written by wait-master, kept beside the activation record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitMasterStatus {
+    /// ready | waiting | rejected | timeout | error
+    pub outcome: String,
+    /// `health-url` or `kubeconfig`.
+    pub mode: String,
+    /// The host waited for (DNS).
+    pub host: String,
+    /// The kubeconfig used (kubeconfig mode).
+    pub kubeconfig: Option<String>,
+    pub attempts: u32,
+    /// What happened, for people.
+    pub message: String,
+    pub time_unix: u64,
+}
+
+/// Records the wait-master outcome in status.json, keeping the activation
+/// record (read-modify-write; atomic rename).
+pub fn write_wait_master(root: &Path, w: &WaitMasterStatus) -> Result<(), MarkerError> {
+    let path = marker::under(root, STATUS_PATH);
+    let mut v: serde_json::Value = fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "wait_master".to_string(),
+            serde_json::to_value(w).unwrap_or_default(),
+        );
+    }
+    let mut json = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    json.push(b'\n');
+    marker::write_atomic(&path, &json, 0o644)
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A credential file activation writes, as found on this root.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialFile {
+    pub path: String,
+    pub present: bool,
+    /// Octal mode if present (`0600`); content is never read.
+    pub mode: Option<String>,
+    /// The mode activation gives it.
+    pub expected_mode: String,
+}
+
+/// The credential files of `role` (both roles' if none), present or not.
+pub fn credential_files(root: &Path, role: Option<Role>) -> Vec<CredentialFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut list: Vec<(&str, u32)> = Vec::new();
+    for r in role.map_or(Role::ALL.to_vec(), |r| vec![r]) {
+        for f in credentials::file_list(r) {
+            if !list.iter().any(|(p, _)| *p == f.0) {
+                list.push(*f);
+            }
+        }
+    }
+    list.push((credentials::paths::KUBELET_CONF, 0o600));
+    list.into_iter()
+        .map(|(path, mode)| {
+            let meta = fs::symlink_metadata(marker::under(root, path)).ok();
+            CredentialFile {
+                path: path.to_string(),
+                present: meta.is_some(),
+                mode: meta.map(|m| format!("{:04o}", m.permissions().mode() & 0o7777)),
+                expected_mode: format!("{mode:04o}"),
+            }
+        })
+        .collect()
+}
+
 /// A unit gated by a role drop-in.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoleUnit {
@@ -104,6 +185,10 @@ pub struct StatusReport {
     /// Marker variables, secrets masked as `***`.
     pub settings: Vec<(String, String)>,
     pub last_activation: Option<ActivationStatus>,
+    /// How the last `wait-master` ended (from status.json).
+    pub last_wait_master: Option<WaitMasterStatus>,
+    /// Credential files (presence and mode only).
+    pub credentials: Vec<CredentialFile>,
     pub units: Vec<RoleUnit>,
     pub problems: Vec<String>,
 }
@@ -117,6 +202,8 @@ pub fn report(root: &Path) -> StatusReport {
         domain: None,
         settings: Vec::new(),
         last_activation: None,
+        last_wait_master: None,
+        credentials: Vec::new(),
         units: Vec::new(),
         problems: Vec::new(),
     };
@@ -151,11 +238,30 @@ pub fn report(root: &Path) -> StatusReport {
         }
     }
     if let Ok(text) = fs::read_to_string(marker::under(root, STATUS_PATH)) {
-        match serde_json::from_str(&text) {
-            Ok(s) => r.last_activation = Some(s),
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(mut v) => {
+                // wait-master may have written status.json before any activation.
+                let wait = v.as_object_mut().and_then(|o| o.remove("wait_master"));
+                if v.get("outcome").is_some() {
+                    match serde_json::from_value(v) {
+                        Ok(s) => r.last_activation = Some(s),
+                        Err(e) => r.problems.push(format!("{STATUS_PATH} is unreadable: {e}")),
+                    }
+                }
+                if let Some(w) = wait {
+                    match serde_json::from_value(w) {
+                        Ok(w) => r.last_wait_master = Some(w),
+                        Err(e) => r
+                            .problems
+                            .push(format!("{STATUS_PATH}: wait_master is unreadable: {e}")),
+                    }
+                }
+            }
             Err(e) => r.problems.push(format!("{STATUS_PATH} is unreadable: {e}")),
         }
     }
+    let role = r.role.as_deref().and_then(|x| Role::try_from(x).ok());
+    r.credentials = credential_files(root, role);
     r.units = role_units(root);
     r
 }
@@ -298,6 +404,21 @@ pub fn render(r: &StatusReport) -> String {
             o.push('\n');
         }
         None => o.push_str(&format!("last activation: none ({STATUS_PATH} absent)\n")),
+    }
+    if let Some(w) = &r.last_wait_master {
+        o.push_str(&format!(
+            "last wait-master: {} ({}) after {} attempts\n",
+            w.outcome, w.message, w.attempts
+        ));
+    }
+    o.push_str("credential files:\n");
+    for c in &r.credentials {
+        let state = match &c.mode {
+            Some(m) if *m == c.expected_mode => format!("present, mode {m}"),
+            Some(m) => format!("present, mode {m} (expected {})", c.expected_mode),
+            None => "absent".to_string(),
+        };
+        o.push_str(&format!("  {:<48} {state}\n", c.path));
     }
     if r.units.is_empty() {
         o.push_str("role units: none found under /etc/systemd/system/*.d/role.conf\n");

@@ -2,8 +2,10 @@
 //! (system resolver in production, a direct DNS query for tests) and the
 //! master health check behind `rolectl wait-master`.
 
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 #[cfg(feature = "test-dns")]
 use std::time::Instant;
@@ -141,6 +143,15 @@ pub fn marker_settings(root: &Path) -> Result<(Role, Settings), String> {
     ))
 }
 
+/// The host that must resolve before the API server is probed:
+/// API_SERVER's host if the marker has one, else [`master_host`].
+pub fn api_server_host(s: &Settings) -> String {
+    match &s.api_server {
+        Some(a) => a.host().to_string(),
+        None => master_host(s),
+    }
+}
+
 /// The master host name (MASTER_ENDPOINT's host, else masters.<cluster>.<domain>).
 pub fn master_host(s: &Settings) -> String {
     match &s.master_endpoint {
@@ -225,9 +236,201 @@ pub fn wait_master(
     )
 }
 
+/// What one `kubectl get --raw=/readyz` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readyz {
+    /// HTTP 200: the API server is ready and accepted the credential.
+    Ready,
+    /// 401: the credential was rejected (wrong or expired token).
+    Rejected(String),
+    /// Refused, timed out, 403/500 while starting, …: try again.
+    NotReady(String),
+}
+
+/// kubectl gets this long in all (it has `--request-timeout=5s` itself).
+const KUBECTL_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The first non-empty line of kubectl's output, printable, short.
+fn summary(text: &str) -> String {
+    let l = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output");
+    l.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(240)
+        .collect()
+}
+
+/// Classifies kubectl's exit status and output.
+pub fn classify(success: bool, stdout: &str, stderr: &str) -> Readyz {
+    if success {
+        return Readyz::Ready;
+    }
+    let all = format!("{stderr}\n{stdout}");
+    let line = summary(&all);
+    if all.contains("Unauthorized") || all.contains("must be logged in") {
+        Readyz::Rejected(line)
+    } else {
+        Readyz::NotReady(line)
+    }
+}
+
+/// Runs `kubectl --kubeconfig FILE get --raw=/readyz --request-timeout=5s`:
+/// TLS against the kubeconfig's CA and its credential in one request.
+/// Err: kubectl could not be run (a broken image, not a waiting matter).
+pub fn kubectl_readyz(kubectl: &Path, kubeconfig: &Path) -> Result<Readyz, String> {
+    let mut child = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "--raw=/readyz", "--request-timeout=5s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", kubectl.display()))?;
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(r) = r {
+                let _ = r.take(64 * 1024).read_to_end(&mut v);
+            }
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if start.elapsed() < KUBECTL_DEADLINE => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok(match status {
+        Some(st) => classify(st.success(), &stdout, &stderr),
+        None => Readyz::NotReady(format!(
+            "kubectl did not finish within {}",
+            secs(KUBECTL_DEADLINE)
+        )),
+    })
+}
+
+/// Why `wait_api_server` stopped without the API server being ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiWaitError {
+    /// The retry policy gave up (timeout).
+    GaveUp(GaveUp<String>),
+    /// The credential in `kubeconfig` was rejected; retrying cannot help.
+    Rejected {
+        kubeconfig: PathBuf,
+        message: String,
+    },
+    /// No kubeconfig exists, or kubectl cannot run.
+    Config(String),
+}
+
+/// The first of `kubeconfigs` that exists.
+pub fn first_existing(kubeconfigs: &[PathBuf]) -> Option<&PathBuf> {
+    kubeconfigs.iter().find(|p| p.is_file())
+}
+
+/// `rolectl wait-master --kubeconfig`: wait until `host` resolves ("waiting
+/// for DNS"), then until the API server answers /readyz with the first
+/// existing kubeconfig ("waiting for the API server"). A rejected
+/// credential ends the wait at once. Returns the kubeconfig used.
+pub fn wait_api_server(
+    host: &str,
+    kubeconfigs: &[PathBuf],
+    kubectl: &Path,
+    resolver: Resolver,
+    retry: Backoff,
+) -> Result<PathBuf, ApiWaitError> {
+    type Attempt = Result<PathBuf, ApiWaitError>;
+    let result = retry.run(
+        |_| -> Result<Attempt, String> {
+            if let Err(e) = resolver.lookup(host) {
+                return Err(format!("waiting for DNS: {e}"));
+            }
+            let Some(kc) = first_existing(kubeconfigs) else {
+                let list: Vec<String> = kubeconfigs.iter().map(|p| p.display().to_string()).collect();
+                return Ok(Err(ApiWaitError::Config(format!(
+                    "none of the kubeconfigs exists: {} (rolectl activate writes /etc/kubernetes/bootstrap-kubelet.conf when user-data has credentials)",
+                    list.join(", ")
+                ))));
+            };
+            match kubectl_readyz(kubectl, kc) {
+                Err(e) => Ok(Err(ApiWaitError::Config(e))),
+                Ok(Readyz::Ready) => Ok(Ok(kc.clone())),
+                Ok(Readyz::Rejected(m)) => Ok(Err(ApiWaitError::Rejected {
+                    kubeconfig: kc.clone(),
+                    message: m,
+                })),
+                Ok(Readyz::NotReady(m)) => Err(format!(
+                    "waiting for the API server (kubeconfig {}): {m}",
+                    kc.display()
+                )),
+            }
+        },
+        |n, reason, next| match next {
+            Some(d) => eprintln!("{reason} (attempt {n}, next in {})", secs(d)),
+            None => eprintln!("{reason} (attempt {n}, giving up)"),
+        },
+    );
+    match result {
+        Ok(r) => r,
+        Err(g) => Err(ApiWaitError::GaveUp(g)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubectl_outcomes() {
+        assert_eq!(classify(true, "ok", ""), Readyz::Ready);
+        let r = classify(
+            false,
+            "",
+            "error: You must be logged in to the server (Unauthorized)\n",
+        );
+        assert_eq!(
+            r,
+            Readyz::Rejected("error: You must be logged in to the server (Unauthorized)".into())
+        );
+        for (stderr, want) in [
+            ("The connection to the server masters.demo.k8s:6443 was refused - did you specify the right host or port?", "was refused"),
+            ("Error from server (Forbidden): forbidden: User \"system:anonymous\" cannot get path \"/readyz\"", "Forbidden"),
+            ("Error from server (InternalError): an error on the server (\"[-]poststarthook/rbac/bootstrap-roles failed\") has prevented the request from succeeding", "InternalError"),
+            ("Unable to connect to the server: net/http: TLS handshake timeout", "TLS handshake timeout"),
+        ] {
+            match classify(false, "", stderr) {
+                Readyz::NotReady(m) => assert!(m.contains(want), "{m}"),
+                other => panic!("{stderr}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn urls() {

@@ -400,3 +400,179 @@ fn weave_times_out_with_exit_2_and_needs_a_count() {
     );
     assert!(!t.path().join("run/rolectl/weave.json").exists());
 }
+
+/// A stand-in for kubectl: answer N of `answers` on the N-th call (the last
+/// one repeats), and log its arguments.
+struct FakeKubectl {
+    dir: tempfile::TempDir,
+}
+
+impl FakeKubectl {
+    fn new(answers: &[&str]) -> FakeKubectl {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let mut script =
+            format!("#!/bin/sh\necho \"$*\" >>{d}/args\nn=$(wc -l <{d}/args)\ncase $n in\n");
+        for (i, a) in answers.iter().enumerate() {
+            let pat = if i + 1 == answers.len() {
+                "*".to_string()
+            } else {
+                (i + 1).to_string()
+            };
+            let body = match *a {
+                "ok" => "echo ok; exit 0".to_string(),
+                "refused" => "echo 'The connection to the server masters.demo.k8s:6443 was refused - did you specify the right host or port?' >&2; exit 1".to_string(),
+                "403" => "echo 'Error from server (Forbidden): forbidden: User \"system:anonymous\" cannot get path \"/readyz\"' >&2; exit 1".to_string(),
+                "500" => "echo 'Error from server (InternalError): an error on the server (\"[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\") has prevented the request from succeeding' >&2; exit 1".to_string(),
+                "401" => "echo 'error: You must be logged in to the server (Unauthorized)' >&2; exit 1".to_string(),
+                other => panic!("{other}"),
+            };
+            script.push_str(&format!("  {pat}) {body} ;;\n"));
+        }
+        script.push_str("esac\n");
+        let p = dir.path().join("kubectl");
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeKubectl { dir }
+    }
+    fn path(&self) -> String {
+        self.dir.path().join("kubectl").display().to_string()
+    }
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("args"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn kubeconfig_args<'a>(
+    root: &'a str,
+    dns: &'a str,
+    kubectl: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "wait-master",
+        "--root",
+        root,
+        "--kubeconfig",
+        "/etc/kubernetes/kubelet.conf",
+        "--kubeconfig",
+        "/etc/kubernetes/bootstrap-kubelet.conf",
+        "--kubectl",
+        kubectl,
+        "--dns-server",
+        dns,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn wait_master_kubeconfig_waits_for_dns_then_the_api_server() {
+    let dns = Dns::start();
+    let t = minion_root("");
+    put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
+    let k = FakeKubectl::new(&["refused", "500", "403", "ok"]);
+    let (root, d, kc) = (root_arg(t.path()), dns.arg(), k.path());
+    let child = spawn(&kubeconfig_args(
+        &root,
+        &d,
+        &kc,
+        &["--initial-backoff", "0.1", "--timeout", "20"],
+    ));
+    thread::sleep(Duration::from_millis(600));
+    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    let (code, _, err) = finish(child);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("waiting for DNS: masters.demo.k8s has no addresses (attempt 1, next in "),
+        "{err}"
+    );
+    assert!(err.contains("waiting for the API server (kubeconfig ") && err.contains("bootstrap-kubelet.conf): The connection to the server masters.demo.k8s:6443 was refused"), "{err}");
+    assert!(
+        err.contains("Error from server (Forbidden)")
+            && err.contains("Error from server (InternalError)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the API server at masters.demo.k8s is ready"),
+        "{err}"
+    );
+    let calls = k.calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(
+        calls[0].ends_with(
+            "/etc/kubernetes/bootstrap-kubelet.conf get --raw=/readyz --request-timeout=5s"
+        ),
+        "{calls:?}"
+    );
+    let s = status_json(t.path());
+    assert_eq!(s["wait_master"]["outcome"], "ready", "{s}");
+    assert_eq!(s["outcome"], "activated", "activation record kept: {s}");
+}
+
+#[test]
+fn wait_master_kubeconfig_prefers_kubelet_conf_and_caps_backoff_at_2s() {
+    let dns = Dns::start();
+    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    let t = minion_root("");
+    put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
+    put(t.path(), "/etc/kubernetes/kubelet.conf", b"fake");
+    let k = FakeKubectl::new(&["refused"]);
+    let (root, d, kc) = (root_arg(t.path()), dns.arg(), k.path());
+    let (code, _, err) = finish(spawn(&kubeconfig_args(&root, &d, &kc, &["--timeout", "5"])));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        k.calls()
+            .iter()
+            .all(|c| c.contains("/etc/kubernetes/kubelet.conf ")),
+        "{:?}",
+        k.calls()
+    );
+    let delays: Vec<f64> = err
+        .lines()
+        .filter_map(|l| l.split("next in ").nth(1))
+        .map(|x| x.trim_end_matches("s)").parse::<f64>().unwrap())
+        .collect();
+    assert!(delays.len() >= 4, "{err}");
+    assert!(delays.iter().all(|d| *d <= 2.0), "{delays:?}");
+    assert!(delays.iter().any(|d| *d >= 1.5), "{delays:?}");
+    assert!(err.contains("timed out after"), "{err}");
+    assert_eq!(status_json(t.path())["wait_master"]["outcome"], "timeout");
+}
+
+#[test]
+fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
+    let dns = Dns::start();
+    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    let t = minion_root("");
+    put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
+    let k = FakeKubectl::new(&["refused", "401"]);
+    let (root, d, kc) = (root_arg(t.path()), dns.arg(), k.path());
+    let start = Instant::now();
+    let (code, _, err) = finish(spawn(&kubeconfig_args(
+        &root,
+        &d,
+        &kc,
+        &["--initial-backoff", "0.1"],
+    )));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(k.calls().len(), 2);
+    assert!(err.contains("bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data"), "{err}");
+    let s = status_json(t.path());
+    assert_eq!(s["wait_master"]["outcome"], "rejected", "{s}");
+    let o = rolectl(&["status", "--root", &root]);
+    let out = stdout(&o);
+    assert!(out.contains("last wait-master: rejected (bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data"), "{out}");
+    // No kubeconfig at all: a configuration error, exit 1.
+    let t = minion_root("");
+    let r = root_arg(t.path());
+    let (code, _, err) = finish(spawn(&kubeconfig_args(&r, &d, &kc, &[])));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("none of the kubeconfigs exists"), "{err}");
+}

@@ -1,6 +1,8 @@
 //! Fuzzes the user-data parser (every form: cloud-config, script, MIME,
 //! gzip) and checks that whatever it accepts renders a marker that reads
-//! back identically and carries no character unsafe in an EnvironmentFile.
+//! back identically and carries no character unsafe in an EnvironmentFile,
+//! and that accepted credentials render only their role's files, each
+//! under /etc/kubernetes, with secrets kept out of Debug output.
 #![no_main]
 
 use std::path::Path;
@@ -10,9 +12,27 @@ use rolectl::marker;
 use rolectl::userdata::{self, Request};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Request::Assign { role, settings, .. }) = userdata::parse(data) else {
+    let Ok(Request::Assign {
+        role,
+        settings,
+        credentials,
+        ..
+    }) = userdata::parse(data)
+    else {
         return;
     };
+    if let Some(c) = &credentials {
+        assert_eq!(c.role(), role, "credentials of the other role");
+        assert!(settings.api_server.is_some(), "credentials without API_SERVER");
+        let files = c.files(&settings);
+        let list = rolectl::credentials::file_list(role);
+        assert_eq!(files.len(), list.len());
+        for (f, (p, m)) in files.iter().zip(list) {
+            assert!(f.path == *p && f.mode == *m && p.starts_with("/etc/kubernetes/"));
+        }
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("PRIVATE KEY-----"), "secret in Debug: {dbg}");
+    }
     let text = marker::render(role, &settings);
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.split_once('=').expect("KEY=value");

@@ -17,9 +17,13 @@ use serde_saphyr::Spanned;
 
 use super::yaml11::{resolve_plain, Yaml11};
 use super::UserDataError;
+use crate::credentials::{
+    self, keys, BootstrapToken, CaCertHash, Credentials, Expiry, MasterCredentials,
+    MinionCredentials, Pem, PemKind, RoleCredentials, PKI_KEYS,
+};
 use crate::settings::{
-    parse_mtu, AddonsUrl, Cidr, ClusterName, Domain, ExpectedMinions, InvalidValue, MasterEndpoint,
-    Role, Settings, WeaveOptions, WeavePassword,
+    parse_mtu, AddonsUrl, ApiServer, Cidr, ClusterName, Domain, ExpectedMinions, InvalidValue,
+    MasterEndpoint, Role, Settings, WeaveOptions, WeavePassword,
 };
 
 /// Keys allowed under `kubernetes:`.
@@ -31,6 +35,10 @@ pub const KUBERNETES_KEYS: &[&str] = &[
     "addons_url",
     "expected_minions",
     "weave",
+    "bootstrap_token",
+    "bootstrap_token_expires",
+    "api_server",
+    "pki",
 ];
 /// Keys allowed under `kubernetes: weave:`.
 pub const WEAVE_KEYS: &[&str] = &[
@@ -46,6 +54,8 @@ pub const WEAVE_KEYS: &[&str] = &[
 pub struct KubernetesSection {
     pub role: Role,
     pub settings: Settings,
+    /// Cluster credentials (`bootstrap_token`, `pki:` …), if any were given.
+    pub credentials: Option<Credentials>,
     pub line: u64,
 }
 
@@ -203,6 +213,9 @@ pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserD
     };
     let mut role: Option<Role> = None;
     let mut settings = Settings::default();
+    // Credential keys as given (full path, value); checked once the role is known.
+    let mut creds: Vec<(String, &Spanned<Node>)> = Vec::new();
+    let mut pki_at: Option<&Spanned<Node>> = None;
     for (key, value) in entries {
         let k = key.value.as_str();
         let path = format!("kubernetes.{k}");
@@ -240,6 +253,26 @@ pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserD
                     Some(ExpectedMinions::new(n).map_err(|e| cx.invalid(value, &path, e))?);
             }
             "weave" => settings.weave = cx.weave(value)?,
+            "bootstrap_token" | "bootstrap_token_expires" | "api_server" => {
+                creds.push((path, value));
+            }
+            "pki" => {
+                pki_at = Some(value);
+                let Node::Map(pki) = &value.value else {
+                    let kind = cx.kind(value);
+                    return Err(cx.err(
+                        value,
+                        &path,
+                        format!("must be a mapping of PEM values (ca_crt: |, …), found {kind}"),
+                    ));
+                };
+                for (pk, pv) in pki {
+                    if !PKI_KEYS.contains(&pk.value.as_str()) {
+                        return Err(cx.unknown_key(pk, "kubernetes.pki", PKI_KEYS));
+                    }
+                    creds.push((format!("kubernetes.pki.{}", pk.value), pv));
+                }
+            }
             _ => return Err(cx.unknown_key(key, "kubernetes", KUBERNETES_KEYS)),
         }
     }
@@ -250,9 +283,22 @@ pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserD
             "kubernetes: has no `role:` key; add `role: master` or `role: minion`",
         ));
     };
+    let credentials = if creds.is_empty() && pki_at.is_none() {
+        None
+    } else {
+        let c = cx.credentials(role, &settings, &creds, pki_at.unwrap_or(&section))?;
+        settings.api_server = Some(match &c.role {
+            RoleCredentials::Master(_) => {
+                ApiServer::for_cluster(&settings.cluster, &settings.domain)
+            }
+            RoleCredentials::Minion(m) => m.api_server.clone(),
+        });
+        Some(c)
+    };
     Ok(Some(KubernetesSection {
         role,
         settings,
+        credentials,
         line,
     }))
 }
@@ -366,6 +412,20 @@ impl Cx<'_> {
     /// A string value. Plain scalars that YAML 1.1 reads as something else
     /// are rejected: cloud-init would see a boolean/number, not this text.
     fn string(&self, at: &Spanned<Node>, path: &str) -> Result<String, UserDataError> {
+        self.string_impl(at, path, false)
+    }
+
+    /// Like [`Self::string`], but messages never show the value.
+    fn secret_string(&self, at: &Spanned<Node>, path: &str) -> Result<String, UserDataError> {
+        self.string_impl(at, path, true)
+    }
+
+    fn string_impl(
+        &self,
+        at: &Spanned<Node>,
+        path: &str,
+        secret: bool,
+    ) -> Result<String, UserDataError> {
         if matches!(at.value, Node::Map(_) | Node::Seq(_)) {
             let kind = self.kind(at);
             return Err(self.err(at, path, format!("must be a string, found {kind}")));
@@ -376,6 +436,16 @@ impl Cx<'_> {
                 Yaml11::Str => p,
                 Yaml11::Null => {
                     return Err(self.err(at, path, "has no value"));
+                }
+                other if secret => {
+                    return Err(self.err(
+                        at,
+                        path,
+                        format!(
+                            "is {} in cloud-init (YAML 1.1), not a string; quote the value (the value is not shown: it is a secret)",
+                            other.describe()
+                        ),
+                    ));
                 }
                 other => {
                     let key = path.rsplit('.').next().unwrap_or(path);
@@ -482,6 +552,152 @@ impl Cx<'_> {
         }
     }
 
+    /// A PEM value: a literal block scalar (`key: |`) or a quoted string
+    /// with `\n` escapes, holding one object of `kind`. Unlike
+    /// [`Self::string`] it keeps newlines; messages never show the content.
+    fn pem(&self, at: &Spanned<Node>, path: &str, kind: PemKind) -> Result<Pem, UserDataError> {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let block_hint = format!("write `{key}: |` and indent the PEM lines below it");
+        if matches!(at.value, Node::Map(_) | Node::Seq(_)) {
+            let found = self.kind(at);
+            return Err(self.err(
+                at,
+                path,
+                format!("must be {}, found {found}; {block_hint}", kind.describe()),
+            ));
+        }
+        if self.token_before(at).starts_with('>') {
+            return Err(self.err(
+                at,
+                path,
+                format!("a folded block scalar (`>`) joins the PEM lines; {block_hint}"),
+            ));
+        }
+        let text = match self.style(at).map_err(|m| self.err(at, path, m))? {
+            Style::Quoted(s) => s,
+            Style::Plain(p) if resolve_plain(&p) == Yaml11::Null => {
+                return Err(self.err(at, path, "has no value"));
+            }
+            Style::Plain(_) => {
+                return Err(self.err(
+                    at,
+                    path,
+                    format!(
+                        "must be {} in a block scalar; {block_hint}",
+                        kind.describe()
+                    ),
+                ));
+            }
+        };
+        Pem::parse(kind, &text).map_err(|m| self.err(at, path, m))
+    }
+
+    /// Checks the credential keys given for `role`: none of the other
+    /// role's keys, the role's full set, and each value's form.
+    fn credentials(
+        &self,
+        role: Role,
+        settings: &Settings,
+        given: &[(String, &Spanned<Node>)],
+        at: &Spanned<Node>,
+    ) -> Result<Credentials, UserDataError> {
+        for (path, v) in given {
+            if !credentials::allowed(role).contains(&path.as_str()) {
+                return Err(self.err(v, path, credentials::not_allowed_reason(role, path)));
+            }
+        }
+        // Each value's form first (errors point at its line), then the set.
+        for (path, v) in given {
+            match path.as_str() {
+                keys::TOKEN => drop(self.token(v)?),
+                keys::EXPIRES => drop(self.expiry(v)?),
+                keys::API_SERVER => drop(self.api_server(v)?),
+                keys::CA_CERT_HASH => drop(self.ca_cert_hash(v)?),
+                p => drop(self.pem(v, p, pem_kind(p))?),
+            }
+        }
+        let get = |p: &str| given.iter().find(|(k, _)| k == p).map(|(_, v)| *v);
+        let missing: Vec<&str> = credentials::required(role)
+            .iter()
+            .copied()
+            .filter(|p| get(p).is_none())
+            .collect();
+        let incomplete = || {
+            self.err(
+                at,
+                "kubernetes",
+                format!(
+                    "credentials for a {role} are incomplete: missing {}. A {role} given any credential key needs all of: {}",
+                    missing.join(", "),
+                    credentials::required(role).join(", ")
+                ),
+            )
+        };
+        if !missing.is_empty() {
+            return Err(incomplete());
+        }
+        let req = |p: &'static str| get(p).ok_or_else(incomplete);
+        let pem = |p: &'static str| self.pem(req(p)?, p, pem_kind(p));
+        let token = self.token(req(keys::TOKEN)?)?;
+        let role_creds = match role {
+            Role::Master => RoleCredentials::Master(MasterCredentials {
+                token,
+                expires: self.expiry(req(keys::EXPIRES)?)?,
+                ca_crt: pem(keys::CA_CRT)?,
+                ca_key: pem(keys::CA_KEY)?,
+                front_proxy_ca_crt: pem(keys::FRONT_PROXY_CA_CRT)?,
+                front_proxy_ca_key: pem(keys::FRONT_PROXY_CA_KEY)?,
+                sa_key: pem(keys::SA_KEY)?,
+                sa_pub: pem(keys::SA_PUB)?,
+            }),
+            Role::Minion => RoleCredentials::Minion(MinionCredentials {
+                token,
+                api_server: match get(keys::API_SERVER) {
+                    Some(v) => self.api_server(v)?,
+                    None => ApiServer::for_cluster(&settings.cluster, &settings.domain),
+                },
+                ca_crt: pem(keys::CA_CRT)?,
+                ca_cert_hash: get(keys::CA_CERT_HASH)
+                    .map(|v| self.ca_cert_hash(v))
+                    .transpose()?,
+                kube_proxy_crt: pem(keys::KUBE_PROXY_CRT)?,
+                kube_proxy_key: pem(keys::KUBE_PROXY_KEY)?,
+            }),
+        };
+        Ok(Credentials {
+            role: role_creds,
+            places: given
+                .iter()
+                .map(|(p, v)| {
+                    (
+                        p.clone(),
+                        format!("{} line {}", self.place, v.referenced.line()),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    fn token(&self, v: &Spanned<Node>) -> Result<BootstrapToken, UserDataError> {
+        let s = self.secret_string(v, keys::TOKEN)?;
+        BootstrapToken::try_from(s.as_str()).map_err(|e| self.invalid(v, keys::TOKEN, e))
+    }
+
+    fn expiry(&self, v: &Spanned<Node>) -> Result<Expiry, UserDataError> {
+        let s = self.string(v, keys::EXPIRES)?;
+        Expiry::try_from(s.as_str()).map_err(|e| self.invalid(v, keys::EXPIRES, e))
+    }
+
+    fn api_server(&self, v: &Spanned<Node>) -> Result<ApiServer, UserDataError> {
+        let s = self.string(v, keys::API_SERVER)?;
+        ApiServer::try_from(s.as_str()).map_err(|e| self.invalid(v, keys::API_SERVER, e))
+    }
+
+    fn ca_cert_hash(&self, v: &Spanned<Node>) -> Result<CaCertHash, UserDataError> {
+        let s = self.string(v, keys::CA_CERT_HASH)?;
+        CaCertHash::try_from(s.as_str()).map_err(|e| self.invalid(v, keys::CA_CERT_HASH, e))
+    }
+
     fn weave(&self, at: &Spanned<Node>) -> Result<WeaveOptions, UserDataError> {
         let Node::Map(entries) = &at.value else {
             let kind = self.kind(at);
@@ -529,6 +745,17 @@ impl Cx<'_> {
             }
         }
         Ok(w)
+    }
+}
+
+/// What a `kubernetes.pki.*` PEM key holds.
+fn pem_kind(path: &str) -> PemKind {
+    match path {
+        keys::CA_KEY | keys::FRONT_PROXY_CA_KEY | keys::SA_KEY | keys::KUBE_PROXY_KEY => {
+            PemKind::PrivateKey
+        }
+        keys::SA_PUB => PemKind::PublicKey,
+        _ => PemKind::Certificate,
     }
 }
 
@@ -624,6 +851,128 @@ mod tests {
         assert!(e.contains("did you mean `master_endpoint`"), "{e}");
         let e = err("#cloud-config\nkubernetes:\n  role: master\n  weave: {pasword: abcdefghi}\n");
         assert!(e.contains("did you mean `password`"), "{e}");
+    }
+
+    const CERT: &str =
+        "      -----BEGIN CERTIFICATE-----\n      MIIBfake\n      -----END CERTIFICATE-----\n";
+    const KEY: &str =
+        "      -----BEGIN PRIVATE KEY-----\n      MIGHsecret\n      -----END PRIVATE KEY-----\n";
+
+    fn minion(extra: &str) -> String {
+        format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n  bootstrap_token: \"abcdef.0123456789abcdef\"\n  pki:\n    ca_crt: |\n{CERT}    kube_proxy_crt: |\n{CERT}    kube_proxy_key: |\n{KEY}{extra}")
+    }
+
+    #[test]
+    fn credentials_minion() {
+        let k = parse(&minion(""), "user-data").unwrap().unwrap();
+        let c = k.credentials.unwrap();
+        let RoleCredentials::Minion(m) = &c.role else {
+            panic!("{c:?}")
+        };
+        assert_eq!(m.token.id(), "abcdef");
+        assert_eq!(
+            m.ca_crt.expose(),
+            "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(m.api_server.as_str(), "https://masters.demo.k8s:6443");
+        assert_eq!(
+            k.settings.api_server.as_ref().map(ApiServer::as_str),
+            Some("https://masters.demo.k8s:6443")
+        );
+        assert_eq!(
+            c.place(keys::CA_CRT),
+            "user-data line 8, key kubernetes.pki.ca_crt"
+        );
+        // Secrets never reach Debug output.
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("MIGHsecret") && !dbg.contains("0123456789abcdef"),
+            "{dbg}"
+        );
+        // Optional keys; a quoted PEM with \n escapes works too.
+        let y = minion(&format!(
+            "    ca_cert_hash: \"sha256:{}\"\n  api_server: https://10.0.0.1:6443\n",
+            "a".repeat(64)
+        ))
+        .replace(
+            &format!("    ca_crt: |\n{CERT}"),
+            "    ca_crt: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"\n",
+        );
+        let k = parse(&y, "u").unwrap().unwrap();
+        let RoleCredentials::Minion(m) = k.credentials.unwrap().role else {
+            panic!()
+        };
+        assert_eq!(m.api_server.as_str(), "https://10.0.0.1:6443");
+        assert!(m.ca_cert_hash.is_some());
+        // No credential key at all: no credentials, no API_SERVER.
+        let k = parse("#cloud-config\nkubernetes:\n  role: minion\n", "u")
+            .unwrap()
+            .unwrap();
+        assert!(k.credentials.is_none() && k.settings.api_server.is_none());
+    }
+
+    #[test]
+    fn credentials_errors() {
+        let e = err(&minion(&format!("    ca_key: |\n{KEY}")));
+        assert!(
+            e.contains("key kubernetes.pki.ca_key: is a master's private key: a minion must never receive it"),
+            "{e}"
+        );
+        assert!(!e.contains("MIGHsecret"), "{e}");
+        let e = err(&minion(&format!("    ca_cert: |\n{CERT}")));
+        assert!(e.contains("did you mean `ca_crt`"), "{e}");
+        let e = err(&minion("").replace("    kube_proxy_key: |\n", "    unused: |\n"));
+        assert!(
+            e.contains("unknown key `unused` under kubernetes.pki:"),
+            "{e}"
+        );
+        let e = err(&minion("").replace(&format!("    kube_proxy_key: |\n{KEY}"), ""));
+        assert!(
+            e.contains(
+                "credentials for a minion are incomplete: missing kubernetes.pki.kube_proxy_key"
+            ),
+            "{e}"
+        );
+        let e = err(&minion("").replace("abcdef.0123456789abcdef", "abcdef.0123456789ABCDEF"));
+        assert!(
+            e.contains("key kubernetes.bootstrap_token: bootstrap token"),
+            "{e}"
+        );
+        assert!(!e.contains("0123456789"), "secret echoed: {e}");
+        let e = err(&minion("").replace("\"abcdef.0123456789abcdef\"", "123456.1234567890123456"));
+        assert!(
+            e.contains("floating-point") && !e.contains("1234567890"),
+            "{e}"
+        );
+        let e = err(&minion("").replace("    ca_crt: |", "    ca_crt: >"));
+        assert!(e.contains("folded"), "{e}");
+        let e = err(&minion("").replace(
+            &format!("    ca_crt: |\n{CERT}"),
+            &format!("    ca_crt: |\n{KEY}"),
+        ));
+        assert!(
+            e.contains("ca_crt: is a PEM PRIVATE KEY, expected a PEM certificate"),
+            "{e}"
+        );
+        assert!(!e.contains("MIGHsecret"), "{e}");
+        let e = err(&minion("  api_server: http://x:6443\n"));
+        assert!(
+            e.contains("key kubernetes.api_server") && e.contains("https://"),
+            "{e}"
+        );
+        let e = err(&minion("    ca_cert_hash: sha256:abc\n"));
+        assert!(e.contains("64 hex digits"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  bootstrap_token: \"abcdef.0123456789abcdef\"\n  api_server: https://x:6443\n");
+        assert!(
+            e.contains("key kubernetes.api_server: is for minions only"),
+            "{e}"
+        );
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  pki: {}\n");
+        assert!(e.contains("credentials for a master are incomplete: missing kubernetes.bootstrap_token, kubernetes.bootstrap_token_expires, kubernetes.pki.ca_crt"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  pki: x\n");
+        assert!(e.contains("must be a mapping"), "{e}");
+        let e = err("#cloud-config\nkubernetes:\n  role: master\n  bootstrap_token_expires: 2026-11-28T14:00:00Z\n");
+        assert!(e.contains("a timestamp in cloud-init"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod mime;
 pub mod script;
 pub mod yaml11;
 
+use crate::credentials::Credentials;
 use crate::settings::{Role, Settings};
 
 /// User-data is invalid; `place` says where (part, line, key).
@@ -38,6 +39,9 @@ pub enum Request {
     Assign {
         role: Role,
         settings: Settings,
+        /// Cluster credentials from `kubernetes:` (checked for form only;
+        /// [`crate::pki`] checks the keys at activation).
+        credentials: Option<Credentials>,
         source: String,
     },
     /// No part asks for a role.
@@ -184,19 +188,19 @@ fn script_part(data: &[u8], place: &str) -> Result<Part, UserDataError> {
 
 fn merge(parts: Vec<Part>) -> Result<Request, UserDataError> {
     let mut role: Option<(Role, String)> = None;
-    let mut section: Option<(Settings, String)> = None;
+    let mut section: Option<(Settings, Option<Credentials>, String)> = None;
     let mut reasons = Vec::new();
     for p in parts {
         let (r, at) = match p.found {
             Found::Kubernetes(k) => {
                 let at = format!("{} line {}", p.place, k.line);
-                if let Some((_, first)) = &section {
+                if let Some((_, _, first)) = &section {
                     return Err(UserDataError::new(
                         &at,
                         format!("kubernetes: is also given in {first}; give it in one part only"),
                     ));
                 }
-                section = Some((k.settings, at.clone()));
+                section = Some((k.settings, k.credentials, at.clone()));
                 (k.role, at)
             }
             Found::Script(r, line) => (r, format!("{} line {line}", p.place)),
@@ -220,13 +224,14 @@ fn merge(parts: Vec<Part>) -> Result<Request, UserDataError> {
     }
     Ok(match role {
         Some((role, at)) => {
-            let (settings, source) = match section {
-                Some((s, sat)) => (s, sat),
-                None => (Settings::default(), at),
+            let (settings, credentials, source) = match section {
+                Some((s, c, sat)) => (s, c, sat),
+                None => (Settings::default(), None, at),
             };
             Request::Assign {
                 role,
                 settings,
+                credentials,
                 source,
             }
         }
@@ -314,6 +319,7 @@ mod tests {
                 role,
                 settings,
                 source,
+                ..
             } => {
                 assert_eq!(role, Role::Master);
                 assert_eq!(settings.cluster.as_str(), "demo");

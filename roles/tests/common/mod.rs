@@ -106,6 +106,7 @@ pub fn check_case(case: &Path, user_data: &[u8]) -> Result<(), String> {
         if status["outcome"] != "activated" || status["role"] != role {
             return Err(format!("{name}: status.json {status}"));
         }
+        check_credential_files(case, root)?;
     } else {
         let want = fs::read_to_string(case.join("expected-error.txt"))
             .map_err(|e| format!("{name}: no expected.env or expected-error.txt: {e}"))?;
@@ -122,12 +123,51 @@ pub fn check_case(case: &Path, user_data: &[u8]) -> Result<(), String> {
         if !markers.is_empty() {
             return Err(format!("{name}: marker written despite error: {markers:?}"));
         }
+        if root.join("etc/kubernetes").exists() {
+            return Err(format!("{name}: credential files written despite error"));
+        }
         let serr = status["error"].as_str().unwrap_or_default();
         if status["outcome"] != "error" || !serr.contains(want) {
             return Err(format!(
                 "{name}: status.json does not record the error: {status}"
             ));
         }
+    }
+    Ok(())
+}
+
+/// `expected-files.txt` ("PATH MODE" lines) lists exactly the files under
+/// /etc/kubernetes; without it there must be none.
+fn check_credential_files(case: &Path, root: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = case.display();
+    let want: Vec<String> = fs::read_to_string(case.join("expected-files.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut got = Vec::new();
+    let mut stack = vec![root.join("etc/kubernetes")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                got.push(format!("/{rel} {mode:04o}"));
+            }
+        }
+    }
+    let (mut a, mut b) = (got.clone(), want.clone());
+    a.sort();
+    b.sort();
+    if a != b {
+        return Err(format!(
+            "{name}: credential files\n got: {a:?}\nwant: {b:?}"
+        ));
     }
     Ok(())
 }
@@ -141,4 +181,67 @@ pub fn cases(kind: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// A throw-away PKI generated with openssl (tests/fixtures/pki/make-pki.sh).
+pub fn gen_pki() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let o = Command::new("bash")
+        .arg(fixtures().join("pki/make-pki.sh"))
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "make-pki.sh (needs openssl): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    d
+}
+
+/// `    key: |` followed by the file's lines indented by 6.
+pub fn pem_block(key: &str, pki: &Path, file: &str) -> String {
+    let text = fs::read_to_string(pki.join(file)).unwrap();
+    let mut s = format!("    {key}: |\n");
+    for l in text.lines() {
+        s.push_str(&format!("      {l}\n"));
+    }
+    s
+}
+
+pub const TOKEN: &str = "abcdef.0123456789abcdef";
+
+/// Master user-data with credentials from `pki`; `files` maps pki keys to
+/// files (override to break things).
+pub fn master_user_data(pki: &Path, expires: &str, files: &[(&str, &str)]) -> String {
+    let mut s = format!("#cloud-config\nkubernetes:\n  role: master\n  cluster: demo\n  bootstrap_token: \"{TOKEN}\"\n  bootstrap_token_expires: \"{expires}\"\n  pki:\n");
+    for (k, f) in files {
+        s.push_str(&pem_block(k, pki, f));
+    }
+    s
+}
+
+pub const MASTER_FILES: &[(&str, &str)] = &[
+    ("ca_crt", "ca.crt"),
+    ("ca_key", "ca.key"),
+    ("front_proxy_ca_crt", "front-proxy-ca.crt"),
+    ("front_proxy_ca_key", "front-proxy-ca.key"),
+    ("sa_key", "sa.key"),
+    ("sa_pub", "sa.pub"),
+];
+
+pub const MINION_FILES: &[(&str, &str)] = &[
+    ("ca_crt", "ca.crt"),
+    ("kube_proxy_crt", "kube-proxy.crt"),
+    ("kube_proxy_key", "kube-proxy.key"),
+];
+
+/// Minion user-data with credentials from `pki`; `extra` goes under pki:.
+pub fn minion_user_data(pki: &Path, files: &[(&str, &str)], extra: &str) -> String {
+    let mut s = format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n  bootstrap_token: \"{TOKEN}\"\n  pki:\n");
+    for (k, f) in files {
+        s.push_str(&pem_block(k, pki, f));
+    }
+    s.push_str(extra);
+    s
 }

@@ -1,0 +1,796 @@
+//! Cluster credentials from user-data (`kubernetes: bootstrap_token`,
+//! `bootstrap_token_expires`, `api_server` and `pki:`): validated types, the
+//! set each role needs, and the files activation writes from them.
+//!
+//! Credentials arrive in user-data, never in the image. What can be checked
+//! without cryptography (token format, timestamp, PEM structure and kind,
+//! pin format) is checked here, at parse time; parsing the keys, matching a
+//! key with its certificate, the signature and the pin are checked at
+//! activation by [`crate::pki`] with the openssl command-line tool.
+//!
+//! Secret values (token secret, private keys) never appear in `Debug`
+//! output or error messages.
+
+use std::fmt;
+
+use crate::settings::{ApiServer, InvalidValue, Role, Settings};
+
+/// A bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` (id `.` secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapToken {
+    id: String,
+    secret: String,
+}
+
+impl fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BootstrapToken({}.***)", self.id)
+    }
+}
+
+impl BootstrapToken {
+    /// The public half (names the Secret `bootstrap-token-<id>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The secret half.
+    pub fn expose_secret(&self) -> &str {
+        &self.secret
+    }
+    /// `<id>.<secret>`, as a kubeconfig `token:` takes it.
+    pub fn expose(&self) -> String {
+        format!("{}.{}", self.id, self.secret)
+    }
+}
+
+impl TryFrom<&str> for BootstrapToken {
+    type Error = InvalidValue;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        let ok = |p: &str, n: usize| {
+            p.len() == n
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        match s.split_once('.') {
+            Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(BootstrapToken {
+                id: id.to_string(),
+                secret: secret.to_string(),
+            }),
+            // Never echo the value: it is a secret.
+            _ => Err(InvalidValue {
+                what: "bootstrap token",
+                value: "***".to_string(),
+                reason: "must be 6 characters a-z0-9, a dot, then 16 characters a-z0-9; `kubeadm token generate` makes one".to_string(),
+            }),
+        }
+    }
+}
+
+/// An RFC 3339 UTC timestamp `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    text: String,
+    unix: i64,
+}
+
+impl Expiry {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// Seconds since the Unix epoch (fraction dropped).
+    pub fn unix(&self) -> i64 {
+        self.unix
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `unix` seconds as `YYYY-MM-DDTHH:MM:SSZ` (for messages).
+pub fn format_utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+impl TryFrom<&str> for Expiry {
+    type Error = InvalidValue;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        let err = |r: &str| InvalidValue {
+            what: "bootstrap_token_expires",
+            value: s.chars().take(40).collect(),
+            reason: format!("{r}; expected an RFC 3339 UTC time such as 2026-11-28T14:00:00Z"),
+        };
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = s.get(r)?;
+            if part.bytes().all(|c| c.is_ascii_digit()) {
+                part.parse().ok()
+            } else {
+                None
+            }
+        };
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return Err(err("not of the form YYYY-MM-DDTHH:MM:SSZ"));
+        }
+        // `get`: byte 19 may fall inside a multi-byte character.
+        let rest = s
+            .get(19..)
+            .ok_or_else(|| err("not of the form YYYY-MM-DDTHH:MM:SSZ"))?;
+        let rest = match rest.strip_prefix('.') {
+            Some(f) => {
+                let digits = f.bytes().take_while(u8::is_ascii_digit).count();
+                if digits == 0 {
+                    return Err(err("empty fraction of a second"));
+                }
+                &f[digits..]
+            }
+            None => rest,
+        };
+        if rest != "Z" {
+            return Err(err("must be UTC, ending in Z (no offset)"));
+        }
+        let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) = (
+            num(0..4),
+            num(5..7),
+            num(8..10),
+            num(11..13),
+            num(14..16),
+            num(17..19),
+        ) else {
+            return Err(err("not of the form YYYY-MM-DDTHH:MM:SSZ"));
+        };
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let mdays = match mo {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return Err(err("month out of range")),
+        };
+        if d < 1 || d > mdays || h > 23 || mi > 59 || se > 59 {
+            return Err(err("date or time out of range"));
+        }
+        Ok(Expiry {
+            text: s.to_string(),
+            unix: days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se,
+        })
+    }
+}
+
+/// What a PEM value must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemKind {
+    Certificate,
+    PrivateKey,
+    PublicKey,
+}
+
+impl PemKind {
+    fn labels(self) -> &'static [&'static str] {
+        match self {
+            PemKind::Certificate => &["CERTIFICATE"],
+            PemKind::PrivateKey => &["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"],
+            PemKind::PublicKey => &["PUBLIC KEY"],
+        }
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            PemKind::Certificate => "a PEM certificate (-----BEGIN CERTIFICATE-----)",
+            PemKind::PrivateKey => {
+                "a PEM private key (-----BEGIN PRIVATE KEY----- or EC/RSA PRIVATE KEY)"
+            }
+            PemKind::PublicKey => "a PEM public key (-----BEGIN PUBLIC KEY-----)",
+        }
+    }
+    pub fn is_secret(self) -> bool {
+        self == PemKind::PrivateKey
+    }
+}
+
+/// One PEM object of a known kind, normalized (trimmed lines, `\n`, one
+/// trailing newline). Private keys are never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem {
+    kind: PemKind,
+    text: String,
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem({:?}, {} bytes)", self.kind, self.text.len())
+    }
+}
+
+/// Upper bound of one PEM value (an RSA 8192 key is about 6.5 KiB).
+pub const MAX_PEM: usize = 64 * 1024;
+
+fn is_base64_line(l: &str) -> bool {
+    !l.is_empty()
+        && l.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+}
+
+impl Pem {
+    pub fn kind(&self) -> PemKind {
+        self.kind
+    }
+    /// The PEM text (for private keys: the secret itself).
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+
+    /// Checks the PEM structure: exactly one object of `kind` (a private key
+    /// may be preceded by `EC PARAMETERS`), base64 bodies, nothing else.
+    /// Messages never include the content.
+    pub fn parse(kind: PemKind, s: &str) -> Result<Pem, String> {
+        if s.len() > MAX_PEM {
+            return Err(format!("longer than {MAX_PEM} bytes"));
+        }
+        let s = s.replace("\r\n", "\n");
+        if s.bytes()
+            .any(|b| !(b == b'\n' || (b' '..=b'~').contains(&b)))
+        {
+            return Err(format!(
+                "must be {}: it holds characters that are not PEM text",
+                kind.describe()
+            ));
+        }
+        let mut out = String::new();
+        let mut found: Vec<String> = Vec::new();
+        let mut open: Option<String> = None;
+        let mut body_lines = 0usize;
+        for line in s.lines().map(str::trim) {
+            if let Some(label) = line
+                .strip_prefix("-----BEGIN ")
+                .and_then(|l| l.strip_suffix("-----"))
+            {
+                if open.is_some() {
+                    return Err("a -----BEGIN line inside a PEM block".into());
+                }
+                open = Some(label.to_string());
+                body_lines = 0;
+            } else if let Some(label) = line
+                .strip_prefix("-----END ")
+                .and_then(|l| l.strip_suffix("-----"))
+            {
+                match open.take() {
+                    Some(o) if o == label => {}
+                    _ => return Err("-----END line does not close a matching -----BEGIN".into()),
+                }
+                if body_lines == 0 {
+                    return Err(format!("the {label} block is empty"));
+                }
+                found.push(label.to_string());
+            } else if open.is_some() {
+                if line.contains(':') {
+                    return Err("encrypted or headered PEM (Proc-Type/DEK-Info) is not supported: rolectl cannot ask for a passphrase at boot; give an unencrypted key".into());
+                }
+                if !is_base64_line(line) {
+                    return Err("a PEM body line is not base64".into());
+                }
+                body_lines += 1;
+            } else if line.is_empty() {
+                continue;
+            } else {
+                return Err(format!(
+                    "must be {}: it has text outside -----BEGIN/-----END",
+                    kind.describe()
+                ));
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        if open.is_some() {
+            return Err("a PEM block has no -----END line".into());
+        }
+        let main: Vec<&String> = found
+            .iter()
+            .filter(|l| !(kind == PemKind::PrivateKey && *l == "EC PARAMETERS"))
+            .collect();
+        match main.as_slice() {
+            [] if found.is_empty() => Err(format!(
+                "must be {}; no -----BEGIN line found",
+                kind.describe()
+            )),
+            [l] if kind.labels().contains(&l.as_str()) => Ok(Pem { kind, text: out }),
+            [l] if l.as_str() == "ENCRYPTED PRIVATE KEY" => Err(
+                "encrypted private keys are not supported: rolectl cannot ask for a passphrase at boot; give an unencrypted key".into(),
+            ),
+            [l] => Err(format!("is a PEM {l}, expected {}", kind.describe())),
+            many => Err(format!(
+                "holds {} PEM blocks; give exactly one ({})",
+                many.len(),
+                kind.describe()
+            )),
+        }
+    }
+}
+
+/// A CA pin `sha256:<64 hex>`: SHA-256 of the CA certificate's
+/// SubjectPublicKeyInfo (DER), as `kubeadm join --discovery-token-ca-cert-hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCertHash(String);
+
+impl CaCertHash {
+    /// `sha256:<lowercase hex>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+}
+
+impl TryFrom<&str> for CaCertHash {
+    type Error = InvalidValue;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        match s.strip_prefix("sha256:") {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(CaCertHash(format!("sha256:{}", h.to_ascii_lowercase())))
+            }
+            _ => Err(InvalidValue {
+                what: "ca_cert_hash",
+                value: s.chars().take(80).collect(),
+                reason: "expected sha256: followed by 64 hex digits (the SHA-256 of the CA certificate's SubjectPublicKeyInfo)".to_string(),
+            }),
+        }
+    }
+}
+
+/// Credentials of a master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterCredentials {
+    pub token: BootstrapToken,
+    pub expires: Expiry,
+    pub ca_crt: Pem,
+    pub ca_key: Pem,
+    pub front_proxy_ca_crt: Pem,
+    pub front_proxy_ca_key: Pem,
+    pub sa_key: Pem,
+    pub sa_pub: Pem,
+}
+
+/// Credentials of a minion (never the CA key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinionCredentials {
+    pub token: BootstrapToken,
+    pub api_server: ApiServer,
+    pub ca_crt: Pem,
+    pub ca_cert_hash: Option<CaCertHash>,
+    pub kube_proxy_crt: Pem,
+    pub kube_proxy_key: Pem,
+}
+
+#[allow(clippy::large_enum_variant)] // one value per boot
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleCredentials {
+    Master(MasterCredentials),
+    Minion(MinionCredentials),
+}
+
+/// Validated credentials plus where each key was given (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub role: RoleCredentials,
+    /// (`kubernetes.pki.ca_key`, `user-data line 9`).
+    pub places: Vec<(String, String)>,
+}
+
+impl Credentials {
+    /// "`<place>`, key `<path>`", the same form as parse errors.
+    pub fn place(&self, path: &str) -> String {
+        match self.places.iter().find(|(k, _)| k == path) {
+            Some((_, p)) => format!("{p}, key {path}"),
+            None => format!("key {path}"),
+        }
+    }
+}
+
+/// Full key paths.
+pub mod keys {
+    pub const TOKEN: &str = "kubernetes.bootstrap_token";
+    pub const EXPIRES: &str = "kubernetes.bootstrap_token_expires";
+    pub const API_SERVER: &str = "kubernetes.api_server";
+    pub const CA_CRT: &str = "kubernetes.pki.ca_crt";
+    pub const CA_KEY: &str = "kubernetes.pki.ca_key";
+    pub const FRONT_PROXY_CA_CRT: &str = "kubernetes.pki.front_proxy_ca_crt";
+    pub const FRONT_PROXY_CA_KEY: &str = "kubernetes.pki.front_proxy_ca_key";
+    pub const SA_KEY: &str = "kubernetes.pki.sa_key";
+    pub const SA_PUB: &str = "kubernetes.pki.sa_pub";
+    pub const CA_CERT_HASH: &str = "kubernetes.pki.ca_cert_hash";
+    pub const KUBE_PROXY_CRT: &str = "kubernetes.pki.kube_proxy_crt";
+    pub const KUBE_PROXY_KEY: &str = "kubernetes.pki.kube_proxy_key";
+}
+
+/// Keys allowed under `kubernetes: pki:` (both roles).
+pub const PKI_KEYS: &[&str] = &[
+    "ca_crt",
+    "ca_key",
+    "front_proxy_ca_crt",
+    "front_proxy_ca_key",
+    "sa_key",
+    "sa_pub",
+    "ca_cert_hash",
+    "kube_proxy_crt",
+    "kube_proxy_key",
+];
+
+/// Credential keys a role must have (when it has any), as full paths.
+pub fn required(role: Role) -> &'static [&'static str] {
+    use keys::*;
+    match role {
+        Role::Master => &[
+            TOKEN,
+            EXPIRES,
+            CA_CRT,
+            CA_KEY,
+            FRONT_PROXY_CA_CRT,
+            FRONT_PROXY_CA_KEY,
+            SA_KEY,
+            SA_PUB,
+        ],
+        Role::Minion => &[TOKEN, CA_CRT, KUBE_PROXY_CRT, KUBE_PROXY_KEY],
+    }
+}
+
+/// Credential keys a role may have (required plus optional).
+pub fn allowed(role: Role) -> &'static [&'static str] {
+    use keys::*;
+    match role {
+        Role::Master => required(Role::Master),
+        Role::Minion => &[
+            TOKEN,
+            CA_CRT,
+            KUBE_PROXY_CRT,
+            KUBE_PROXY_KEY,
+            API_SERVER,
+            CA_CERT_HASH,
+        ],
+    }
+}
+
+/// Why `path` is not allowed for `role` (it belongs to the other role).
+pub fn not_allowed_reason(role: Role, path: &str) -> String {
+    use keys::*;
+    match (role, path) {
+        (Role::Minion, CA_KEY | FRONT_PROXY_CA_KEY | SA_KEY) => format!(
+            "is a master's private key: a minion must never receive it; remove {path} from this minion's user-data"
+        ),
+        (Role::Minion, _) => {
+            format!("is for masters only; remove {path} from this minion's user-data")
+        }
+        (Role::Master, API_SERVER) => {
+            "is for minions only; a master's API server is https://masters.<cluster>.<domain>:6443"
+                .to_string()
+        }
+        (Role::Master, _) => {
+            format!("is for minions only; remove {path} from this master's user-data")
+        }
+    }
+}
+
+/// A file activation writes (path absolute, under `--root`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutFile {
+    pub path: &'static str,
+    pub mode: u32,
+    pub content: String,
+}
+
+impl fmt::Debug for OutFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OutFile({} {:o})", self.path, self.mode)
+    }
+}
+
+/// Files written for each role (path, mode), in write order; the marker is
+/// written after all of them.
+pub fn file_list(role: Role) -> &'static [(&'static str, u32)] {
+    match role {
+        Role::Master => &[
+            (paths::CA_CRT, 0o644),
+            (paths::CA_KEY, 0o600),
+            (paths::FRONT_PROXY_CA_CRT, 0o644),
+            (paths::FRONT_PROXY_CA_KEY, 0o600),
+            (paths::SA_KEY, 0o600),
+            (paths::SA_PUB, 0o644),
+            (paths::BOOTSTRAP_TOKEN, 0o600),
+        ],
+        Role::Minion => &[
+            (paths::CA_CRT, 0o644),
+            (paths::BOOTSTRAP_KUBELET_CONF, 0o600),
+            (paths::KUBE_PROXY_CONF, 0o600),
+        ],
+    }
+}
+
+/// Where credentials go in the image (absolute; taken under `--root`).
+pub mod paths {
+    pub const CA_CRT: &str = "/etc/kubernetes/pki/ca.crt";
+    pub const CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
+    pub const FRONT_PROXY_CA_CRT: &str = "/etc/kubernetes/pki/front-proxy-ca.crt";
+    pub const FRONT_PROXY_CA_KEY: &str = "/etc/kubernetes/pki/front-proxy-ca.key";
+    pub const SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
+    pub const SA_PUB: &str = "/etc/kubernetes/pki/sa.pub";
+    pub const BOOTSTRAP_TOKEN: &str = "/etc/kubernetes/bootstrap/bootstrap-token.yaml";
+    pub const BOOTSTRAP_KUBELET_CONF: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
+    pub const KUBE_PROXY_CONF: &str = "/etc/kubernetes/kube-proxy.conf";
+    /// The kubelet's own kubeconfig after TLS bootstrap (not written by rolectl).
+    pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+}
+
+/// The `bootstrap.kubernetes.io/token` Secret a master applies.
+pub fn bootstrap_token_secret(token: &BootstrapToken, expires: &Expiry) -> String {
+    format!(
+        "# Written by rolectl activate from cloud-init user-data. Do not edit.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bootstrap-token-{id}
+  namespace: kube-system
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: \"{id}\"
+  token-secret: \"{secret}\"
+  expiration: \"{exp}\"
+  usage-bootstrap-authentication: \"true\"
+  usage-bootstrap-signing: \"true\"
+  auth-extra-groups: \"system:bootstrappers:kubebake:default-node-token\"
+",
+        id = token.id(),
+        secret = token.expose_secret(),
+        exp = expires.as_str(),
+    )
+}
+
+fn b64(s: &str) -> String {
+    data_encoding::BASE64.encode(s.as_bytes())
+}
+
+/// A kubeconfig for `cluster` at `server` with one user. Every value is
+/// validated (cluster name, URL, token) or base64, so nothing needs quoting
+/// beyond the double quotes used.
+fn kubeconfig(cluster: &str, server: &ApiServer, ca: &Pem, user: &str, creds: &str) -> String {
+    format!(
+        "# Written by rolectl activate from cloud-init user-data. Do not edit.
+apiVersion: v1
+kind: Config
+clusters:
+- name: \"{cluster}\"
+  cluster:
+    certificate-authority-data: \"{ca}\"
+    server: \"{server}\"
+contexts:
+- name: \"{user}@{cluster}\"
+  context:
+    cluster: \"{cluster}\"
+    user: \"{user}\"
+current-context: \"{user}@{cluster}\"
+users:
+- name: \"{user}\"
+  user:
+{creds}",
+        ca = b64(ca.expose()),
+        server = server.as_str(),
+    )
+}
+
+impl Credentials {
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleCredentials::Master(_) => Role::Master,
+            RoleCredentials::Minion(_) => Role::Minion,
+        }
+    }
+
+    /// The files to write, in [`file_list`] order.
+    pub fn files(&self, settings: &Settings) -> Vec<OutFile> {
+        let f = |path, mode, content: String| OutFile {
+            path,
+            mode,
+            content,
+        };
+        match &self.role {
+            RoleCredentials::Master(m) => vec![
+                f(paths::CA_CRT, 0o644, m.ca_crt.expose().to_string()),
+                f(paths::CA_KEY, 0o600, m.ca_key.expose().to_string()),
+                f(
+                    paths::FRONT_PROXY_CA_CRT,
+                    0o644,
+                    m.front_proxy_ca_crt.expose().to_string(),
+                ),
+                f(
+                    paths::FRONT_PROXY_CA_KEY,
+                    0o600,
+                    m.front_proxy_ca_key.expose().to_string(),
+                ),
+                f(paths::SA_KEY, 0o600, m.sa_key.expose().to_string()),
+                f(paths::SA_PUB, 0o644, m.sa_pub.expose().to_string()),
+                f(
+                    paths::BOOTSTRAP_TOKEN,
+                    0o600,
+                    bootstrap_token_secret(&m.token, &m.expires),
+                ),
+            ],
+            RoleCredentials::Minion(n) => {
+                let cluster = settings.cluster.as_str();
+                vec![
+                    f(paths::CA_CRT, 0o644, n.ca_crt.expose().to_string()),
+                    f(
+                        paths::BOOTSTRAP_KUBELET_CONF,
+                        0o600,
+                        kubeconfig(
+                            cluster,
+                            &n.api_server,
+                            &n.ca_crt,
+                            "kubelet-bootstrap",
+                            &format!("    token: \"{}\"\n", n.token.expose()),
+                        ),
+                    ),
+                    f(
+                        paths::KUBE_PROXY_CONF,
+                        0o600,
+                        kubeconfig(
+                            cluster,
+                            &n.api_server,
+                            &n.ca_crt,
+                            "kube-proxy",
+                            &format!(
+                                "    client-certificate-data: \"{}\"\n    client-key-data: \"{}\"\n",
+                                b64(n.kube_proxy_crt.expose()),
+                                b64(n.kube_proxy_key.expose())
+                            ),
+                        ),
+                    ),
+                ]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\nAAAA==\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn tokens() {
+        let t = BootstrapToken::try_from("abcdef.0123456789abcdef").unwrap();
+        assert_eq!(t.id(), "abcdef");
+        assert_eq!(t.expose(), "abcdef.0123456789abcdef");
+        assert!(!format!("{t:?}").contains("0123456789abcdef"));
+        for bad in [
+            "",
+            "abcdef",
+            "abcdef.0123456789abcde",
+            "abcdef.0123456789abcdefg",
+            "ABCDEF.0123456789abcdef",
+            "abcde.0123456789abcdeff",
+            "abcdef:0123456789abcdef",
+            "abcdef.0123456789abcde-",
+        ] {
+            let e = BootstrapToken::try_from(bad);
+            assert!(e.is_err(), "{bad:?} accepted");
+            if !bad.is_empty() {
+                assert!(!e.unwrap_err().to_string().contains(bad), "secret echoed");
+            }
+        }
+    }
+
+    #[test]
+    fn expiry() {
+        let e = Expiry::try_from("2026-11-28T14:00:00Z").unwrap();
+        assert_eq!(e.unix(), 1_795_874_400);
+        assert_eq!(format_utc(e.unix()), "2026-11-28T14:00:00Z");
+        assert_eq!(Expiry::try_from("1970-01-01T00:00:00Z").unwrap().unix(), 0);
+        assert_eq!(
+            Expiry::try_from("2024-02-29T23:59:59.5Z").unwrap().unix(),
+            1_709_251_199
+        );
+        assert_eq!(format_utc(1_709_251_199), "2024-02-29T23:59:59Z");
+        for bad in [
+            "2026-11-28",
+            "2026-11-28T14:00:00",
+            "2026-11-28T14:00:00+01:00",
+            "2026-11-28 14:00:00Z",
+            "2026-13-28T14:00:00Z",
+            "2023-02-29T14:00:00Z",
+            "2026-11-28T24:00:00Z",
+            "2026-11-28T14:00:00.Z",
+            "2026-11-28t14:00:00z",
+            "2026-1a-28T14:00:00Z",
+            "2026-11-28T14:00:\u{20ac}Z",
+            "2026-11-28T14:00:0\u{e9}Z",
+        ] {
+            assert!(Expiry::try_from(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn pem_structure() {
+        let p = Pem::parse(PemKind::Certificate, &format!("  \n{CERT}\n")).unwrap();
+        assert_eq!(p.expose(), CERT);
+        assert!(Pem::parse(PemKind::Certificate, &CERT.replace('\n', "\r\n")).is_ok());
+        let key = CERT.replace("CERTIFICATE", "EC PRIVATE KEY");
+        let params = "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n";
+        assert!(Pem::parse(PemKind::PrivateKey, &format!("{params}{key}")).is_ok());
+        let e = Pem::parse(PemKind::Certificate, &key).unwrap_err();
+        assert!(e.contains("is a PEM EC PRIVATE KEY"), "{e}");
+        assert!(!e.contains("MIIB"), "{e}");
+        let e = Pem::parse(PemKind::Certificate, &format!("{CERT}{CERT}")).unwrap_err();
+        assert!(e.contains("2 PEM blocks"), "{e}");
+        for (bad, want) in [
+            ("", "no -----BEGIN"),
+            ("hello", "outside"),
+            ("-----BEGIN CERTIFICATE-----\nMIIB\n", "no -----END"),
+            (
+                "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+                "empty",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nMI IB\n-----END CERTIFICATE-----\n",
+                "base64",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END PUBLIC KEY-----\n",
+                "matching",
+            ),
+        ] {
+            let e = Pem::parse(PemKind::Certificate, bad).unwrap_err();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        let enc = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIB\n-----END RSA PRIVATE KEY-----\n";
+        assert!(Pem::parse(PemKind::PrivateKey, enc)
+            .unwrap_err()
+            .contains("encrypted"));
+        let enc = CERT.replace("CERTIFICATE", "ENCRYPTED PRIVATE KEY");
+        assert!(Pem::parse(PemKind::PrivateKey, &enc)
+            .unwrap_err()
+            .contains("encrypted"));
+        let k = Pem::parse(PemKind::PrivateKey, &key).unwrap();
+        assert!(!format!("{k:?}").contains("MIIB"));
+    }
+
+    #[test]
+    fn pins() {
+        let h = CaCertHash::try_from(&*format!("sha256:{}", "AB".repeat(32))).unwrap();
+        assert_eq!(h.hex(), "ab".repeat(32));
+        for bad in [
+            "sha256:abc".to_string(),
+            "ab".repeat(32),
+            format!("sha1:{}", "ab".repeat(32)),
+            format!("sha256:{}", "zz".repeat(32)),
+        ] {
+            assert!(CaCertHash::try_from(bad.as_str()).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! Activation-time checks of the cluster credentials, done with the
+//! `openssl` command-line tool: every PEM parses as its kind, each private
+//! key matches its certificate (or public key), the kube-proxy client
+//! certificate is signed by the CA, and the CA pin matches.
+//!
+//! Why a subprocess and not a crate: rolectl is baked into every image and
+//! kept under 2 MB. An X.509 + RSA + ECDSA stack in Rust (ring or
+//! RustCrypto, a DER/X.509 parser) would add hundreds of KB, while the
+//! `openssl` binary is already in the image (ca-certificates depends on it)
+//! and these checks run once per boot.
+//!
+//! Secrets reach openssl on stdin only: never on its command line (visible
+//! in /proc) and never in a file. The one file, the CA certificate for
+//! `openssl verify -CAfile` (public), lives in a 0700 directory under
+//! `/run/rolectl` that is removed afterwards. Error messages name the
+//! user-data key and quote openssl's error line, never the material.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::credentials::{
+    format_utc, keys, Credentials, MasterCredentials, MinionCredentials, Pem, RoleCredentials,
+};
+use crate::userdata::UserDataError;
+
+/// The openssl binary (absolute: no PATH lookup in a boot-time agent).
+pub const OPENSSL: &str = "/usr/bin/openssl";
+
+/// Runs the openssl command-line tool.
+#[derive(Debug, Clone)]
+pub struct Openssl {
+    program: PathBuf,
+}
+
+struct Out {
+    ok: bool,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Default for Openssl {
+    fn default() -> Self {
+        Openssl::new(OPENSSL)
+    }
+}
+
+/// The first non-empty line of openssl's stderr, printable ASCII, short.
+fn first_line(s: &str) -> String {
+    let l = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let l: String = l
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .take(200)
+        .collect();
+    if l.is_empty() {
+        "no error message".to_string()
+    } else {
+        l
+    }
+}
+
+impl Openssl {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Openssl {
+            program: program.into(),
+        }
+    }
+
+    /// Runs `openssl ARGS` with `input` on stdin (written from a thread, so
+    /// a large output cannot deadlock). Err: openssl could not be run.
+    fn run<S: AsRef<OsStr>>(&self, args: &[S], input: &[u8]) -> Result<Out, String> {
+        let mut child = Command::new(&self.program)
+            .args(args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run {}: {e} (the image gets openssl with ca-certificates)",
+                    self.program.display()
+                )
+            })?;
+        let stdin = child.stdin.take();
+        let out = std::thread::scope(|s| {
+            s.spawn(move || {
+                if let Some(mut w) = stdin {
+                    // EPIPE if openssl rejects the input early: its exit
+                    // status and stderr say why.
+                    let _ = w.write_all(input);
+                }
+            });
+            child.wait_with_output()
+        })
+        .map_err(|e| format!("running {}: {e}", self.program.display()))?;
+        Ok(Out {
+            ok: out.status.success(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Text output of a successful run; Err((run failed?, reason)).
+    fn text<S: AsRef<OsStr>>(&self, args: &[S], input: &[u8]) -> Result<String, Failure> {
+        let o = self.run(args, input).map_err(Failure::Tool)?;
+        if !o.ok {
+            return Err(Failure::Rejected(first_line(&o.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// The public key (PEM SubjectPublicKeyInfo) of a certificate.
+    pub fn cert_pubkey(&self, cert: &Pem) -> Result<String, Failure> {
+        self.text(&["x509", "-noout", "-pubkey"], cert.expose().as_bytes())
+    }
+
+    /// The public key of a private key. `-passin pass:` so that an
+    /// encrypted key fails instead of prompting on the console.
+    pub fn key_pubkey(&self, key: &Pem) -> Result<String, Failure> {
+        self.text(
+            &["pkey", "-pubout", "-passin", "pass:"],
+            key.expose().as_bytes(),
+        )
+    }
+
+    /// A public key re-encoded by openssl (comparable with the above).
+    pub fn pubkey(&self, public: &Pem) -> Result<String, Failure> {
+        self.text(&["pkey", "-pubin", "-pubout"], public.expose().as_bytes())
+    }
+
+    /// `sha256:<hex>` of the DER SubjectPublicKeyInfo in `pubkey_pem`.
+    pub fn spki_sha256(&self, pubkey_pem: &str) -> Result<String, Failure> {
+        let der = self
+            .run(
+                &["pkey", "-pubin", "-outform", "DER"],
+                pubkey_pem.as_bytes(),
+            )
+            .map_err(Failure::Tool)?;
+        if !der.ok || der.stdout.is_empty() {
+            return Err(Failure::Rejected(first_line(&der.stderr)));
+        }
+        let out = self.text(&["dgst", "-sha256", "-r"], &der.stdout)?;
+        let hex = out.split_whitespace().next().unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Failure::Rejected(format!(
+                "unexpected openssl dgst output {out:?}"
+            )));
+        }
+        Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+    }
+
+    /// Checks that `cert` is signed by `ca` (`openssl verify`; dates
+    /// included). `scratch` is a private directory for the CA file.
+    pub fn verify(&self, ca: &Pem, cert: &Pem, scratch: &Path) -> Result<(), Failure> {
+        let ca_file = scratch.join("ca.crt");
+        fs::write(&ca_file, ca.expose())
+            .map_err(|e| Failure::Tool(format!("writing {}: {e}", ca_file.display())))?;
+        let args: [&OsStr; 4] = [
+            OsStr::new("verify"),
+            // The CA may be an intermediate: trust it as the anchor, as the
+            // API server does with its client CA file.
+            OsStr::new("-partial_chain"),
+            OsStr::new("-CAfile"),
+            ca_file.as_os_str(),
+        ];
+        let o = self
+            .run(&args, cert.expose().as_bytes())
+            .map_err(Failure::Tool)?;
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        if o.ok && stdout.trim_end().ends_with(": OK") {
+            return Ok(());
+        }
+        // "error 20 at 0 depth lookup: unable to get local issuer certificate"
+        let why = o
+            .stderr
+            .lines()
+            .chain(stdout.lines())
+            .find(|l| l.trim_start().starts_with("error "))
+            .map_or_else(|| first_line(&o.stderr), first_line);
+        Err(Failure::Rejected(why))
+    }
+}
+
+/// Why an openssl check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// openssl could not be run (not a problem of the user-data).
+    Tool(String),
+    /// openssl rejected the input; its error line.
+    Rejected(String),
+}
+
+/// A 0700 directory under `parent`, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(parent: &Path) -> Result<Scratch, String> {
+        let dir = parent.join(format!("pki-check.{}", std::process::id()));
+        let e = |err: std::io::Error| format!("creating {}: {err}", dir.display());
+        fs::create_dir_all(parent).map_err(e)?;
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().mode(0o700).create(&dir).map_err(e)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(e)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Checks credentials with openssl. `now` is the Unix time;
+/// `check_expiry`: the bootstrap token must still be valid (first
+/// activation; on a reboot the node has long joined and an expired token
+/// is no error). `scratch_parent` is where the private temp dir goes
+/// (`<root>/run/rolectl`).
+pub fn check(
+    creds: &Credentials,
+    now: i64,
+    check_expiry: bool,
+    ssl: &Openssl,
+    scratch_parent: &Path,
+) -> Result<(), UserDataError> {
+    let c = Checker { creds, ssl };
+    match &creds.role {
+        RoleCredentials::Master(m) => c.master(m, now, check_expiry),
+        RoleCredentials::Minion(m) => c.minion(m, scratch_parent),
+    }
+}
+
+struct Checker<'a> {
+    creds: &'a Credentials,
+    ssl: &'a Openssl,
+}
+
+impl Checker<'_> {
+    fn err(&self, key: &str, msg: impl Into<String>) -> UserDataError {
+        UserDataError::new(&self.creds.place(key), msg)
+    }
+
+    fn failed(&self, key: &str, what: &str, f: Failure) -> UserDataError {
+        match f {
+            Failure::Tool(m) => self.err(key, format!("cannot check it: {m}")),
+            Failure::Rejected(m) => self.err(key, format!("{what} (openssl: {m})")),
+        }
+    }
+
+    fn cert(&self, key: &str, pem: &Pem) -> Result<String, UserDataError> {
+        self.ssl
+            .cert_pubkey(pem)
+            .map_err(|f| self.failed(key, "is not a valid PEM certificate", f))
+    }
+
+    fn key(&self, key: &str, pem: &Pem) -> Result<String, UserDataError> {
+        self.ssl
+            .key_pubkey(pem)
+            .map_err(|f| self.failed(key, "is not a valid unencrypted PEM private key", f))
+    }
+
+    /// `key_path`'s private key belongs to `cert_path`'s certificate.
+    fn pair(
+        &self,
+        cert_path: &str,
+        cert: &Pem,
+        key_path: &str,
+        key: &Pem,
+    ) -> Result<String, UserDataError> {
+        let cert_pub = self.cert(cert_path, cert)?;
+        let key_pub = self.key(key_path, key)?;
+        if cert_pub != key_pub {
+            return Err(self.err(key_path, format!("does not match {cert_path}")));
+        }
+        Ok(cert_pub)
+    }
+
+    fn master(
+        &self,
+        m: &MasterCredentials,
+        now: i64,
+        check_expiry: bool,
+    ) -> Result<(), UserDataError> {
+        if check_expiry && m.expires.unix() <= now {
+            return Err(self.err(
+                keys::EXPIRES,
+                format!(
+                    "{} is not in the future (now {}): the bootstrap token has expired; give the master fresh user-data with a new bootstrap_token and bootstrap_token_expires",
+                    m.expires.as_str(),
+                    format_utc(now)
+                ),
+            ));
+        }
+        self.pair(keys::CA_CRT, &m.ca_crt, keys::CA_KEY, &m.ca_key)?;
+        self.pair(
+            keys::FRONT_PROXY_CA_CRT,
+            &m.front_proxy_ca_crt,
+            keys::FRONT_PROXY_CA_KEY,
+            &m.front_proxy_ca_key,
+        )?;
+        let from_key = self.key(keys::SA_KEY, &m.sa_key)?;
+        let public = self
+            .ssl
+            .pubkey(&m.sa_pub)
+            .map_err(|f| self.failed(keys::SA_PUB, "is not a valid PEM public key", f))?;
+        if public != from_key {
+            return Err(self.err(keys::SA_PUB, format!("does not match {}", keys::SA_KEY)));
+        }
+        Ok(())
+    }
+
+    fn minion(&self, m: &MinionCredentials, scratch_parent: &Path) -> Result<(), UserDataError> {
+        let ca_pub = self.cert(keys::CA_CRT, &m.ca_crt)?;
+        if let Some(pin) = &m.ca_cert_hash {
+            let got = self
+                .ssl
+                .spki_sha256(&ca_pub)
+                .map_err(|f| self.failed(keys::CA_CERT_HASH, "cannot hash the CA public key", f))?;
+            if got != pin.as_str() {
+                return Err(self.err(
+                    keys::CA_CERT_HASH,
+                    format!(
+                        "does not match {}: its public key hashes to {got}, the pin is {}",
+                        keys::CA_CRT,
+                        pin.as_str()
+                    ),
+                ));
+            }
+        }
+        self.pair(
+            keys::KUBE_PROXY_CRT,
+            &m.kube_proxy_crt,
+            keys::KUBE_PROXY_KEY,
+            &m.kube_proxy_key,
+        )?;
+        let scratch = Scratch::new(scratch_parent)
+            .map_err(|m| self.err(keys::KUBE_PROXY_CRT, format!("cannot check it: {m}")))?;
+        self.ssl
+            .verify(&m.ca_crt, &m.kube_proxy_crt, &scratch.0)
+            .map_err(|f| {
+                self.failed(
+                    keys::KUBE_PROXY_CRT,
+                    &format!("is not signed by {}", keys::CA_CRT),
+                    f,
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{BootstrapToken, CaCertHash, Expiry, PemKind};
+    use crate::settings::ApiServer;
+
+    /// A throw-away PKI generated with openssl by the fixture script.
+    fn pki() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pki/make-pki.sh");
+        let o = Command::new("bash")
+            .arg(script)
+            .arg(d.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        d
+    }
+
+    fn pem(d: &Path, name: &str, kind: PemKind) -> Pem {
+        Pem::parse(kind, &fs::read_to_string(d.join(name)).unwrap()).unwrap()
+    }
+
+    fn master(d: &Path) -> MasterCredentials {
+        MasterCredentials {
+            token: BootstrapToken::try_from("abcdef.0123456789abcdef").unwrap(),
+            expires: Expiry::try_from("2099-01-01T00:00:00Z").unwrap(),
+            ca_crt: pem(d, "ca.crt", PemKind::Certificate),
+            ca_key: pem(d, "ca.key", PemKind::PrivateKey),
+            front_proxy_ca_crt: pem(d, "front-proxy-ca.crt", PemKind::Certificate),
+            front_proxy_ca_key: pem(d, "front-proxy-ca.key", PemKind::PrivateKey),
+            sa_key: pem(d, "sa.key", PemKind::PrivateKey),
+            sa_pub: pem(d, "sa.pub", PemKind::PublicKey),
+        }
+    }
+
+    fn minion(d: &Path) -> MinionCredentials {
+        MinionCredentials {
+            token: BootstrapToken::try_from("abcdef.0123456789abcdef").unwrap(),
+            api_server: ApiServer::try_from("https://masters.demo.k8s:6443").unwrap(),
+            ca_crt: pem(d, "ca.crt", PemKind::Certificate),
+            ca_cert_hash: Some(
+                CaCertHash::try_from(fs::read_to_string(d.join("ca.hash")).unwrap().trim())
+                    .unwrap(),
+            ),
+            kube_proxy_crt: pem(d, "kube-proxy.crt", PemKind::Certificate),
+            kube_proxy_key: pem(d, "kube-proxy.key", PemKind::PrivateKey),
+        }
+    }
+
+    fn run(role: RoleCredentials, now: i64, expiry: bool, scratch: &Path) -> Result<(), String> {
+        let c = Credentials {
+            role,
+            places: vec![(keys::CA_KEY.to_string(), "user-data line 9".to_string())],
+        };
+        check(&c, now, expiry, &Openssl::default(), scratch).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn openssl_checks() {
+        let d = pki();
+        let p = d.path();
+        let scratch = tempfile::tempdir().unwrap();
+        let s = scratch.path();
+        let now = 1_800_000_000;
+        run(RoleCredentials::Master(master(p)), now, true, s).unwrap();
+        run(RoleCredentials::Minion(minion(p)), now, true, s).unwrap();
+        // The private verify directory is gone afterwards.
+        assert_eq!(fs::read_dir(s).unwrap().count(), 0);
+
+        let mut m = master(p);
+        m.ca_key = pem(p, "other-ca.key", PemKind::PrivateKey);
+        let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
+        assert_eq!(
+            e,
+            "user-data line 9, key kubernetes.pki.ca_key: does not match kubernetes.pki.ca_crt"
+        );
+        let mut m = master(p);
+        m.sa_pub = Pem::parse(
+            PemKind::PublicKey,
+            &Openssl::default()
+                .key_pubkey(&pem(p, "ca.key", PemKind::PrivateKey))
+                .unwrap(),
+        )
+        .unwrap();
+        let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
+        assert!(
+            e.ends_with("key kubernetes.pki.sa_pub: does not match kubernetes.pki.sa_key"),
+            "{e}"
+        );
+        let mut m = master(p);
+        m.expires = Expiry::try_from("2020-01-01T00:00:00Z").unwrap();
+        let e = run(RoleCredentials::Master(m.clone()), now, true, s).unwrap_err();
+        assert!(
+            e.contains("2020-01-01T00:00:00Z is not in the future (now 2027-01-15T08:00:00Z)"),
+            "{e}"
+        );
+        // On a reboot the expiry is not checked.
+        run(RoleCredentials::Master(m), now, false, s).unwrap();
+        // A structurally valid PEM that is no certificate.
+        let mut m = master(p);
+        m.front_proxy_ca_crt = Pem::parse(
+            PemKind::Certificate,
+            "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
+        assert!(
+            e.contains(
+                "key kubernetes.pki.front_proxy_ca_crt: is not a valid PEM certificate (openssl: "
+            ),
+            "{e}"
+        );
+
+        let mut n = minion(p);
+        n.ca_cert_hash =
+            Some(CaCertHash::try_from(&*format!("sha256:{}", "0".repeat(64))).unwrap());
+        let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
+        let want = fs::read_to_string(p.join("ca.hash")).unwrap();
+        assert!(
+            e.contains("key kubernetes.pki.ca_cert_hash: does not match kubernetes.pki.ca_crt: its public key hashes to ")
+                && e.contains(want.trim()),
+            "{e}"
+        );
+        let mut n = minion(p);
+        n.kube_proxy_crt = pem(p, "stranger.crt", PemKind::Certificate);
+        n.kube_proxy_key = pem(p, "stranger.key", PemKind::PrivateKey);
+        let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
+        assert!(e.contains("key kubernetes.pki.kube_proxy_crt: is not signed by kubernetes.pki.ca_crt (openssl: error 20 at 0 depth lookup: unable to get local issuer certificate)"), "{e}");
+        let mut n = minion(p);
+        n.kube_proxy_key = pem(p, "ca.key", PemKind::PrivateKey);
+        let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
+        assert!(
+            e.contains(
+                "kubernetes.pki.kube_proxy_key: does not match kubernetes.pki.kube_proxy_crt"
+            ),
+            "{e}"
+        );
+        // Nothing secret in any message.
+        let secret = fs::read_to_string(p.join("ca.key")).unwrap();
+        let body = secret.lines().nth(1).unwrap();
+        assert!(!e.contains(body));
+    }
+
+    #[test]
+    fn missing_openssl_is_reported() {
+        let d = pki();
+        let c = Credentials {
+            role: RoleCredentials::Master(master(d.path())),
+            places: Vec::new(),
+        };
+        let e = check(&c, 0, true, &Openssl::new("/nonexistent/openssl"), d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot check it: cannot run /nonexistent/openssl"),
+            "{e}"
+        );
+    }
+}
