@@ -116,6 +116,78 @@ pub enum Command {
     Userdata(crate::vm::cli::UserdataArgs),
     /// Boot 1 master + 2 minions and time the boot stages.
     BenchVm(crate::vm::cli::BenchVmArgs),
+    /// Cluster secrets: CAs, service-account keys, kube-proxy certificate,
+    /// bootstrap token; made once per cluster, never baked into an image.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCommand {
+    /// Make the secrets of a new cluster in DIR (0700, files 0600); refuses
+    /// a directory that already holds any of them.
+    Init(ClusterInitArgs),
+    /// Replace only the bootstrap token (and its expiry) of a cluster.
+    Token(ClusterTokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterInitArgs {
+    /// Cluster name (one DNS label): nodes find masters.<name>.<domain>.
+    pub name: String,
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// How long the bootstrap token is valid, e.g. 24h, 30m.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub token_ttl: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterTokenArgs {
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub token_ttl: std::time::Duration,
+}
+
+/// `kubebake cluster init|token`: prints what was made (never a secret).
+pub fn cluster(
+    global: &GlobalArgs,
+    cmd: &ClusterCommand,
+) -> anyhow::Result<std::process::ExitCode> {
+    use crate::cluster_secrets as cs;
+    let secrets = match cmd {
+        ClusterCommand::Init(a) => {
+            let name = cs::ClusterName::try_from(a.name.as_str())?;
+            cs::init(
+                &name,
+                &a.dir,
+                &cs::InitOptions {
+                    token_ttl: a.token_ttl,
+                },
+            )?
+        }
+        ClusterCommand::Token(a) => cs::new_token(&a.dir, a.token_ttl)?,
+    };
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&secrets.info)?);
+    } else {
+        println!(
+            "cluster {} secrets in {}\n  CA pin:          {}\n  bootstrap token: {}.<secret> (expires {})\n\
+             next: kubebake userdata --role master --cluster {} --secrets {} > master.yaml\n      \
+             kubebake userdata --role minion --cluster {} --secrets {} > minion.yaml",
+            secrets.info.name,
+            secrets.dir.display(),
+            secrets.info.ca_cert_hash,
+            secrets.token.id(),
+            secrets.info.token_expiration,
+            secrets.info.name,
+            secrets.dir.display(),
+            secrets.info.name,
+            secrets.dir.display(),
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -189,6 +189,63 @@ impl ClusterSecrets {
     }
 }
 
+impl ClusterSecrets {
+    /// The credential keys of a `kubernetes:` user-data section for `role`
+    /// (indented two spaces, to follow `kubernetes:`), in the schema rolectl
+    /// validates (roles/README.md): a master gets the CAs' keys, the
+    /// service-account keys and the token with its expiry; a minion gets only
+    /// the CA certificate and its pin, the token and kube-proxy's
+    /// certificate. `api_server` overrides a minion's default endpoint.
+    pub fn userdata_section(
+        &self,
+        role: rolectl::settings::Role,
+        api_server: Option<&str>,
+    ) -> Result<String> {
+        use rolectl::settings::Role;
+        let mut s = format!("  bootstrap_token: \"{}\"\n", self.token.expose());
+        let pems: &[(&str, &str)] = match role {
+            Role::Master => {
+                s.push_str(&format!(
+                    "  bootstrap_token_expires: \"{}\"\n",
+                    self.info.token_expiration
+                ));
+                &[
+                    ("ca_crt", CA_CERT),
+                    ("ca_key", CA_KEY),
+                    ("front_proxy_ca_crt", FRONT_PROXY_CA_CERT),
+                    ("front_proxy_ca_key", FRONT_PROXY_CA_KEY),
+                    ("sa_key", SA_KEY),
+                    ("sa_pub", SA_PUB),
+                ]
+            }
+            Role::Minion => {
+                if let Some(url) = api_server {
+                    s.push_str(&format!("  api_server: \"{url}\"\n"));
+                }
+                &[
+                    ("ca_crt", CA_CERT),
+                    ("kube_proxy_crt", KUBE_PROXY_CERT),
+                    ("kube_proxy_key", KUBE_PROXY_KEY),
+                ]
+            }
+        };
+        s.push_str("  pki:\n");
+        for (key, file) in pems {
+            s.push_str(&format!("    {key}: |\n"));
+            for line in self.read(file)?.lines() {
+                s.push_str(&format!("      {line}\n"));
+            }
+        }
+        if role == Role::Minion {
+            s.push_str(&format!(
+                "    ca_cert_hash: \"{}\"\n",
+                self.info.ca_cert_hash
+            ));
+        }
+        Ok(s)
+    }
+}
+
 /// Refusal to overwrite: the directory already holds cluster secrets.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -581,6 +638,37 @@ mod der {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn userdata_sections_parse_in_rolectl_with_the_right_keys() {
+        use rolectl::settings::Role;
+        use rolectl::userdata::{parse, Request};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = init(&name(), &dir.path().join("s"), &InitOptions::default()).expect("init");
+        for role in [Role::Master, Role::Minion] {
+            let text = format!(
+                "#cloud-config\nkubernetes:\n  role: {role}\n  cluster: demo\n{}",
+                secrets.userdata_section(role, None).expect("section")
+            );
+            match parse(text.as_bytes()) {
+                Ok(Request::Assign {
+                    role: got,
+                    credentials,
+                    ..
+                }) => {
+                    assert_eq!(got, role);
+                    assert!(credentials.is_some(), "{role}: credentials parsed");
+                }
+                other => panic!("{role}: {other:?}\n{text}"),
+            }
+            let has_ca_key = text.contains("ca_key:");
+            assert_eq!(
+                has_ca_key,
+                role == Role::Master,
+                "only a master gets ca_key"
+            );
+        }
+    }
 
     fn name() -> ClusterName {
         ClusterName::try_from("demo").expect("valid name")

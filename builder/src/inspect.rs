@@ -280,6 +280,8 @@ pub fn inspect(image: &Path, manifest_path: Option<&Path>) -> Result<InspectRepo
         ),
     });
 
+    checks.push(no_cluster_secrets(&g));
+
     g.umount_all().ok();
     g.shutdown().ok();
     let failures = checks.iter().filter(|c| !c.ok).count();
@@ -297,6 +299,56 @@ fn show(v: &[String]) -> String {
         "no role condition".into()
     } else {
         v.join(", ")
+    }
+}
+
+/// Files that only exist once a node has its role and credentials: rolectl
+/// writes them from user-data, kube-pki and kubelet make them at boot.
+const CREDENTIAL_PATHS: &[&str] = &[
+    "/etc/kubernetes/pki",
+    "/etc/kubernetes/bootstrap/bootstrap-token.yaml",
+    "/etc/kubernetes/bootstrap-kubelet.conf",
+    "/etc/kubernetes/kubelet.conf",
+    "/etc/kubernetes/kube-proxy.conf",
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/super-admin.conf",
+    "/etc/kubernetes/controller-manager.conf",
+    "/etc/kubernetes/scheduler.conf",
+    "/var/lib/kubelet/pki",
+];
+
+/// The golden image carries no cluster credential: none of the files a node
+/// gets at activation, and no private key or bearer token in any file under
+/// /etc/kubernetes (the baked configuration and RBAC manifests).
+fn no_cluster_secrets(g: &guestfs::Handle) -> Check {
+    let mut found: Vec<String> = CREDENTIAL_PATHS
+        .iter()
+        .filter(|p| g.exists(p).unwrap_or(false))
+        .map(|p| (*p).to_string())
+        .collect();
+    if let Ok(files) = g.find("/etc/kubernetes") {
+        for f in files {
+            let path = format!("/etc/kubernetes/{f}");
+            if !g.is_file(&path, Default::default()).unwrap_or(false) {
+                continue;
+            }
+            let text =
+                String::from_utf8_lossy(&g.read_file(&path).unwrap_or_default()).into_owned();
+            if text.contains("PRIVATE KEY")
+                || text.lines().any(|l| l.trim_start().starts_with("token:"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    Check {
+        what: "no cluster credentials in the image".into(),
+        ok: found.is_empty(),
+        detail: if found.is_empty() {
+            "no keys, tokens or kubeconfigs: they arrive in user-data".into()
+        } else {
+            format!("found {}", found.join(", "))
+        },
     }
 }
 

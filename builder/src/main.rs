@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         }
         Command::Userdata(args) => vm::run_userdata(args.clone()).map(|()| ExitCode::SUCCESS),
         Command::BenchVm(args) => vm::run_bench_vm(args.clone()).map(|()| ExitCode::SUCCESS),
+        Command::Cluster(cmd) => cli::cluster(&cli.global, cmd),
     };
     result.unwrap_or_else(|e| cli::report_error(&cli.global, &e))
 }

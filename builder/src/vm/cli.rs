@@ -88,6 +88,14 @@ pub struct UserdataArgs {
     /// Public key file for the default user (ssh_authorized_keys).
     #[arg(long)]
     pub ssh_key: Option<PathBuf>,
+    /// Cluster secrets made by `kubebake cluster init`: a master gets the
+    /// CAs' keys, service-account keys and the bootstrap token; a minion the
+    /// CA certificate (and pin), the token and kube-proxy's certificate.
+    #[arg(long, value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
+    /// A minion's API server URL [default: https://masters.<cluster>.<domain>:6443].
+    #[arg(long, value_name = "URL")]
+    pub api_server: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -481,16 +489,36 @@ pub fn run_userdata(args: UserdataArgs) -> Result<()> {
             .to_string()],
         None => Vec::new(),
     };
-    print!(
-        "{}",
-        userdata::cloud_config(
-            args.role,
-            &args.cluster,
-            args.domain.as_deref(),
-            args.expected_minions,
-            &keys
-        )
+    let mut text = userdata::cloud_config(
+        args.role,
+        &args.cluster,
+        args.domain.as_deref(),
+        args.expected_minions,
+        &keys,
     );
+    if let Some(dir) = &args.secrets {
+        let secrets = crate::cluster_secrets::load(dir)?;
+        if secrets.info.name != args.cluster {
+            anyhow::bail!(
+                "the secrets in {} belong to cluster {:?}, not {:?}: pass --cluster {}",
+                dir.display(),
+                secrets.info.name,
+                args.cluster,
+                secrets.info.name
+            );
+        }
+        let role = match args.role {
+            Role::Master => rolectl::settings::Role::Master,
+            Role::Minion => rolectl::settings::Role::Minion,
+        };
+        if role == rolectl::settings::Role::Master && args.api_server.is_some() {
+            anyhow::bail!("--api-server is for minions: a master serves the API itself");
+        }
+        text.push_str(&secrets.userdata_section(role, args.api_server.as_deref())?);
+    } else if args.api_server.is_some() {
+        anyhow::bail!("--api-server needs --secrets DIR (the minion's credentials)");
+    }
+    print!("{text}");
     Ok(())
 }
 
