@@ -125,21 +125,15 @@ impl BootstrapToken {
         })
     }
 
-    /// Parses `[a-z0-9]{6}.[a-z0-9]{16}` (surrounding whitespace ignored).
+    /// Parses `[a-z0-9]{6}.[a-z0-9]{16}` (surrounding whitespace ignored)
+    /// with rolectl's own rule, the one nodes apply to user-data.
     pub fn parse(s: &str) -> Result<Self> {
-        let s = s.trim();
-        let ok = |p: &str, n: usize| {
-            p.len() == n
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        };
-        match s.split_once('.') {
-            Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(BootstrapToken {
-                id: id.to_string(),
-                secret: secret.to_string(),
-            }),
-            _ => bail!("not a bootstrap token: expected [a-z0-9]{{6}}.[a-z0-9]{{16}}"),
-        }
+        let t =
+            rolectl::credentials::BootstrapToken::try_from(s.trim()).map_err(|e| anyhow!("{e}"))?;
+        Ok(BootstrapToken {
+            id: t.id().to_string(),
+            secret: t.expose_secret().to_string(),
+        })
     }
 
     pub fn id(&self) -> &str {

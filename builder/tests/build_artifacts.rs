@@ -3,53 +3,14 @@
 //! build naming artifact, URL, expected and actual digest, and leaves no
 //! image and nothing in the cache under the expected digest.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{repo_root, rolectl, scratch, shared_cache};
+use common::{repo_root, rolectl, scratch, serve, shared_cache};
 use kubebake::build::{build, BuildOptions};
 use kubebake::progress::Progress;
 use sha2::{Digest as _, Sha256};
-
-/// Serves `files` (path → body) on 127.0.0.1 until the test ends.
-fn serve(files: Vec<(String, Vec<u8>)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok() && line.trim() != "" {
-                line.clear();
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            match files.iter().find(|(p, _)| *p == path) {
-                Some((_, body)) => {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(body);
-                }
-                None => {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            }
-        }
-    });
-    format!("http://{addr}")
-}
 
 fn tarball() -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
@@ -75,6 +36,12 @@ fn definition(dir: &Path, artifacts: &str) -> PathBuf {
         std::os::unix::fs::symlink(repo_root().join(d), dir.join(d)).expect("symlink");
     }
     std::fs::create_dir_all(dir.join("images")).expect("images dir");
+    // The offline definition's build recipes live beside it.
+    std::os::unix::fs::symlink(
+        repo_root().join("images/recipes"),
+        dir.join("images/recipes"),
+    )
+    .expect("symlink recipes");
     let offline =
         std::fs::read_to_string(repo_root().join("images/k8s-node-offline.yaml")).expect("read");
     assert!(

@@ -4,13 +4,11 @@
 //! outputs and toolchain, provenance, and a tampered source failing the whole
 //! build with no cache entry.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{repo_root, rolectl};
+use common::{repo_root, rolectl, serve};
 use kubebake::build::{build, BuildOptions};
 use kubebake::definition::{self, LoadOptions};
 use kubebake::fetch::{fetch_artifacts_blocking, FetchOptions};
@@ -19,38 +17,6 @@ use kubebake::stages::source_build::{build_all, Built};
 use sha2::{Digest as _, Sha256};
 
 const EPOCH: i64 = 1_700_000_000;
-
-/// Serves `files` (path → body) on 127.0.0.1 until the test ends.
-fn serve(files: Vec<(String, Vec<u8>)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok() && line.trim() != "" {
-                line.clear();
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            let (status, body) = match files.iter().find(|(p, _)| *p == path) {
-                Some((_, body)) => ("200 OK", body.clone()),
-                None => ("404 Not Found", Vec::new()),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(&body);
-        }
-    });
-    format!("http://{addr}")
-}
 
 /// `hello-1.0/greeting.txt` and `hello-1.0/debian/patches/{series,fix.patch}`.
 fn source_tarball() -> Vec<u8> {
