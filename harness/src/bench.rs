@@ -29,6 +29,7 @@ pub fn bench(image: &BootSpec, memory_mib: u32, timeout: Duration) -> Result<Ben
         domain: "k8s".into(),
         memory_mib,
         cpus: 1,
+        master: None,
         work_dir: work.path().to_path_buf(),
         die_with_parent: true,
     })?;

@@ -25,9 +25,19 @@ pub struct ClusterOptions {
     pub domain: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Masters' size when it differs from the others' (the control plane
+    /// needs more than a minion: kube-apiserver alone takes ~360 MB).
+    pub master: Option<Sizing>,
     /// Overlays, seeds, serial logs, keys.
     pub work_dir: PathBuf,
     pub die_with_parent: bool,
+}
+
+/// Memory and vCPUs of one VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    pub memory_mib: u32,
+    pub cpus: u32,
 }
 
 /// What a VM is told at launch.
@@ -227,12 +237,19 @@ impl Cluster {
         } else {
             Boot::Bios
         };
+        let size = match (spec.role, self.opts.master) {
+            (Some(Role::Master), Some(m)) => m,
+            _ => Sizing {
+                memory_mib: self.opts.memory_mib,
+                cpus: self.opts.cpus,
+            },
+        };
         let spawned = Qemu::spawn(VmConfig {
             name: spec.name.clone(),
             disk: overlay,
             seed: (!spec.imds_only).then_some(seed_path),
-            memory_mib: self.opts.memory_mib,
-            cpus: self.opts.cpus,
+            memory_mib: size.memory_mib,
+            cpus: size.cpus,
             boot,
             accel: self.accel,
             tap: Some((tap.clone(), mac_s)),

@@ -70,6 +70,7 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
         domain: plan.domain.clone(),
         memory_mib: plan.memory_mib,
         cpus: plan.cpus,
+        master: None,
         work_dir: state_dir.join("vms"),
         die_with_parent: true,
     })?;

@@ -182,7 +182,14 @@ fn wait_kubeconfig(
         }
     };
     let started = Instant::now();
-    match wait::wait_api_server(&host, &files, kubectl, resolver(dns), retry) {
+    match wait::wait_api_server(
+        &host,
+        wait::api_server_port(settings),
+        &files,
+        kubectl,
+        resolver(dns),
+        retry,
+    ) {
         Ok(kc) => {
             let msg = format!(
                 "the API server at {host} is ready (kubeconfig {}) after {}",

@@ -143,6 +143,29 @@ pub fn marker_settings(root: &Path) -> Result<(Role, Settings), String> {
     ))
 }
 
+/// The port the API server listens on: API_SERVER's, else 6443.
+pub fn api_server_port(s: &Settings) -> u16 {
+    s.api_server
+        .as_ref()
+        .map_or(crate::settings::ApiServer::PORT, |a| a.port())
+}
+
+/// Whether anything accepts a TCP connection on `port` of one of `addrs`.
+/// A cheap first check: under emulation a kubectl run costs seconds of CPU
+/// that the starting API server needs, so kubectl runs only once the port
+/// is open.
+pub fn port_open(addrs: &[IpAddr], port: u16) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for a in addrs {
+        let sa = SocketAddr::new(*a, port);
+        match std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
+            Ok(_) => return Ok(()),
+            Err(e) => errors.push(format!("{sa}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
 /// The host that must resolve before the API server is probed:
 /// API_SERVER's host if the marker has one, else [`master_host`].
 pub fn api_server_host(s: &Settings) -> String {
@@ -361,6 +384,7 @@ pub fn first_existing(kubeconfigs: &[PathBuf]) -> Option<&PathBuf> {
 /// credential ends the wait at once. Returns the kubeconfig used.
 pub fn wait_api_server(
     host: &str,
+    port: u16,
     kubeconfigs: &[PathBuf],
     kubectl: &Path,
     resolver: Resolver,
@@ -369,8 +393,14 @@ pub fn wait_api_server(
     type Attempt = Result<PathBuf, ApiWaitError>;
     let result = retry.run(
         |_| -> Result<Attempt, String> {
-            if let Err(e) = resolver.lookup(host) {
-                return Err(format!("waiting for DNS: {e}"));
+            let addrs = match resolver.lookup(host) {
+                Ok(a) => a,
+                Err(e) => return Err(format!("waiting for DNS: {e}")),
+            };
+            if let Err(e) = port_open(&addrs, port) {
+                return Err(format!(
+                    "waiting for the API server to listen on {host}:{port}: {e}"
+                ));
             }
             let Some(kc) = first_existing(kubeconfigs) else {
                 let list: Vec<String> = kubeconfigs.iter().map(|p| p.display().to_string()).collect();

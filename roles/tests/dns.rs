@@ -448,6 +448,13 @@ impl FakeKubectl {
     }
 }
 
+/// Something listening on `ip`:6443, where wait-master looks before it
+/// runs kubectl (each test its own loopback address and DNS server).
+fn api_port(ip: &str) -> TcpListener {
+    TcpListener::bind((ip, 6443))
+        .unwrap_or_else(|e| panic!("binding {ip}:6443 for a stand-in API server: {e}"))
+}
+
 fn kubeconfig_args<'a>(
     root: &'a str,
     dns: &'a str,
@@ -485,11 +492,19 @@ fn wait_master_kubeconfig_waits_for_dns_then_the_api_server() {
         &["--initial-backoff", "0.1", "--timeout", "20"],
     ));
     thread::sleep(Duration::from_millis(600));
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    dns.add_a("masters.demo.k8s", "127.0.0.21");
+    // Resolves, but nothing listens yet: kubectl is not run.
+    thread::sleep(Duration::from_millis(600));
+    assert!(k.calls().is_empty(), "kubectl ran before the port was open");
+    let _listener = api_port("127.0.0.21");
     let (code, _, err) = finish(child);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("waiting for DNS: masters.demo.k8s has no addresses (attempt 1, next in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("waiting for the API server to listen on masters.demo.k8s:6443: 127.0.0.21:6443: Connection refused"),
         "{err}"
     );
     assert!(err.contains("waiting for the API server (kubeconfig ") && err.contains("bootstrap-kubelet.conf): The connection to the server masters.demo.k8s:6443 was refused"), "{err}");
@@ -518,7 +533,8 @@ fn wait_master_kubeconfig_waits_for_dns_then_the_api_server() {
 #[test]
 fn wait_master_kubeconfig_prefers_kubelet_conf_and_caps_backoff_at_2s() {
     let dns = Dns::start();
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    dns.add_a("masters.demo.k8s", "127.0.0.22");
+    let _listener = api_port("127.0.0.22");
     let t = minion_root("");
     put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
     put(t.path(), "/etc/kubernetes/kubelet.conf", b"fake");
@@ -548,7 +564,8 @@ fn wait_master_kubeconfig_prefers_kubelet_conf_and_caps_backoff_at_2s() {
 #[test]
 fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
     let dns = Dns::start();
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    dns.add_a("masters.demo.k8s", "127.0.0.23");
+    let _listener = api_port("127.0.0.23");
     let t = minion_root("");
     put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
     let k = FakeKubectl::new(&["refused", "401"]);

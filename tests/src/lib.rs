@@ -58,6 +58,7 @@ pub fn options(test: &str, image: BootSpec, memory_mib: u32) -> ClusterOptions {
         domain: "k8s".into(),
         memory_mib,
         cpus: 1,
+        master: None,
         work_dir: log_dir(test),
         die_with_parent: true,
     }

@@ -17,12 +17,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use harness::cluster::{Cluster, Sizing, UserData, VmSpec};
+use harness::{userdata, wait_until, Role};
 use kubebake::cluster_secrets::{self, ClusterName, ClusterSecrets, InitOptions};
-use kubebake::vm::cluster::{Cluster, UserData, VmSpec};
-use kubebake::vm::userdata;
-use kubebake::vm::wait_until;
 use kubebake_vmtests as h;
-use rolectl::settings::Role;
 
 const TEST: &str = "bootstrap_master_minions";
 const CLUSTER: &str = "demo";
@@ -31,17 +29,13 @@ const WAIT: Duration = Duration::from_secs(900);
 const KUBECTL: &str = "sudo /usr/local/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
 fn user_data(secrets: &ClusterSecrets, role: Role, token: Option<&str>) -> Result<UserData> {
-    let harness_role = match role {
-        Role::Master => userdata::Role::Master,
-        Role::Minion => userdata::Role::Minion,
-    };
     let mut section = secrets.userdata_section(role, None)?;
     if let Some(bad) = token {
         section = section.replace(&secrets.token.expose(), bad);
     }
     let text = format!(
         "{}{section}",
-        userdata::cloud_config(harness_role, CLUSTER, None, None, &[])
+        userdata::cloud_config(role, CLUSTER, None, None, &[])
     );
     Ok(UserData::File(text.into_bytes()))
 }
@@ -50,10 +44,7 @@ fn spec(name: &str, role: Role, user_data: UserData) -> VmSpec {
     VmSpec {
         name: name.into(),
         cluster: CLUSTER.into(),
-        role: Some(match role {
-            Role::Master => userdata::Role::Master,
-            Role::Minion => userdata::Role::Minion,
-        }),
+        role: Some(role),
         user_data,
         kernel_boot: false,
         imds_only: false,
@@ -124,7 +115,17 @@ fn cluster_forms_and_minions_join_over_tls() {
         &InitOptions::default(),
     )
     .expect("cluster secrets");
-    let mut c = h::start(TEST, h::golden(), 2048);
+    // Minions run kubelet, kube-proxy and containerd in 1 GiB; the master
+    // gets 2 vCPUs (multi-threaded TCG) and room for the control plane.
+    let mut opts = h::options(TEST, h::golden(), 1024);
+    opts.master = Some(Sizing {
+        memory_mib: 2560,
+        cpus: 2,
+    });
+    let mut c = match Cluster::start(opts) {
+        Ok(c) => c,
+        Err(e) => panic!("starting the VM cluster for {TEST}: {e:#}"),
+    };
     let result = scenario(&mut c, &secrets);
     let _ = c.save_logs(&h::log_dir(&format!("{TEST}-saved")));
     if let Err(e) = result {

@@ -325,7 +325,7 @@ fn make_boot_fat(
             .arg("--install")
             .arg(fat),
     )
-        .context("installing syslinux into the boot filesystem")?;
+    .context("installing syslinux into the boot filesystem")?;
     for f in [&cfg, &kernel, &initrd] {
         fs::remove_file(f).ok();
     }
