@@ -480,7 +480,7 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
         .map(|r| format!("test -f {} && echo role={r}; ", r.marker_path()))
         .collect();
     let probe = format!(
-        "for u in rolectl etcd containerd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
+        "for u in rolectl etcd kube-apiserver kube-controller-manager kube-scheduler containerd docker kubelet weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
          {markers}test -s /run/rolectl/weave.json && echo weave-json=yes; true"
     );
     let Ok(out) = ssh::run(ns, key, &ip.to_string(), &probe) else {
@@ -494,9 +494,24 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
     }
     let get = |k: &str| m.get(k).copied().unwrap_or("?");
     match get("role") {
+        "master"
+            if [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ]
+            .iter()
+            .all(|u| get(u) == "active") =>
+        {
+            "master: control plane active".into()
+        }
         "master" if get("etcd") == "active" => "master: etcd active".into(),
         "master" => format!("master: etcd {}", get("etcd")),
         "minion" if get("weave-json") == "yes" => "minion: weave launched".into(),
+        "minion" if get("weave") == "activating" && get("kubelet") == "active" => {
+            "minion: kubelet active, weave waiting".into()
+        }
+        "minion" if get("kubelet") == "activating" => "minion: waiting for master".into(),
         "minion" if get("weave") == "activating" => "minion: waiting for minions (weave)".into(),
         "minion" if get("docker") == "activating" || get("containerd") == "activating" => {
             "minion: waiting for master".into()

@@ -157,6 +157,9 @@ fn wait_health(
     }
 }
 
+/// curl in the image (package `curl`): the cheap /readyz probe.
+const CURL: &str = "/usr/bin/curl";
+
 fn wait_kubeconfig(
     root: &Path,
     settings: &Settings,
@@ -182,9 +185,22 @@ fn wait_kubeconfig(
         }
     };
     let started = Instant::now();
+    // curl and the cluster CA (written by activate) make the cheap probe;
+    // without either, kubectl alone polls.
+    let curl = PathBuf::from(CURL);
+    let ca = crate::marker::under(root, crate::credentials::paths::CA_CRT);
+    let anon = match &settings.api_server {
+        Some(a) if curl.is_file() && ca.is_file() => Some(wait::AnonProbe {
+            curl,
+            ca,
+            server: a.as_str().to_string(),
+        }),
+        _ => None,
+    };
     match wait::wait_api_server(
         &host,
         wait::api_server_port(settings),
+        anon.as_ref(),
         &files,
         kubectl,
         resolver(dns),

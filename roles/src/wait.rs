@@ -166,6 +166,44 @@ pub fn port_open(addrs: &[IpAddr], port: u16) -> Result<(), String> {
     Err(errors.join("; "))
 }
 
+/// An anonymous `/readyz` probe with curl, verified against the cluster CA
+/// (the API server grants `/readyz` to unauthenticated clients through
+/// `system:public-info-viewer`). curl starts in milliseconds where kubectl,
+/// a large Go binary, takes seconds of CPU under emulation, so the node
+/// polls with curl and runs kubectl once, to check its credential.
+#[derive(Debug, Clone)]
+pub struct AnonProbe {
+    pub curl: PathBuf,
+    pub ca: PathBuf,
+    /// `https://host:port` (the marker's API_SERVER).
+    pub server: String,
+}
+
+impl AnonProbe {
+    /// Ok(()) on HTTP 200, Err(what was seen) otherwise.
+    pub fn ready(&self) -> Result<(), String> {
+        let url = format!("{}/readyz", self.server.trim_end_matches('/'));
+        let out = Command::new(&self.curl)
+            .args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
+            .arg(&self.ca)
+            .args(["--output", "/dev/null", "--write-out", "%{http_code}"])
+            .arg(&url)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.curl.display()))?;
+        let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && code == "200" {
+            return Ok(());
+        }
+        let err = summary(&String::from_utf8_lossy(&out.stderr));
+        Err(if out.status.success() {
+            format!("{url} answered HTTP {code}")
+        } else {
+            format!("{url}: {err}")
+        })
+    }
+}
+
 /// The host that must resolve before the API server is probed:
 /// API_SERVER's host if the marker has one, else [`master_host`].
 pub fn api_server_host(s: &Settings) -> String {
@@ -385,6 +423,7 @@ pub fn first_existing(kubeconfigs: &[PathBuf]) -> Option<&PathBuf> {
 pub fn wait_api_server(
     host: &str,
     port: u16,
+    anon: Option<&AnonProbe>,
     kubeconfigs: &[PathBuf],
     kubectl: &Path,
     resolver: Resolver,
@@ -401,6 +440,11 @@ pub fn wait_api_server(
                 return Err(format!(
                     "waiting for the API server to listen on {host}:{port}: {e}"
                 ));
+            }
+            if let Some(p) = anon {
+                if let Err(e) = p.ready() {
+                    return Err(format!("waiting for the API server: {e}"));
+                }
             }
             let Some(kc) = first_existing(kubeconfigs) else {
                 let list: Vec<String> = kubeconfigs.iter().map(|p| p.display().to_string()).collect();

@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use harness::cluster::{Cluster, Sizing, UserData, VmSpec};
 use harness::{userdata, wait_until, Role};
 use kubebake::cluster_secrets::{self, ClusterName, ClusterSecrets, InitOptions};
@@ -57,23 +57,11 @@ fn kubectl(c: &Cluster, args: &str) -> Result<String> {
 
 /// Node name → Ready condition status.
 fn node_ready(c: &Cluster) -> Result<Vec<(String, bool)>> {
-    let out = kubectl(c, "get nodes -o json")?;
-    let v: serde_json::Value = serde_json::from_str(&out).with_context(|| out.clone())?;
-    let mut nodes = Vec::new();
-    for n in v["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let name = n["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let ready = n["status"]["conditions"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        nodes.push((name, ready));
-    }
-    Ok(nodes)
+    let ip = c.vm("master1")?.ip;
+    Ok(harness::kube::nodes(c.netns(), &c.key.private, ip)?
+        .into_iter()
+        .map(|n| (n.name, n.ready))
+        .collect())
 }
 
 fn pod_manifest(node: &str) -> String {
@@ -159,13 +147,11 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     }
     c.wait_ssh("master1", WAIT)?;
     wait_until("API server ready", WAIT, Duration::from_secs(5), || {
-        Ok(kubectl(c, "get --raw=/readyz")
-            .map(|o| o.trim() == "ok")
-            .unwrap_or(false)
-            .then_some(()))
+        let ip = c.vm("master1")?.ip;
+        Ok(harness::kube::api_ready(c.netns(), &c.key.private, ip).then_some(()))
     })?;
     h::report("start -> API server ready", t0.elapsed());
-    wait_until("both minions Ready", WAIT, Duration::from_secs(5), || {
+    wait_until("both minions Ready", WAIT, Duration::from_secs(15), || {
         let nodes = node_ready(c).unwrap_or_default();
         let ready = |n: &str| nodes.iter().any(|(name, r)| name == n && *r);
         Ok((ready("minion1") && ready("minion2")).then_some(()))
