@@ -328,8 +328,15 @@ pub struct UserdataArgs {
 pub struct BenchVmArgs {
     #[arg(long, default_value = "out/k8s-node-offline.qcow2")]
     pub image: PathBuf,
+    /// Memory of each minion, MiB.
     #[arg(long, default_value_t = 1024)]
     pub memory: u32,
+    /// Memory of the master, MiB.
+    #[arg(long, default_value_t = 2560)]
+    pub master_memory: u32,
+    /// vCPUs of the master.
+    #[arg(long, default_value_t = 2)]
+    pub master_cpus: u32,
     /// Per-stage time limit, seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,

@@ -34,7 +34,7 @@ pub struct ClusterOptions {
 }
 
 /// Memory and vCPUs of one VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Sizing {
     pub memory_mib: u32,
     pub cpus: u32,

@@ -99,12 +99,14 @@ pub fn wait_master(
         Probe::Kubeconfig {
             kubeconfigs,
             kubectl,
+            reject_grace,
         } => wait_kubeconfig(
             root,
             &settings,
             kubeconfigs,
             kubectl,
             retry.with_jitter(),
+            *reject_grace,
             dns,
         ),
     }
@@ -166,6 +168,7 @@ fn wait_kubeconfig(
     kubeconfigs: &[String],
     kubectl: &Path,
     retry: Backoff,
+    reject_grace: Duration,
     dns: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
     let host = wait::api_server_host(settings);
@@ -205,6 +208,7 @@ fn wait_kubeconfig(
         kubectl,
         resolver(dns),
         retry,
+        reject_grace,
     ) {
         Ok(kc) => {
             let msg = format!(

@@ -308,8 +308,15 @@ pub enum Readyz {
     NotReady(String),
 }
 
-/// kubectl gets this long in all (it has `--request-timeout=5s` itself).
-const KUBECTL_DEADLINE: Duration = Duration::from_secs(15);
+/// kubectl gets this long in all (it has `--request-timeout=5s` itself):
+/// starting the Go binary alone takes 10–20 s on a busy emulated CPU.
+const KUBECTL_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a 401 counts as "not yet": a master whose API server just
+/// became ready may not have created the bootstrap-token Secret yet
+/// (kube-bootstrap runs after /readyz), so only a credential still refused
+/// this long after the first refusal is rejected for good.
+pub const REJECT_GRACE: Duration = Duration::from_secs(120);
 
 /// The first non-empty line of kubectl's output, printable, short.
 fn summary(text: &str) -> String {
@@ -428,8 +435,10 @@ pub fn wait_api_server(
     kubectl: &Path,
     resolver: Resolver,
     retry: Backoff,
+    grace: Duration,
 ) -> Result<PathBuf, ApiWaitError> {
     type Attempt = Result<PathBuf, ApiWaitError>;
+    let mut first_refusal: Option<std::time::Instant> = None;
     let result = retry.run(
         |_| -> Result<Attempt, String> {
             let addrs = match resolver.lookup(host) {
@@ -456,10 +465,21 @@ pub fn wait_api_server(
             match kubectl_readyz(kubectl, kc) {
                 Err(e) => Ok(Err(ApiWaitError::Config(e))),
                 Ok(Readyz::Ready) => Ok(Ok(kc.clone())),
-                Ok(Readyz::Rejected(m)) => Ok(Err(ApiWaitError::Rejected {
-                    kubeconfig: kc.clone(),
-                    message: m,
-                })),
+                Ok(Readyz::Rejected(m)) => {
+                    let since = *first_refusal.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= grace {
+                        Ok(Err(ApiWaitError::Rejected {
+                            kubeconfig: kc.clone(),
+                            message: m,
+                        }))
+                    } else {
+                        Err(format!(
+                            "the API server refused the credential in {} ({m}); the master may not have created the token yet, trying again for {} more",
+                            kc.display(),
+                            secs(grace.saturating_sub(since.elapsed()))
+                        ))
+                    }
+                }
                 Ok(Readyz::NotReady(m)) => Err(format!(
                     "waiting for the API server (kubeconfig {}): {m}",
                     kc.display()

@@ -575,7 +575,7 @@ fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
         &root,
         &d,
         &kc,
-        &["--initial-backoff", "0.1"],
+        &["--initial-backoff", "0.1", "--reject-grace", "0"],
     )));
     assert_eq!(code, Some(3), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -592,4 +592,38 @@ fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
     let (code, _, err) = finish(spawn(&kubeconfig_args(&r, &d, &kc, &[])));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("none of the kubeconfigs exists"), "{err}");
+}
+
+/// A master whose API server is ready before kube-bootstrap created the
+/// token Secret refuses the token for a while: within --reject-grace that
+/// is "not yet", and the wait goes on until the token is accepted.
+#[test]
+fn wait_master_kubeconfig_refused_token_within_grace_is_retried() {
+    let dns = Dns::start();
+    dns.add_a("masters.demo.k8s", "127.0.0.24");
+    let _listener = api_port("127.0.0.24");
+    let t = minion_root("");
+    put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
+    let k = FakeKubectl::new(&["401", "401", "ok"]);
+    let (root, d, kc) = (root_arg(t.path()), dns.arg(), k.path());
+    let (code, _, err) = finish(spawn(&kubeconfig_args(
+        &root,
+        &d,
+        &kc,
+        &[
+            "--initial-backoff",
+            "0.1",
+            "--reject-grace",
+            "30",
+            "--timeout",
+            "20",
+        ],
+    )));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("the master may not have created the token yet, trying again for"),
+        "{err}"
+    );
+    assert_eq!(k.calls().len(), 3);
+    assert_eq!(status_json(t.path())["wait_master"]["outcome"], "ready");
 }

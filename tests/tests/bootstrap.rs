@@ -17,9 +17,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use harness::cluster::{Cluster, Sizing, UserData, VmSpec};
+use harness::cluster::{Cluster, UserData, VmSpec};
 use harness::{userdata, wait_until, Role};
-use kubebake::cluster_secrets::{self, ClusterName, ClusterSecrets, InitOptions};
+use kubebake::cluster_secrets::ClusterSecrets;
 use kubebake_vmtests as h;
 
 const TEST: &str = "bootstrap_master_minions";
@@ -96,24 +96,8 @@ fn active(c: &Cluster, vm: &str, unit: &str) -> Result<String> {
 
 #[test]
 fn cluster_forms_and_minions_join_over_tls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secrets = cluster_secrets::init(
-        &ClusterName::try_from(CLUSTER).expect("name"),
-        &dir.path().join("secrets"),
-        &InitOptions::default(),
-    )
-    .expect("cluster secrets");
-    // Minions run kubelet, kube-proxy and containerd in 1 GiB; the master
-    // gets 2 vCPUs (multi-threaded TCG) and room for the control plane.
-    let mut opts = h::options(TEST, h::golden(), 1024);
-    opts.master = Some(Sizing {
-        memory_mib: 2560,
-        cpus: 2,
-    });
-    let mut c = match Cluster::start(opts) {
-        Ok(c) => c,
-        Err(e) => panic!("starting the VM cluster for {TEST}: {e:#}"),
-    };
+    let (_dir, secrets) = h::cluster_secrets(CLUSTER);
+    let mut c = h::start_with_control_plane(TEST, h::golden(), 1024);
     let result = scenario(&mut c, &secrets);
     let _ = c.save_logs(&h::log_dir(&format!("{TEST}-saved")));
     if let Err(e) = result {

@@ -1,50 +1,44 @@
 //! Scenarios (a) + (e) + (f) on one cluster, to save boots under TCG:
-//!   1. minion1 and minion2 start first (expected_minions: 3): they become
-//!      minions, docker.service waits for the master (e), weave waits for
-//!      the third minion (f, "2 of 3").
-//!   2. master1 starts: etcd comes up, the minions' docker starts only after
-//!      the master's /health answered (a, e).
+//!   1. minion1 and minion2 start first (expected_minions: 3, the cluster's
+//!      credentials in user-data): they become minions, docker runs (the
+//!      runtimes never wait), kubelet waits for the master (e).
+//!   2. master1 starts: its control plane comes up, the minions' kubelet
+//!      starts only after the API server answered /readyz (a, e), and weave
+//!      then waits for the third minion (f, "2 of 3").
 //!   3. minion3 starts: weave launches on all three with consensus=3 and
 //!      the other two minions as peers (a, f).
 //!
 //! Role gating is checked on both sides (a), and a container made from
-//! busybox-static runs on a minion, nothing pulled from a registry.
-//! minion1 gets harness user-data (one #cloud-config with the SSH key),
-//! minion2/minion3 the same file wrapped in MIME with a separate SSH part.
+//! busybox-static runs on a minion, nothing pulled from a registry. Every
+//! VM gets its user-data as a file (like run-instances --user-data); the
+//! harness adds its SSH key as a second MIME part.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use harness::cluster::{Cluster, UserData, VmSpec};
+use harness::cluster::{Cluster, VmSpec};
 use harness::wait_until;
-use harness::{userdata, Role};
+use harness::Role;
+use kubebake::cluster_secrets::ClusterSecrets;
 use kubebake_vmtests as h;
 
 const TEST: &str = "cluster_master_minions_weave";
 const CLUSTER: &str = "demo";
-/// Four VMs on two cores under TCG: be generous.
-const WAIT: Duration = Duration::from_secs(600);
+/// Four VMs on two cores under TCG, a control plane among them: be generous.
+const WAIT: Duration = Duration::from_secs(900);
 
-fn minion(name: &str, wrapped: bool) -> VmSpec {
-    let user_data = if wrapped {
-        UserData::File(
-            userdata::cloud_config(Role::Minion, CLUSTER, None, Some(3), &[]).into_bytes(),
-        )
-    } else {
-        UserData::Role {
-            role: Role::Minion,
-            expected_minions: Some(3),
-        }
-    };
-    VmSpec {
+/// A VM of `role` with generated user-data plus the cluster's credentials.
+fn node(name: &str, role: Role, secrets: &ClusterSecrets) -> Result<VmSpec> {
+    let expected = (role == Role::Minion).then_some(3);
+    Ok(VmSpec {
         name: name.into(),
         cluster: CLUSTER.into(),
-        role: Some(Role::Minion),
-        user_data,
+        role: Some(role),
+        user_data: h::credentialed_user_data(secrets, role, CLUSTER, expected)?,
         kernel_boot: false,
         imds_only: false,
-    }
+    })
 }
 
 fn journal(c: &Cluster, vm: &str, unit: &str) -> Result<String> {
@@ -175,10 +169,10 @@ fn node_prerequisites(c: &Cluster, vm: &str, role: &str) -> Result<()> {
     Ok(())
 }
 
-fn scenario(c: &mut Cluster) -> Result<()> {
+fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     let t0 = Instant::now();
-    c.launch(minion("minion1", false))?;
-    c.launch(minion("minion2", true))?;
+    c.launch(node("minion1", Role::Minion, secrets)?)?;
+    c.launch(node("minion2", Role::Minion, secrets)?)?;
     for m in ["minion1", "minion2"] {
         let t = c.wait_serial(m, "rolectl: activated as minion", 0, WAIT)?;
         h::report(&format!("{m}: start -> role marker"), t);
@@ -186,22 +180,29 @@ fn scenario(c: &mut Cluster) -> Result<()> {
     for m in ["minion1", "minion2"] {
         c.wait_ssh(m, WAIT)?;
     }
-    // (e) no master yet: docker waits for masters.demo.k8s. Both minion
-    // units carry the wait-master ExecStartPre; containerd (Requires= of
-    // docker) runs it first, docker's start job waits behind it.
+    // (e) no master yet: kubelet waits for masters.demo.k8s (its
+    // wait-master ExecStartPre); the runtimes do not wait.
     for m in ["minion1", "minion2"] {
         wait_until(
-            &format!("{m}: docker.service waiting for the master"),
+            &format!("{m}: kubelet.service waiting for the master"),
+            WAIT,
+            Duration::from_secs(3),
+            || {
+                let (_, active) = h::unit_state(c, m, "kubelet.service")?;
+                let j = journal(c, m, "kubelet.service")?;
+                Ok(
+                    (active == "activating" && j.contains("waiting for DNS: masters.demo.k8s"))
+                        .then_some(()),
+                )
+            },
+        )?;
+        wait_until(
+            &format!("{m}: docker active without a master"),
             WAIT,
             Duration::from_secs(3),
             || {
                 let (_, active) = h::unit_state(c, m, "docker.service")?;
-                let pending = active == "activating" || h::has_job(c, m, "docker.service")?;
-                let j = journal(c, m, "containerd.service -u docker.service")?;
-                Ok(
-                    (pending && active != "active" && j.contains("waiting for master"))
-                        .then_some(()),
-                )
+                Ok((active == "active").then_some(()))
             },
         )?;
         let (cond, active) = h::unit_state(c, m, "etcd.service")?;
@@ -210,81 +211,71 @@ fn scenario(c: &mut Cluster) -> Result<()> {
             "{m}: etcd {cond}/{active}"
         );
     }
-    // weave.service (After=/Requires=docker) is still queued behind docker.
     eprintln!(
         "minions are waiting ({:.0} s); starting master1",
         t0.elapsed().as_secs_f64()
     );
 
     let tm = Instant::now();
-    c.launch(VmSpec {
-        name: "master1".into(),
-        cluster: CLUSTER.into(),
-        role: Some(Role::Master),
-        user_data: UserData::Role {
-            role: Role::Master,
-            expected_minions: None,
-        },
-        kernel_boot: false,
-        imds_only: false,
-    })?;
+    c.launch(node("master1", Role::Master, secrets)?)?;
     let t = c.wait_serial("master1", "rolectl: activated as master", 0, WAIT)?;
     h::report("master1: start -> role marker", t);
     c.wait_ssh("master1", WAIT)?;
-    let master_ip = c.vm("master1")?.ip.to_string();
-    let health = format!("http://{master_ip}:2379/health");
+    let master_ip = c.vm("master1")?.ip;
     wait_until(
-        "etcd /health on master1",
+        "API server /readyz on master1",
         WAIT,
-        Duration::from_secs(2),
-        || {
-            let out = c.ns_exec(&["curl", "-sf", "--max-time", "5", &health])?;
-            Ok(out.status.success().then_some(()))
-        },
+        Duration::from_secs(5),
+        || Ok(harness::kube::api_ready(c.netns(), &c.key.private, master_ip).then_some(())),
     )?;
-    h::report("master1: start -> etcd /health answers", tm.elapsed());
+    h::report("master1: start -> API server ready", tm.elapsed());
     // (a) master runs only master units.
-    let (cond, active) = h::unit_state(c, "master1", "etcd.service")?;
-    ensure!(
-        cond == "yes" && active == "active",
-        "master1 etcd {cond}/{active}"
-    );
-    for u in ["docker.service", "containerd.service", "weave.service"] {
+    for u in ["etcd.service", "kube-apiserver.service"] {
+        let (cond, active) = h::unit_state(c, "master1", u)?;
+        ensure!(
+            cond == "yes" && active == "active",
+            "master1 {u}: {cond}/{active}"
+        );
+    }
+    for u in [
+        "docker.service",
+        "containerd.service",
+        "kubelet.service",
+        "weave.service",
+    ] {
         let (cond, active) = h::unit_state(c, "master1", u)?;
         ensure!(
             cond == "no" && active == "inactive",
             "master1 {u}: {cond}/{active}"
         );
     }
-    let etcd_up = active_since(c, "master1", "etcd.service")? - skew(c, "master1")?;
+    let api_up = active_since(c, "master1", "kube-apiserver.service")? - skew(c, "master1")?;
     node_prerequisites(c, "master1", "master")?;
 
-    // (a)+(e) minions proceed once the master is healthy.
+    // (a)+(e) minions' kubelet proceeds once the API server is ready.
     for m in ["minion1", "minion2"] {
         wait_until(
-            &format!("{m}: docker active"),
+            &format!("{m}: kubelet active"),
             WAIT,
-            Duration::from_secs(3),
+            Duration::from_secs(5),
             || {
-                let (_, active) = h::unit_state(c, m, "docker.service")?;
+                let (_, active) = h::unit_state(c, m, "kubelet.service")?;
                 Ok((active == "active").then_some(()))
             },
         )?;
-        h::report(&format!("{m}: master start -> docker active"), tm.elapsed());
-        let j = journal(c, m, "docker.service")?;
-        ensure!(
-            j.contains(&format!("master masters.{CLUSTER}.k8s is up")),
-            "{m}: no wait-master success line in docker's journal:\n{j}"
+        h::report(
+            &format!("{m}: master start -> kubelet active"),
+            tm.elapsed(),
         );
-        let j = journal(c, m, "containerd.service -u docker.service")?;
+        let j = journal(c, m, "kubelet.service")?;
         ensure!(
-            j.contains("waiting for master"),
-            "{m}: no waiting lines:\n{j}"
+            j.contains(&format!("the API server at masters.{CLUSTER}.k8s is ready")),
+            "{m}: no wait-master success line in kubelet's journal:\n{j}"
         );
-        let docker_up = active_since(c, m, "docker.service")? - skew(c, m)?;
+        let kubelet_up = active_since(c, m, "kubelet.service")? - skew(c, m)?;
         ensure!(
-            docker_up + 3.0 >= etcd_up,
-            "{m}: docker active at {docker_up:.1} before master etcd at {etcd_up:.1}"
+            kubelet_up + 3.0 >= api_up,
+            "{m}: kubelet active at {kubelet_up:.1} before the master's API server at {api_up:.1}"
         );
         let out = c.ssh(
             m,
@@ -312,7 +303,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
 
     // (f) third minion: all three launch with consensus=3.
     let t3 = Instant::now();
-    c.launch(minion("minion3", true))?;
+    c.launch(node("minion3", Role::Minion, secrets)?)?;
     let minions = ["minion1", "minion2", "minion3"];
     c.wait_ssh("minion3", WAIT)?;
     for m in minions {
@@ -364,9 +355,10 @@ fn scenario(c: &mut Cluster) -> Result<()> {
 fn cluster_master_minions_weave() {
     let image = h::golden();
     let sha = h::disk_sha256(&image);
-    let mut c = h::start(TEST, image.clone(), 768);
+    let (_dir, secrets) = h::cluster_secrets(CLUSTER);
+    let mut c = h::start_with_control_plane(TEST, image.clone(), 1024);
     let ns = c.netns().to_string();
-    let result = scenario(&mut c);
+    let result = scenario(&mut c, &secrets);
     if let Err(e) = &result {
         eprintln!("FAILED: {e:#}; serial logs in target/vm-logs/{TEST}/");
         for vm in c.vms() {

@@ -130,7 +130,7 @@ fn detached_text(s: &State, dir: &Path) -> String {
 
 /// The cluster's secrets in `dir`: loaded if `cluster init` made them
 /// there, else made now.
-fn credentials(cluster: &str, dir: &Path) -> Result<RoleSections> {
+pub fn credentials(cluster: &str, dir: &Path) -> Result<RoleSections> {
     use crate::cluster_secrets as cs;
     let secrets = if dir.join("cluster.json").is_file() {
         let s = cs::load(dir)?;
