@@ -205,6 +205,21 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
         }
     }
 
+    // Pods need the default service account's token, which the (slow,
+    // under TCG) controller-manager's token controller makes after start.
+    wait_until(
+        "the default service account's token",
+        WAIT,
+        Duration::from_secs(10),
+        || {
+            let s = kubectl(
+                c,
+                "get serviceaccount default -o jsonpath={.secrets[0].name}",
+            )
+            .unwrap_or_default();
+            Ok((!s.trim().is_empty()).then_some(()))
+        },
+    )?;
     // A pod from the baked image on each minion; logs, exec, a service.
     for m in ["minion1", "minion2"] {
         c.ssh(
