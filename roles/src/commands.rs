@@ -200,16 +200,15 @@ fn wait_kubeconfig(
         }),
         _ => None,
     };
-    match wait::wait_api_server(
-        &host,
-        wait::api_server_port(settings),
-        anon.as_ref(),
-        &files,
+    let target = wait::ApiTarget {
+        host: &host,
+        port: wait::api_server_port(settings),
+        anon: anon.as_ref(),
+        kubeconfigs: &files,
         kubectl,
-        resolver(dns),
-        retry,
-        reject_grace,
-    ) {
+        grace: reject_grace,
+    };
+    match wait::wait_api_server(&target, resolver(dns), retry) {
         Ok(kc) => {
             let msg = format!(
                 "the API server at {host} is ready (kubeconfig {}) after {}",

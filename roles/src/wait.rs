@@ -423,20 +423,39 @@ pub fn first_existing(kubeconfigs: &[PathBuf]) -> Option<&PathBuf> {
     kubeconfigs.iter().find(|p| p.is_file())
 }
 
-/// `rolectl wait-master --kubeconfig`: wait until `host` resolves ("waiting
-/// for DNS"), then until the API server answers /readyz with the first
-/// existing kubeconfig ("waiting for the API server"). A rejected
-/// credential ends the wait at once. Returns the kubeconfig used.
+/// What `wait-master --kubeconfig` waits for and how it asks.
+#[derive(Debug, Clone)]
+pub struct ApiTarget<'a> {
+    /// The name that must resolve (API_SERVER's host).
+    pub host: &'a str,
+    pub port: u16,
+    /// The cheap anonymous /readyz probe, when curl and the CA are there.
+    pub anon: Option<&'a AnonProbe>,
+    /// Tried in order; the first that exists is used.
+    pub kubeconfigs: &'a [PathBuf],
+    pub kubectl: &'a Path,
+    /// How long a refused credential counts as "not yet" ([`REJECT_GRACE`]).
+    pub grace: Duration,
+}
+
+/// `rolectl wait-master --kubeconfig`: wait until the host resolves
+/// ("waiting for DNS"), its port accepts connections, the anonymous /readyz
+/// answers 200, and then until kubectl's /readyz with the first existing
+/// kubeconfig succeeds ("waiting for the API server"). A credential still
+/// refused after the grace period ends the wait. Returns the kubeconfig used.
 pub fn wait_api_server(
-    host: &str,
-    port: u16,
-    anon: Option<&AnonProbe>,
-    kubeconfigs: &[PathBuf],
-    kubectl: &Path,
+    target: &ApiTarget,
     resolver: Resolver,
     retry: Backoff,
-    grace: Duration,
 ) -> Result<PathBuf, ApiWaitError> {
+    let ApiTarget {
+        host,
+        port,
+        anon,
+        kubeconfigs,
+        kubectl,
+        grace,
+    } = *target;
     type Attempt = Result<PathBuf, ApiWaitError>;
     let mut first_refusal: Option<std::time::Instant> = None;
     let result = retry.run(
