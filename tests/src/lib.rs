@@ -170,17 +170,22 @@ pub fn cluster_secrets(
 }
 
 /// Generated `#cloud-config` for `role` plus the cluster's credentials, as
-/// a file (the harness adds its SSH key as a second MIME part).
+/// a file (the harness adds its SSH key as a second MIME part). `token`
+/// replaces the cluster's bootstrap token (a node that must be refused).
 pub fn credentialed_user_data(
     secrets: &kubebake::cluster_secrets::ClusterSecrets,
     role: harness::Role,
     cluster: &str,
     expected_minions: Option<u32>,
+    token: Option<&str>,
 ) -> Result<harness::cluster::UserData> {
+    let mut section = secrets.userdata_section(role, None)?;
+    if let Some(other) = token {
+        section = section.replace(&secrets.token.expose(), other);
+    }
     let text = format!(
-        "{}{}",
+        "{}{section}",
         harness::userdata::cloud_config(role, cluster, None, expected_minions, &[]),
-        secrets.userdata_section(role, None)?
     );
     Ok(harness::cluster::UserData::File(text.into_bytes()))
 }
