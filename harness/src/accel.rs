@@ -30,10 +30,19 @@ impl Accel {
         }
     }
     /// QEMU `-cpu` model for this accelerator.
+    ///
+    /// Under TCG, `max` exposes everything QEMU can emulate (AVX, AVX-512,
+    /// XSAVE state components, ...). With it, kube-apiserver (Go) died every
+    /// few minutes with `SIGSEGV: unexpected fault address 0x0` inside the
+    /// runtime's AES map hash, a general-protection fault on a corrupted
+    /// register, and systemd restarted it until minions never got a stable
+    /// API server. Westmere is a conservative model that TCG fully supports
+    /// (SSE4.2, AES-NI and PCLMULQDQ for Go's hashing and TLS; no AVX, no
+    /// XSAVE): the guest kernel saves only the legacy FPU/SSE state.
     pub fn cpu_model(self) -> &'static str {
         match self {
             Accel::Kvm => "host",
-            Accel::Tcg => "max",
+            Accel::Tcg => "Westmere",
         }
     }
 }

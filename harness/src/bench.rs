@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterOptions, Sizing, UserData, VmSpec};
+use crate::cluster::{Cluster, ClusterOptions, Sizing, VmSpec};
 use crate::up::RoleSections;
-use crate::{kube, userdata, wait_until, BootSpec, Role};
+use crate::{kube, wait_until, BootSpec, Role};
 
 /// Measured times, seconds from the VMs' start.
 #[derive(Debug, Clone, Serialize)]
@@ -51,22 +51,16 @@ pub fn bench(
         ("minion1", Role::Minion),
         ("minion2", Role::Minion),
     ] {
-        let mut text = userdata::cloud_config(
-            role,
-            "bench",
-            None,
-            (role == Role::Minion).then_some(2),
-            &[],
-        );
-        text.push_str(match role {
-            Role::Master => &credentials.master,
-            Role::Minion => &credentials.minion,
-        });
         c.launch(VmSpec {
             name: name.into(),
             cluster: "bench".into(),
             role: Some(role),
-            user_data: UserData::File(text.into_bytes()),
+            user_data: credentials.user_data(
+                role,
+                "bench",
+                None,
+                (role == Role::Minion).then_some(2),
+            ),
             kernel_boot: false,
             imds_only: false,
         })?;

@@ -181,17 +181,20 @@ impl AdminClient {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes credentials to `path`, mode 0600 from the start and atomically
+/// (a temporary file in the same directory, renamed over `path`): a reader
+/// never sees half a key, and a file left by an earlier run with a wider
+/// mode is replaced, not reused.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let mut f = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))
+        .with_context(|| format!("creating a temporary file for {}", path.display()))?;
     f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
 }
 
 /// Names and Ready conditions from a node list (`GET /api/v1/nodes`).

@@ -17,6 +17,25 @@ pub struct RoleSections {
     pub minion: String,
 }
 
+impl RoleSections {
+    /// Generated `#cloud-config` for `role` plus that role's section, as a
+    /// file (the harness adds its SSH key in a second MIME part).
+    pub fn user_data(
+        &self,
+        role: Role,
+        cluster: &str,
+        domain: Option<&str>,
+        expected_minions: Option<u32>,
+    ) -> UserData {
+        let mut text = userdata::cloud_config(role, cluster, domain, expected_minions, &[]);
+        text.push_str(match role {
+            Role::Master => &self.master,
+            Role::Minion => &self.minion,
+        });
+        UserData::File(text.into_bytes())
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct UpPlan {
@@ -95,20 +114,12 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
                 match &plan.credentials {
                     // Generated role user-data plus the credentials, the
                     // harness SSH key in a second MIME part.
-                    Some(sections) => {
-                        let mut text = userdata::cloud_config(
-                            role,
-                            &plan.cluster,
-                            Some(&plan.domain),
-                            expected_minions,
-                            &[],
-                        );
-                        text.push_str(match role {
-                            Role::Master => &sections.master,
-                            Role::Minion => &sections.minion,
-                        });
-                        UserData::File(text.into_bytes())
-                    }
+                    Some(sections) => sections.user_data(
+                        role,
+                        &plan.cluster,
+                        Some(&plan.domain),
+                        expected_minions,
+                    ),
                     None => UserData::Role {
                         role,
                         expected_minions,

@@ -208,6 +208,14 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
         Ok(MINIONS.iter().all(|m| ready(&api, m)).then_some(()))
     })?;
     h::report("start -> both minions Ready", t0.elapsed());
+    let restarts = c.ssh(
+        "master1",
+        "systemctl show -p Id,NRestarts etcd kube-apiserver kube-controller-manager kube-scheduler",
+    )?;
+    eprintln!(
+        "master1 restarts: {}",
+        restarts.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     let used = c.ssh("master1", "free -m | awk '/^Mem:/ {print $3}'")?;
     eprintln!("MEMORY master1 in use once all Ready: {} MiB", used.trim());
 

@@ -219,7 +219,7 @@ fn wait_ready(dir: &Path, timeout: Duration, live: bool) -> Result<Ready> {
         .with_context(|| format!("master address {:?}", master.ip))?;
     let text = harness::kube::admin_kubeconfig(&state.netns, &state.ssh_key, ip)?;
     let path = dir.join("admin.conf");
-    write_private(&path, &text)?;
+    harness::kube::write_private(&path, text.as_bytes())?;
     Ok(Ready {
         cluster: status.cluster.clone(),
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -227,21 +227,6 @@ fn wait_ready(dir: &Path, timeout: Duration, live: bool) -> Result<Ready> {
         admin_kubeconfig: path,
         netns: state.netns,
     })
-}
-
-/// Writes `text` to `path` with mode 0600 from the start.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Re-runs `up` in a new session in the background and waits for its state.
