@@ -189,7 +189,9 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
                 let j = journal(c, m, "kubelet.service")?;
                 Ok((docker == "active"
                     && kubelet == "activating"
-                    && j.contains(&format!("waiting for DNS: masters.{CLUSTER}.k8s")))
+                    && j.contains(&format!(
+                        "waiting for DNS: cannot resolve masters.{CLUSTER}.k8s"
+                    )))
                 .then_some(()))
             },
         )?;

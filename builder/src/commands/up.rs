@@ -201,8 +201,13 @@ fn wait_ready(dir: &Path, timeout: Duration, live: bool) -> Result<Ready> {
                 t.push_str(&super::vm_rows(&s.vms));
                 eprint!("{t}");
             }
-            let minions: Vec<_> = s.vms.iter().filter(|v| v.role == Some(harness::Role::Minion)).collect();
-            let all = minions.iter().all(|v| v.node.as_deref() == Some("Ready"));
+            // Every master's control plane runs and every minion's node is
+            // Ready (with no minions, the masters alone decide).
+            let all = s.vms.iter().all(|v| match v.role {
+                Some(harness::Role::Minion) => v.node.as_deref() == Some("Ready"),
+                Some(harness::Role::Master) => v.stage == "master: control plane active",
+                None => true,
+            });
             Ok(all.then_some(s))
         },
     )
@@ -223,7 +228,15 @@ fn wait_ready(dir: &Path, timeout: Duration, live: bool) -> Result<Ready> {
     Ok(Ready {
         cluster: status.cluster.clone(),
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        nodes: harness::kube::nodes(&state.netns, &state.ssh_key, ip)?,
+        // The API server may still be starting when no minion had to join.
+        nodes: harness::wait_until(
+            "the API server lists the nodes",
+            timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(60)),
+            Duration::from_secs(5),
+            || Ok(harness::kube::nodes(&state.netns, &state.ssh_key, ip).ok()),
+        )?,
         admin_kubeconfig: path,
         netns: state.netns,
     })
