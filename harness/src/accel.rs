@@ -31,18 +31,15 @@ impl Accel {
     }
     /// QEMU `-cpu` model for this accelerator.
     ///
-    /// Under TCG, `max` exposes everything QEMU can emulate (AVX, AVX-512,
-    /// XSAVE state components, ...). With it, kube-apiserver (Go) died every
-    /// few minutes with `SIGSEGV: unexpected fault address 0x0` inside the
-    /// runtime's AES map hash, a general-protection fault on a corrupted
-    /// register, and systemd restarted it until minions never got a stable
-    /// API server. Westmere is a conservative model that TCG fully supports
-    /// (SSE4.2, AES-NI and PCLMULQDQ for Go's hashing and TLS; no AVX, no
-    /// XSAVE): the guest kernel saves only the legacy FPU/SSE state.
+    /// Under TCG, `max` (everything QEMU can emulate). Tried instead:
+    /// `Westmere` (no AVX, no XSAVE), after kube-apiserver once died with a
+    /// SIGSEGV inside Go's AES map hash under `max`; with it the API server
+    /// never got through its start (its own loopback TLS handshakes timed
+    /// out, 3 fatal restarts in 5 minutes), so `max` stays.
     pub fn cpu_model(self) -> &'static str {
         match self {
             Accel::Kvm => "host",
-            Accel::Tcg => "Westmere",
+            Accel::Tcg => "max",
         }
     }
 }
