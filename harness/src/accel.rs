@@ -36,10 +36,15 @@ impl Accel {
     /// SIGSEGV inside Go's AES map hash under `max`; with it the API server
     /// never got through its start (its own loopback TLS handshakes timed
     /// out, 3 fatal restarts in 5 minutes), so `max` stays.
-    pub fn cpu_model(self) -> &'static str {
+    /// `KUBEBAKE_TCG_CPU` overrides the TCG model (e.g. `max,-la57`) for
+    /// chasing emulator faults.
+    pub fn cpu_model(self) -> String {
         match self {
-            Accel::Kvm => "host",
-            Accel::Tcg => "max",
+            Accel::Kvm => "host".into(),
+            Accel::Tcg => std::env::var("KUBEBAKE_TCG_CPU")
+                .ok()
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| "max".into()),
         }
     }
 }

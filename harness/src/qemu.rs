@@ -107,7 +107,7 @@ impl Qemu {
                 "-accel",
                 cfg.accel.qemu_arg(),
                 "-cpu",
-                cfg.accel.cpu_model(),
+                &cfg.accel.cpu_model(),
             ])
             .args(["-m", &cfg.memory_mib.to_string()])
             .args(["-smp", &cfg.cpus.to_string()])
