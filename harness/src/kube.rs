@@ -15,27 +15,12 @@ use crate::ssh;
 
 /// Written on every master by kube-pki (kubeadm's `kubeconfig admin` phase).
 pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
-const KUBECTL: &str = "/usr/local/bin/kubectl";
 
 /// One registered node and its Ready condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     pub name: String,
     pub ready: bool,
-}
-
-/// Runs kubectl as root on the master at `ip` with the admin kubeconfig.
-pub fn kubectl(ns: &str, key: &Path, ip: Ipv4Addr, args: &str) -> Result<String> {
-    let cmd =
-        format!("sudo {KUBECTL} --kubeconfig {ADMIN_KUBECONFIG} --request-timeout=10s {args}");
-    let out = ssh::run(ns, key, &ip.to_string(), &cmd)?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {args} on {ip}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `/readyz` of the master's API server, asked on the master with curl
