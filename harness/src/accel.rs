@@ -31,11 +31,11 @@ impl Accel {
     }
     /// QEMU `-cpu` model for this accelerator.
     ///
-    /// Under TCG, `max` (everything QEMU can emulate). Tried instead:
-    /// `Westmere` (no AVX, no XSAVE), after kube-apiserver once died with a
-    /// SIGSEGV inside Go's AES map hash under `max`; with it the API server
-    /// never got through its start (its own loopback TLS handshakes timed
-    /// out, 3 fatal restarts in 5 minutes), so `max` stays.
+    /// Under TCG, `max` (everything QEMU can emulate). `Westmere` (no AVX,
+    /// no XSAVE) was tried while kube-apiserver kept dying with a SIGSEGV in
+    /// Go's map hash under `max`; the API server then never got through its
+    /// start (loopback TLS handshakes timed out). The SIGSEGV turned out to
+    /// be reflect2 v1.0.1 under Go 1.19, not the emulator (docs/bootstrap.md).
     /// `KUBEBAKE_TCG_CPU` overrides the TCG model (e.g. `max,-la57`) for
     /// chasing emulator faults.
     pub fn cpu_model(self) -> String {
