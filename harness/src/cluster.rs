@@ -317,8 +317,20 @@ impl Cluster {
     }
 
     /// Runs `command` on VM `name` over SSH; Ok(stdout) only on exit 0.
+    ///
+    /// A connection that fails before the command runs (ssh's own exit 255
+    /// with a timeout or reset, which a busy single-vCPU guest under TCG
+    /// gives now and then) is retried twice; the command itself never runs
+    /// twice.
     pub fn ssh(&self, name: &str, command: &str) -> Result<String> {
-        let out = self.ssh_output(name, command)?;
+        let mut out = self.ssh_output(name, command)?;
+        for _ in 0..2 {
+            if !ssh::connection_failed(&out) {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            out = self.ssh_output(name, command)?;
+        }
         if !out.status.success() {
             bail!(
                 "ssh {name} `{command}` exited {}: {}{}",
