@@ -150,7 +150,9 @@ fn cluster_forms_and_minions_join_over_tls() {
             if let Ok(out) = c.ssh(
                 vm,
                 "sudo systemctl --no-pager --failed; sudo /usr/local/bin/rolectl status; \
-                 sudo journalctl -b --no-pager -n 60 -u kubelet -u kube-apiserver -u kube-pki -u kube-bootstrap -u rolectl -u weave",
+                 sudo journalctl -b --no-pager -n 60 -u kubelet -u kube-apiserver -u kube-pki -u kube-bootstrap -u rolectl -u weave; \
+                 sudo journalctl -b --no-pager -n 30 -u kube-proxy -u kube-controller-manager; \
+                 sudo iptables-save -t nat | grep -i web | head -n 20; uptime; free -m",
             ) {
                 eprintln!("==== {vm}\n{out}");
             }
@@ -520,9 +522,12 @@ fn pods_logs_exec_services(c: &Cluster, api: &AdminClient) -> Result<()> {
             Duration::from_secs(120),
             Duration::from_secs(3),
             || {
+                // curl, not busybox: bookworm's busybox-static `wget`
+                // segfaults on the node once connected (exit 139), seen
+                // against the ClusterIP and the pod IP alike.
                 let out = c.ssh(
                     m,
-                    &format!("/bin/busybox wget -q -T 5 -O - http://{svc}/index.html 2>&1 || true"),
+                    &format!("curl -sS --max-time 5 http://{svc}/index.html 2>&1 || true"),
                 )?;
                 Ok(out.contains("hello").then_some(out))
             },
