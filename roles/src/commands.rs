@@ -136,13 +136,13 @@ fn wait_health(
         time_unix: status::now_unix(),
     };
     match wait::wait_master(&host, health_url, resolver(dns), retry) {
-        Ok((addr, code)) => {
+        Ok((addr, code, attempts)) => {
             let msg = format!(
                 "master {host} is up: {} answered HTTP {code}",
                 wait::expand_url(health_url, addr)
             );
             eprintln!("{msg}");
-            record(root, rec("ready", 0, msg));
+            record(root, rec("ready", attempts, msg));
             Ok(exit::OK)
         }
         Err(t) => {
@@ -209,19 +209,21 @@ fn wait_kubeconfig(
         grace: reject_grace,
     };
     match wait::wait_api_server(&target, resolver(dns), retry) {
-        Ok(kc) => {
+        Ok(ready) => {
+            let kc = ready.kubeconfig;
             let msg = format!(
                 "the API server at {host} is ready (kubeconfig {}) after {}",
                 kc.display(),
                 wait::secs(started.elapsed())
             );
             eprintln!("{msg}");
-            record(root, rec("ready", Some(&kc), 0, msg));
+            record(root, rec("ready", Some(&kc), ready.attempts, msg));
             Ok(exit::OK)
         }
         Err(ApiWaitError::Rejected {
             kubeconfig,
             message,
+            attempts,
         }) => {
             let bootstrap = kubeconfig.ends_with("bootstrap-kubelet.conf")
                 || kubeconfig
@@ -239,7 +241,7 @@ fn wait_kubeconfig(
                 )
             };
             eprintln!("rolectl: {msg}");
-            record(root, rec("rejected", Some(&kubeconfig), 0, msg));
+            record(root, rec("rejected", Some(&kubeconfig), attempts, msg));
             Ok(exit::REJECTED)
         }
         Err(ApiWaitError::Config(m)) => {

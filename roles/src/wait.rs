@@ -267,21 +267,22 @@ pub fn http_agent() -> ureq::Agent {
         .into()
 }
 
-/// `rolectl wait-master`: resolve the master and wait for a 2xx health answer.
+/// `rolectl wait-master`: resolve the master and wait for a 2xx health answer;
+/// the address that answered, its status code and the attempt it took.
 pub fn wait_master(
     host: &str,
     url: &str,
     resolver: Resolver,
     retry: Backoff,
-) -> Result<(IpAddr, u16), GaveUp<String>> {
+) -> Result<(IpAddr, u16, u32), GaveUp<String>> {
     let agent = http_agent();
     retry.run(
-        |_| {
+        |attempt| {
             let addrs = resolver.lookup(host)?;
             let mut last = String::new();
             for a in &addrs {
                 match probe(&agent, &expand_url(url, *a)) {
-                    Ok(code) => return Ok((*a, code)),
+                    Ok(code) => return Ok((*a, code, attempt)),
                     Err(e) => last = e,
                 }
             }
@@ -413,9 +414,18 @@ pub enum ApiWaitError {
     Rejected {
         kubeconfig: PathBuf,
         message: String,
+        /// Attempts made, the refused ones included.
+        attempts: u32,
     },
     /// No kubeconfig exists, or kubectl cannot run.
     Config(String),
+}
+
+/// The API server answered ready to `kubeconfig` at attempt `attempts`.
+#[derive(Debug)]
+pub struct ApiReady {
+    pub kubeconfig: PathBuf,
+    pub attempts: u32,
 }
 
 /// The first of `kubeconfigs` that exists.
@@ -447,7 +457,7 @@ pub fn wait_api_server(
     target: &ApiTarget,
     resolver: Resolver,
     retry: Backoff,
-) -> Result<PathBuf, ApiWaitError> {
+) -> Result<ApiReady, ApiWaitError> {
     let ApiTarget {
         host,
         port,
@@ -456,10 +466,10 @@ pub fn wait_api_server(
         kubectl,
         grace,
     } = *target;
-    type Attempt = Result<PathBuf, ApiWaitError>;
+    type Attempt = Result<ApiReady, ApiWaitError>;
     let mut first_refusal: Option<std::time::Instant> = None;
     let result = retry.run(
-        |_| -> Result<Attempt, String> {
+        |attempt| -> Result<Attempt, String> {
             let addrs = match resolver.lookup(host) {
                 Ok(a) => a,
                 Err(e) => return Err(format!("waiting for DNS: {e}")),
@@ -483,13 +493,17 @@ pub fn wait_api_server(
             };
             match kubectl_readyz(kubectl, kc) {
                 Err(e) => Ok(Err(ApiWaitError::Config(e))),
-                Ok(Readyz::Ready) => Ok(Ok(kc.clone())),
+                Ok(Readyz::Ready) => Ok(Ok(ApiReady {
+                    kubeconfig: kc.clone(),
+                    attempts: attempt,
+                })),
                 Ok(Readyz::Rejected(m)) => {
                     let since = *first_refusal.get_or_insert_with(std::time::Instant::now);
                     if since.elapsed() >= grace {
                         Ok(Err(ApiWaitError::Rejected {
                             kubeconfig: kc.clone(),
                             message: m,
+                            attempts: attempt,
                         }))
                     } else {
                         Err(format!(

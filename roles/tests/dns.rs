@@ -545,6 +545,9 @@ fn wait_master_kubeconfig_waits_for_dns_then_the_api_server() {
     );
     let s = status_json(t.path());
     assert_eq!(s["wait_master"]["outcome"], "ready", "{s}");
+    // Every failed attempt logged one line; the last one succeeded.
+    let failed = err.lines().filter(|l| l.contains("(attempt ")).count();
+    assert_eq!(s["wait_master"]["attempts"], failed + 1, "{s}\n{err}");
     assert_eq!(s["outcome"], "activated", "activation record kept: {s}");
 }
 
@@ -601,6 +604,8 @@ fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
     assert!(err.contains("bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data"), "{err}");
     let s = status_json(t.path());
     assert_eq!(s["wait_master"]["outcome"], "rejected", "{s}");
+    // The refused attempt is the second: "refused" (connection) first.
+    assert_eq!(s["wait_master"]["attempts"], 2, "{s}");
     let o = rolectl(&["status", "--root", &root]);
     let out = stdout(&o);
     assert!(out.contains("last wait-master: rejected (bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data"), "{out}");
