@@ -93,6 +93,9 @@ metadata:
   labels: {{ app: web-{node} }}
 spec:
   nodeName: {node}
+  # pause is PID 1, so httpd dies on SIGTERM; as PID 1 it ignored it and
+  # every stop (the reboot below) waited out systemd's 90 s stop timeout.
+  shareProcessNamespace: true
   containers:
     - name: web
       image: localhost/kubebake/busybox:1.35.0
