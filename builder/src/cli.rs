@@ -245,10 +245,25 @@ pub struct UpArgs {
     pub memory: u32,
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
+    /// Memory of each master, MiB (the control plane needs more).
+    #[arg(long, default_value_t = 2560)]
+    pub master_memory: u32,
+    /// vCPUs of each master.
+    #[arg(long, default_value_t = 2)]
+    pub master_cpus: u32,
     /// The same user-data file for every instance (like run-instances
-    /// --user-data); without it each VM gets generated role user-data.
+    /// --user-data); without it each VM gets generated role user-data with
+    /// the cluster's credentials.
     #[arg(long)]
     pub user_data: Option<PathBuf>,
+    /// Cluster secrets (`kubebake cluster init`) for the generated
+    /// user-data [default: made for this cluster in <state dir>/secrets].
+    #[arg(long, value_name = "DIR", conflicts_with = "user_data")]
+    pub secrets: Option<PathBuf>,
+    /// Return only once every minion is Ready (like `kind create cluster
+    /// --wait`), e.g. 20m; then write the admin kubeconfig to the state dir.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait: Option<std::time::Duration>,
     /// Expected minion count in generated user-data (default: --minions).
     #[arg(long)]
     pub expected_minions: Option<u32>,
@@ -313,8 +328,15 @@ pub struct UserdataArgs {
 pub struct BenchVmArgs {
     #[arg(long, default_value = "out/k8s-node-offline.qcow2")]
     pub image: PathBuf,
+    /// Memory of each minion, MiB.
     #[arg(long, default_value_t = 1024)]
     pub memory: u32,
+    /// Memory of the master, MiB.
+    #[arg(long, default_value_t = 2560)]
+    pub master_memory: u32,
+    /// vCPUs of the master.
+    #[arg(long, default_value_t = 2)]
+    pub master_cpus: u32,
     /// Per-stage time limit, seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,

@@ -3,7 +3,9 @@
 //! their role marker and shared units are not.
 //!
 //! Templates come from `<data_root>/units/<name>.hbs` and
-//! `<data_root>/dropins/<x>.hbs`. The context is `image.name`,
+//! `<data_root>/dropins/<x>.hbs`; `<data_root>/partials/<name>.hbs` are
+//! handlebars partials any of them includes as `{{> name}}` (one copy of a
+//! stanza several units share, such as the wait for the API server). The context is `image.name`,
 //! `image.version`, `kubernetes.{version,major,minor,patch}` (when the
 //! definition sets `kubernetes-version:`; the numbers are JSON numbers for
 //! `lt`/`gte`), every key of `variables`, and for unit/drop-in templates
@@ -21,6 +23,9 @@ use serde_json::{json, Map, Value};
 use rolectl::unitfile;
 
 use crate::definition::{Definition, FileEntry, ImageContent, ImagePath, RoleExt, Unit};
+
+/// Directory of handlebars partials under the data root.
+pub const PARTIALS_DIR: &str = "partials";
 
 /// Systemd unit directory inside the image.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -93,6 +98,7 @@ impl<'d> Renderer<'d> {
         );
 
         let mut r = Renderer { def, hbs, base };
+        r.register_partials()?;
         for unit in &def.units {
             r.register(&unit_template(&unit.name))?;
             if let Some(role) = unit.role {
@@ -121,6 +127,46 @@ impl<'d> Renderer<'d> {
                 template: path.display().to_string(),
                 message: e.to_string(),
             })
+    }
+
+    /// Registers every `<data_root>/partials/<name>.hbs` as the partial
+    /// `name`. No directory: no partials (a template that includes one then
+    /// fails to render, naming the template and the partial).
+    fn register_partials(&mut self) -> Result<(), RenderError> {
+        let dir = self.def.data_root.join(PARTIALS_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(RenderError::Read { path: dir, source }),
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| RenderError::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "hbs") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        for path in paths {
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.hbs
+                .register_partial(name, text)
+                .map_err(|e| RenderError::Template {
+                    template: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
     }
 
     fn template_label(&self, rel: &str) -> String {

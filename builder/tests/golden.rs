@@ -114,10 +114,19 @@ fn role_dropins_carry_their_role_condition() {
     let docker = find("/etc/systemd/system/docker.service.d/role.conf").expect("docker role.conf");
     assert!(docker.contains("ConditionPathExists=/etc/sysconfig/kubernetes-minion"));
     assert!(docker.contains("After=rolectl.service"));
-    assert!(docker.contains(
-        "ExecStartPre=/usr/local/bin/rolectl wait-master --health-url http://{master}:2379/health"
-    ));
-    assert!(!docker.contains("bash -c"));
+    // The runtimes do not wait for the master; the units that talk to it do.
+    assert!(!docker.contains("ExecStartPre"));
+    assert!(find("/etc/systemd/system/containerd.service.d/wait-master.conf").is_none());
+    // kube-proxy retries the API server itself: one kubectl poller less.
+    assert!(find("/etc/systemd/system/kube-proxy.service.d/wait-master.conf").is_none());
+    for unit in ["kubelet.service", "weave.service"] {
+        let wait = find(&format!("/etc/systemd/system/{unit}.d/wait-master.conf"))
+            .unwrap_or_else(|| panic!("{unit} wait-master.conf"));
+        assert!(wait.contains(
+            "ExecStartPre=/usr/local/bin/rolectl wait-master --kubeconfig /etc/kubernetes/kubelet.conf --kubeconfig /etc/kubernetes/bootstrap-kubelet.conf --timeout 900"
+        ));
+        assert!(!wait.contains("bash -c"));
+    }
     assert!(find("/etc/systemd/system/rolectl.service.d/role.conf").is_none());
     let sysctl = find("/etc/sysctl.d/90-kubernetes.conf").expect("sysctl.d");
     assert!(sysctl.contains("net.bridge.bridge-nf-call-iptables = 1"));
@@ -129,4 +138,87 @@ fn role_dropins_carry_their_role_condition() {
             .collect::<Vec<_>>(),
         ["overlay", "br_netfilter"]
     );
+}
+
+/// One set of templates, two Kubernetes versions: flags a version removed are
+/// never rendered for it.
+#[test]
+fn version_conditionals_follow_kubernetes_version() {
+    let render = |file: &str| {
+        let def = definition::load(
+            &repo_root().join("images").join(file),
+            &LoadOptions::default(),
+        )
+        .expect("load");
+        render::render_all(&def).expect("render")
+    };
+    // The rendered file without its comment lines.
+    let get = |files: &[render::RenderedFile], p: &str| {
+        files
+            .iter()
+            .find(|f| f.path.as_str() == p)
+            .map(|f| {
+                f.content
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            })
+            .unwrap_or_else(|| panic!("{p} not rendered"))
+    };
+    let v120 = render("k8s-node-offline.yaml");
+    let v136 = render("k8s-node.yaml");
+    let kubelet = "/etc/systemd/system/kubelet.service";
+    let kcm = "/etc/systemd/system/kube-controller-manager.service";
+    let sched = "/etc/systemd/system/kube-scheduler.service";
+    let kcfg = "/etc/kubernetes/kubelet-config.yaml";
+
+    let k = get(&v120, kubelet);
+    assert!(k.contains("--container-runtime=remote"));
+    assert!(k.contains("--pod-infra-container-image=localhost/kubebake/pause:1.20.2"));
+    assert!(!k.contains("--network-plugin"));
+    assert!(!get(&v120, kcfg).contains("containerRuntimeEndpoint"));
+    assert!(get(&v120, kcm).contains("  --port=0 \\\n"));
+    assert!(get(&v120, "/etc/kubernetes/kube-scheduler-config.yaml")
+        .contains("healthzBindAddress: 127.0.0.1:10251"));
+    assert!(!get(&v136, "/etc/kubernetes/kube-scheduler-config.yaml").contains("BindAddress"));
+
+    let k = get(&v136, kubelet);
+    for gone in [
+        "--container-runtime",
+        "--pod-infra-container-image",
+        "--network-plugin",
+    ] {
+        assert!(!k.contains(gone), "v1.36 kubelet must not get {gone}");
+    }
+    assert!(get(&v136, kcfg)
+        .contains("containerRuntimeEndpoint: unix:///run/containerd/containerd.sock"));
+    for unit in [kcm, sched, "/etc/systemd/system/kube-apiserver.service"] {
+        let u = get(&v136, unit);
+        assert!(!u.contains("--port="), "{unit}");
+        assert!(!u.contains("--address="), "{unit}");
+        assert!(!u.contains("--insecure-port"), "{unit}");
+    }
+    assert!(get(&v136, "/etc/systemd/system/kube-bootstrap.service")
+        .contains("--kubeconfig=/etc/kubernetes/super-admin.conf"));
+    assert!(get(&v120, "/etc/systemd/system/kube-bootstrap.service")
+        .contains("--kubeconfig=/etc/kubernetes/admin.conf"));
+    assert!(
+        get(&v120, "/etc/systemd/system/kube-pki.service").contains("--kubernetes-version=v1.20.2")
+    );
+    assert!(!get(&v120, "/etc/systemd/system/kube-pki.service")
+        .contains("phase kubeconfig super-admin"));
+    assert!(get(&v136, "/etc/systemd/system/kube-pki.service")
+        .contains("init phase kubeconfig super-admin"));
+
+    // containerd's Go template survives handlebars untouched.
+    let tmpl = get(&v120, "/etc/containerd/cni-bridge.conflist.tmpl");
+    assert!(tmpl.contains(r#""subnet": "{{.PodCIDR}}""#), "{tmpl}");
+    assert!(!tmpl.contains("raw"), "{tmpl}");
+
+    // etcd is reachable on loopback only.
+    for files in [&v120, &v136] {
+        let etcd = get(files, "/etc/systemd/system/etcd.service");
+        assert!(!etcd.contains("0.0.0.0"), "{etcd}");
+    }
 }

@@ -292,3 +292,40 @@ fn condition_outside_unit_section_does_not_count() {
         "{msg}"
     );
 }
+
+#[test]
+fn partial_is_included_with_the_unit_context() {
+    let fx = Fx::new();
+    fs::create_dir(fx.dir.path().join("partials")).unwrap();
+    fs::write(
+        fx.dir.path().join("partials/wait.hbs"),
+        "ExecStartPre=/bin/wait-for {{cluster_domain}}\n",
+    )
+    .unwrap();
+    fx.unit(
+        "etcd.service",
+        "[Service]\n{{> wait}}\nExecStart=/usr/local/bin/etcd\n",
+    );
+    let def = fx.def(DEF);
+    let files = render_all(&def).unwrap();
+    let etcd = files
+        .iter()
+        .find(|f| f.path.as_str() == "/etc/systemd/system/etcd.service")
+        .unwrap();
+    assert_eq!(
+        etcd.content,
+        "[Service]\nExecStartPre=/bin/wait-for k8s.local\nExecStart=/usr/local/bin/etcd\n"
+    );
+}
+
+#[test]
+fn missing_partial_names_the_template_and_the_partial() {
+    let fx = Fx::new();
+    fx.unit("etcd.service", "[Service]\n{{> nowhere}}\n");
+    let def = fx.def(DEF);
+    let msg = render_all(&def).unwrap_err().to_string();
+    assert!(
+        msg.contains("units/etcd.service.hbs") && msg.contains("nowhere"),
+        "{msg}"
+    );
+}

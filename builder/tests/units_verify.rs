@@ -1,9 +1,12 @@
 //! `systemd-analyze verify` on every unit and drop-in as rendered into the
 //! image's root: the offline definition's base root filesystem (the cached
 //! mmdebstrap tarball the build uses) with the overlay stage applied.
-//! The production definition's units are verified in the same root; its
-//! upstream binaries (kubelet, kube-apiserver, …) cannot be downloaded here,
-//! so empty executables stand in for them in this test root only.
+//! The offline definition's Kubernetes binaries are build outputs (built from
+//! Debian's source package by the build stage, not part of the base): empty
+//! executables stand in for exactly those paths. The production
+//! definition's units are verified in the same root; its upstream binaries
+//! (kubelet, kube-apiserver, …) cannot be downloaded here, so empty
+//! executables stand in for every missing ExecStart binary in its root.
 
 mod common;
 
@@ -80,8 +83,21 @@ fn stub_missing_binaries(root: &Path, rendered: &[render::RenderedFile]) -> Vec<
     stubbed
 }
 
+/// Empty executables at the install paths of the definition's build outputs.
+fn stub_build_outputs(root: &Path, def: &Definition) -> Vec<String> {
+    let mut stubbed = Vec::new();
+    for b in &def.builds {
+        for (path, _) in b.outputs.iter().filter_map(|o| o.install.as_ref()) {
+            overlay::write_file(root, path.as_str(), b"#!/bin/sh\n", 0o755).expect("stub");
+            stubbed.push(path.as_str().to_string());
+        }
+    }
+    stubbed
+}
+
 /// The offline base unpacked into `dir/name` with `def`'s overlay applied as
-/// the overlay stage applies it (`stub` adds stand-ins before enabling).
+/// the overlay stage applies it, build outputs stubbed (`stub` also adds
+/// stand-ins for any other missing binary before enabling).
 fn image_root(dir: &Path, name: &str, def: &Definition, stub: bool) -> std::path::PathBuf {
     let offline = load("k8s-node-offline.yaml");
     let base = rootfs::ensure_base(&offline, &shared_cache(), Some(1_700_000_000), false)
@@ -92,6 +108,8 @@ fn image_root(dir: &Path, name: &str, def: &Definition, stub: bool) -> std::path
     overlay::write_rendered(&root, &rendered).expect("write");
     overlay::make_links(&root, def).expect("links");
     overlay::install_rolectl(&root, &rolectl()).expect("rolectl");
+    let built = stub_build_outputs(&root, def);
+    eprintln!("{name}: build outputs stubbed in the test root: {built:?}");
     if stub {
         let stubbed = stub_missing_binaries(&root, &rendered);
         eprintln!("{name}: stand-ins in the test root for {stubbed:?}");

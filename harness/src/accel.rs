@@ -30,10 +30,21 @@ impl Accel {
         }
     }
     /// QEMU `-cpu` model for this accelerator.
-    pub fn cpu_model(self) -> &'static str {
+    ///
+    /// Under TCG, `max` (everything QEMU can emulate). `Westmere` (no AVX,
+    /// no XSAVE) was tried while kube-apiserver kept dying with a SIGSEGV in
+    /// Go's map hash under `max`; the API server then never got through its
+    /// start (loopback TLS handshakes timed out). The SIGSEGV turned out to
+    /// be reflect2 v1.0.1 under Go 1.19, not the emulator (docs/bootstrap.md).
+    /// `KUBEBAKE_TCG_CPU` overrides the TCG model (e.g. `max,-la57`) for
+    /// chasing emulator faults.
+    pub fn cpu_model(self) -> String {
         match self {
-            Accel::Kvm => "host",
-            Accel::Tcg => "max",
+            Accel::Kvm => "host".into(),
+            Accel::Tcg => std::env::var("KUBEBAKE_TCG_CPU")
+                .ok()
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| "max".into()),
         }
     }
 }

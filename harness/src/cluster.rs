@@ -25,9 +25,19 @@ pub struct ClusterOptions {
     pub domain: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Masters' size when it differs from the others' (the control plane
+    /// needs more than a minion: kube-apiserver alone takes ~360 MB).
+    pub master: Option<Sizing>,
     /// Overlays, seeds, serial logs, keys.
     pub work_dir: PathBuf,
     pub die_with_parent: bool,
+}
+
+/// Memory and vCPUs of one VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sizing {
+    pub memory_mib: u32,
+    pub cpus: u32,
 }
 
 /// What a VM is told at launch.
@@ -227,12 +237,19 @@ impl Cluster {
         } else {
             Boot::Bios
         };
+        let size = match (spec.role, self.opts.master) {
+            (Some(Role::Master), Some(m)) => m,
+            _ => Sizing {
+                memory_mib: self.opts.memory_mib,
+                cpus: self.opts.cpus,
+            },
+        };
         let spawned = Qemu::spawn(VmConfig {
             name: spec.name.clone(),
             disk: overlay,
             seed: (!spec.imds_only).then_some(seed_path),
-            memory_mib: self.opts.memory_mib,
-            cpus: self.opts.cpus,
+            memory_mib: size.memory_mib,
+            cpus: size.cpus,
             boot,
             accel: self.accel,
             tap: Some((tap.clone(), mac_s)),
@@ -300,8 +317,20 @@ impl Cluster {
     }
 
     /// Runs `command` on VM `name` over SSH; Ok(stdout) only on exit 0.
+    ///
+    /// A connection that fails before the command runs (ssh's own exit 255
+    /// with a timeout or reset, which a busy single-vCPU guest under TCG
+    /// gives now and then) is retried twice; the command itself never runs
+    /// twice.
     pub fn ssh(&self, name: &str, command: &str) -> Result<String> {
-        let out = self.ssh_output(name, command)?;
+        let mut out = self.ssh_output(name, command)?;
+        for _ in 0..2 {
+            if !ssh::connection_failed(&out) {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            out = self.ssh_output(name, command)?;
+        }
         if !out.status.success() {
             bail!(
                 "ssh {name} `{command}` exited {}: {}{}",
@@ -463,7 +492,7 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
         .map(|r| format!("test -f {} && echo role={r}; ", r.marker_path()))
         .collect();
     let probe = format!(
-        "for u in rolectl etcd containerd docker weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
+        "for u in rolectl etcd kube-apiserver kube-controller-manager kube-scheduler containerd docker kubelet weave; do printf '%s=%s\\n' $u $(systemctl is-active $u.service); done; \
          {markers}test -s /run/rolectl/weave.json && echo weave-json=yes; true"
     );
     let Ok(out) = ssh::run(ns, key, &ip.to_string(), &probe) else {
@@ -477,9 +506,24 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
     }
     let get = |k: &str| m.get(k).copied().unwrap_or("?");
     match get("role") {
+        "master"
+            if [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ]
+            .iter()
+            .all(|u| get(u) == "active") =>
+        {
+            "master: control plane active".into()
+        }
         "master" if get("etcd") == "active" => "master: etcd active".into(),
         "master" => format!("master: etcd {}", get("etcd")),
         "minion" if get("weave-json") == "yes" => "minion: weave launched".into(),
+        "minion" if get("weave") == "activating" && get("kubelet") == "active" => {
+            "minion: kubelet active, weave waiting".into()
+        }
+        "minion" if get("kubelet") == "activating" => "minion: waiting for master".into(),
         "minion" if get("weave") == "activating" => "minion: waiting for minions (weave)".into(),
         "minion" if get("docker") == "activating" || get("containerd") == "activating" => {
             "minion: waiting for master".into()

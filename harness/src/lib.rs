@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod dhcp;
 pub mod dns;
 pub mod imds;
+pub mod kube;
 pub mod net;
 pub mod process;
 pub mod qemu;

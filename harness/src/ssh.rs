@@ -51,7 +51,7 @@ pub fn run(ns: &str, key: &Path, ip: &str, command: &str) -> Result<Output> {
         .args(["netns", "exec", ns, "ssh"])
         .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
         .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-        .args(["-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5"])
+        .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=5"])
         .arg("-i")
         .arg(key)
         .arg(format!("debian@{ip}"))
@@ -60,4 +60,52 @@ pub fn run(ns: &str, key: &Path, ip: &str, command: &str) -> Result<Output> {
         .stdin(Stdio::null())
         .output()
         .context("running ssh")
+}
+
+/// True when ssh itself failed to set up the session (exit 255 and one of
+/// its connection errors on stderr), so the remote command never started.
+pub fn connection_failed(out: &Output) -> bool {
+    const SETUP_ERRORS: &[&str] = &[
+        "Connection timed out",
+        "banner exchange",
+        "Connection refused",
+        "Connection reset",
+        "kex_exchange_identification",
+        "Connection closed by",
+    ];
+    out.status.code() == Some(255) && {
+        let err = String::from_utf8_lossy(&out.stderr);
+        SETUP_ERRORS.iter().any(|e| err.contains(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_failed;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{ExitStatus, Output};
+
+    fn out(code: i32, stderr: &str) -> Output {
+        Output {
+            status: ExitStatus::from_raw(code << 8),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_session_setup_failures_count() {
+        assert!(connection_failed(&out(
+            255,
+            "Connection timed out during banner exchange"
+        )));
+        assert!(connection_failed(&out(
+            255,
+            "kex_exchange_identification: read: Connection reset by peer"
+        )));
+        // the remote command's own exit 255, or another exit with the text
+        assert!(!connection_failed(&out(255, "rolectl: bad user-data")));
+        assert!(!connection_failed(&out(1, "Connection timed out")));
+        assert!(!connection_failed(&out(0, "")));
+    }
 }

@@ -94,6 +94,31 @@ pub struct VmStatus {
     pub ip: String,
     pub running: bool,
     pub stage: String,
+    /// The node's Ready condition as the API server reports it ("Ready",
+    /// "NotReady", "not registered"); None on masters (no kubelet) and
+    /// while no API server answers.
+    pub node: Option<String>,
+}
+
+/// Fills each minion's `node` from the first master whose control plane
+/// runs.
+pub fn add_node_states(ns: &str, key: &Path, vms: &mut [VmStatus]) {
+    let master = vms
+        .iter()
+        .find(|v| v.role == Some(Role::Master) && v.stage == "master: control plane active");
+    let Some(ip) = master.and_then(|m| m.ip.parse::<Ipv4Addr>().ok()) else {
+        return;
+    };
+    let Ok(nodes) = crate::kube::nodes(ns, key, ip) else {
+        return;
+    };
+    for v in vms.iter_mut().filter(|v| v.role == Some(Role::Minion)) {
+        v.node = Some(match nodes.iter().find(|n| n.name == v.name) {
+            Some(n) if n.ready => "Ready".into(),
+            Some(_) => "NotReady".into(),
+            None => "not registered".into(),
+        });
+    }
 }
 
 /// `kubebake status`.
@@ -125,9 +150,12 @@ pub fn status(dir: &Path) -> Result<ClusterStatus> {
                 ip: v.ip.clone(),
                 running,
                 stage,
+                node: None,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut vms = vms;
+    add_node_states(&s.netns, &s.ssh_key, &mut vms);
     Ok(ClusterStatus {
         running: process::alive(s.pid),
         cluster: s.cluster,

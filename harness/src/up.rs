@@ -6,9 +6,35 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cluster::{probe_stage, Cluster, ClusterOptions, UserData, VmSpec};
+use crate::cluster::{probe_stage, Cluster, ClusterOptions, Sizing, UserData, VmSpec};
 use crate::state::{State, VmStatus};
 use crate::{process, userdata, BootSpec, Role};
+
+/// Text added to the generated user-data of each role.
+#[derive(Debug, Clone)]
+pub struct RoleSections {
+    pub master: String,
+    pub minion: String,
+}
+
+impl RoleSections {
+    /// Generated `#cloud-config` for `role` plus that role's section, as a
+    /// file (the harness adds its SSH key in a second MIME part).
+    pub fn user_data(
+        &self,
+        role: Role,
+        cluster: &str,
+        domain: Option<&str>,
+        expected_minions: Option<u32>,
+    ) -> UserData {
+        let mut text = userdata::cloud_config(role, cluster, domain, expected_minions, &[]);
+        text.push_str(match role {
+            Role::Master => &self.master,
+            Role::Minion => &self.minion,
+        });
+        UserData::File(text.into_bytes())
+    }
+}
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -23,6 +49,11 @@ pub struct UpPlan {
     /// The same user-data for every instance (verbatim); None: each VM gets
     /// generated role user-data.
     pub user_data: Option<Vec<u8>>,
+    /// Sections appended to each role's generated user-data (the cluster's
+    /// credentials: `kubernetes:` keys from `kubebake cluster init`).
+    pub credentials: Option<RoleSections>,
+    /// Masters' memory and vCPUs (the control plane needs more).
+    pub master: Option<Sizing>,
     /// Expected minion count in generated user-data (default: `minions`).
     pub expected_minions: Option<u32>,
     /// Direct kernel boot instead of SeaBIOS.
@@ -70,6 +101,7 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
         domain: plan.domain.clone(),
         memory_mib: plan.memory_mib,
         cpus: plan.cpus,
+        master: plan.master,
         work_dir: state_dir.join("vms"),
         die_with_parent: true,
     })?;
@@ -77,10 +109,23 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
     for (name, role) in plan.vms() {
         let user_data = match &plan.user_data {
             Some(b) => UserData::File(b.clone()),
-            None => UserData::Role {
-                role,
-                expected_minions: (role == Role::Minion).then_some(expected),
-            },
+            None => {
+                let expected_minions = (role == Role::Minion).then_some(expected);
+                match &plan.credentials {
+                    // Generated role user-data plus the credentials, the
+                    // harness SSH key in a second MIME part.
+                    Some(sections) => sections.user_data(
+                        role,
+                        &plan.cluster,
+                        Some(&plan.domain),
+                        expected_minions,
+                    ),
+                    None => UserData::Role {
+                        role,
+                        expected_minions,
+                    },
+                }
+            }
         };
         c.launch(VmSpec {
             name,
@@ -98,7 +143,8 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
 
 /// The live stage of every VM of a running cluster.
 pub fn stages(c: &Cluster) -> Vec<VmStatus> {
-    c.vms()
+    let mut vms: Vec<VmStatus> = c
+        .vms()
         .iter()
         .map(|v| VmStatus {
             name: v.name.clone(),
@@ -106,6 +152,9 @@ pub fn stages(c: &Cluster) -> Vec<VmStatus> {
             ip: v.ip.to_string(),
             running: true,
             stage: probe_stage(c.netns(), &c.key.private, v.ip, &v.qemu.serial_log),
+            node: None,
         })
-        .collect()
+        .collect();
+    crate::state::add_node_states(c.netns(), &c.key.private, &mut vms);
+    vms
 }

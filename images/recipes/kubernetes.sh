@@ -9,6 +9,8 @@
 #       (unpacks to debian/)
 #   patches: debian/patches/series, in order, `patch -p1 --forward`
 #       (three kubectl printing fixes incl. CVE-2021-25743; all apply cleanly)
+#   golang-github-modern-go-reflect2_1.0.2.orig.tar.gz    not unpacked: swapped
+#       into vendor/ below (the Go 1.18+ fix of reflect2)
 #
 # Environment (the builder clears everything else):
 #   PATH HOME TMPDIR LANG SOURCE_DATE_EPOCH KUBEBAKE_OUT KUBEBAKE_VERSION
@@ -94,6 +96,31 @@ log "version: $version commit: ${tree_commit:-<none recorded>} build date: $(dat
 export CGO_ENABLED=0
 export GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOENV=off GOFLAGS=''
 export KUBE_VERBOSE=1
+
+# --- vendored reflect2: v1.0.1 -> v1.0.2 -----------------------------------------
+# The tree vendors github.com/modern-go/reflect2 v1.0.1 (used by json-iterator
+# for every JSON encode in the API server, kubelet, ...). v1.0.1 calls
+# reflect.mapiterinit through go:linkname with its pre-Go-1.18 signature; Go
+# 1.18 made the caller pass the iterator, so under Go 1.19 the runtime writes
+# the map iterator through a garbage pointer. Built as-is, kube-apiserver dies
+# every few minutes with "unexpected fault address 0x0 / SIGSEGV" in
+# aeshashbody <- mapiternext <- reflect2.(*UnsafeMapType).UnsafeIterate
+# <- json-iterator's sortKeysMapEncoder (docs/bootstrap.md). Upstream fixed it
+# in v1.0.2 (go_above_118.go), API-compatible; Kubernetes moved to it in 1.24.
+# Debian packages v1.0.2 (golang-github-modern-go-reflect2); its orig tarball
+# is a source of this build, swapped into vendor/ here. GOPATH mode (see
+# below) does not check vendor/modules.txt, which still names v1.0.1.
+reflect2_tar="$KUBEBAKE_SOURCES/golang-github-modern-go-reflect2_1.0.2.orig.tar.gz"
+[ -f "$reflect2_tar" ] || die "source $reflect2_tar missing (see the definition's builds[].sources)"
+reflect2_dir=vendor/github.com/modern-go/reflect2
+[ -d "$reflect2_dir" ] || die "$reflect2_dir not in the tree: is this still Kubernetes 1.20?"
+rm -rf "$reflect2_dir"
+mkdir -p "$reflect2_dir"
+tar -xzf "$reflect2_tar" --strip-components 1 -C "$reflect2_dir" --wildcards \
+  '*/LICENSE' '*/*.go' '*/*.s'
+rm -f "$reflect2_dir"/*_test.go
+[ -f "$reflect2_dir/go_above_118.go" ] || die "$reflect2_tar is not reflect2 v1.0.2"
+log "vendored reflect2 replaced by v1.0.2: $(cd "$reflect2_dir" && ls | tr '\n' ' ')"
 
 # --- code generation (deepcopy, conversion, openapi, bindata ...) --------------
 log "make generated_files"

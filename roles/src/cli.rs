@@ -32,7 +32,7 @@ commands:
   activate    [--root DIR] [--user-data FILE]
   wait-master [--root DIR] --health-url URL [--timeout SECS] [--max-backoff SECS]
   wait-master [--root DIR] --kubeconfig FILE [--kubeconfig FILE...] [--kubectl PATH]
-              [--timeout SECS] [--max-backoff SECS]
+              [--reject-grace SECS] [--timeout SECS] [--max-backoff SECS]
   weave       [--root DIR] [--dry-run] [--expected N] [--poll SECS] [--timeout SECS] [-- LAUNCH COMMAND...]
   status      [--root DIR] [--json]
   preflight   [--root DIR] [--role master|minion] [--json]
@@ -51,6 +51,9 @@ pub enum Probe {
     Kubeconfig {
         kubeconfigs: Vec<String>,
         kubectl: PathBuf,
+        /// How long a refused credential counts as "the master has not
+        /// created the token yet" (default 120 s).
+        reject_grace: Duration,
     },
 }
 
@@ -136,6 +139,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
     let mut max_backoff: Option<Duration> = None;
     let mut kubeconfigs: Vec<String> = Vec::new();
     let mut kubectl: Option<PathBuf> = None;
+    let mut reject_grace: Option<Duration> = None;
     let mut dns_server: Option<SocketAddr> = None;
     let mut dry_run = false;
     let mut expected: Option<u32> = None;
@@ -151,6 +155,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
             "health-url",
             "kubeconfig",
             "kubectl",
+            "reject-grace",
             "timeout",
             "max-backoff",
             "initial-backoff",
@@ -198,6 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
                 kubeconfigs.push(v);
             }
             "kubectl" => kubectl = Some(PathBuf::from(p.value().map_err(e)?)),
+            "reject-grace" => reject_grace = Some(secs(p.value().map_err(e)?, &opt)?),
             "initial-backoff" => initial_backoff = secs(p.value().map_err(e)?, &opt)?,
             "poll" => poll = secs(p.value().map_err(e)?, &opt)?,
             "dns-server" => {
@@ -252,8 +258,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
                     )
                 }
                 (Some(u), true) => {
-                    if kubectl.is_some() {
-                        return Err("wait-master: --kubectl goes with --kubeconfig".into());
+                    if kubectl.is_some() || reject_grace.is_some() {
+                        return Err(
+                            "wait-master: --kubectl and --reject-grace go with --kubeconfig".into(),
+                        );
                     }
                     (Probe::HealthUrl(u), Duration::from_secs(30))
                 }
@@ -262,6 +270,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
                     Probe::Kubeconfig {
                         kubeconfigs,
                         kubectl: kubectl.unwrap_or_else(|| PathBuf::from(KUBECTL)),
+                        reject_grace: reject_grace.unwrap_or(crate::wait::REJECT_GRACE),
                     },
                     Duration::from_secs(2),
                 ),

@@ -99,12 +99,14 @@ pub fn wait_master(
         Probe::Kubeconfig {
             kubeconfigs,
             kubectl,
+            reject_grace,
         } => wait_kubeconfig(
             root,
             &settings,
             kubeconfigs,
             kubectl,
             retry.with_jitter(),
+            *reject_grace,
             dns,
         ),
     }
@@ -134,13 +136,13 @@ fn wait_health(
         time_unix: status::now_unix(),
     };
     match wait::wait_master(&host, health_url, resolver(dns), retry) {
-        Ok((addr, code)) => {
+        Ok((addr, code, attempts)) => {
             let msg = format!(
                 "master {host} is up: {} answered HTTP {code}",
                 wait::expand_url(health_url, addr)
             );
             eprintln!("{msg}");
-            record(root, rec("ready", 0, msg));
+            record(root, rec("ready", attempts, msg));
             Ok(exit::OK)
         }
         Err(t) => {
@@ -157,12 +159,16 @@ fn wait_health(
     }
 }
 
+/// curl in the image (package `curl`): the cheap /readyz probe.
+const CURL: &str = "/usr/bin/curl";
+
 fn wait_kubeconfig(
     root: &Path,
     settings: &Settings,
     kubeconfigs: &[String],
     kubectl: &Path,
     retry: Backoff,
+    reject_grace: Duration,
     dns: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
     let host = wait::api_server_host(settings);
@@ -182,20 +188,42 @@ fn wait_kubeconfig(
         }
     };
     let started = Instant::now();
-    match wait::wait_api_server(&host, &files, kubectl, resolver(dns), retry) {
-        Ok(kc) => {
+    // curl and the cluster CA (written by activate) make the cheap probe;
+    // without either, kubectl alone polls.
+    let curl = PathBuf::from(CURL);
+    let ca = crate::marker::under(root, crate::credentials::paths::CA_CRT);
+    let anon = match &settings.api_server {
+        Some(a) if curl.is_file() && ca.is_file() => Some(wait::AnonProbe {
+            curl,
+            ca,
+            server: a.as_str().to_string(),
+        }),
+        _ => None,
+    };
+    let target = wait::ApiTarget {
+        host: &host,
+        port: wait::api_server_port(settings),
+        anon: anon.as_ref(),
+        kubeconfigs: &files,
+        kubectl,
+        grace: reject_grace,
+    };
+    match wait::wait_api_server(&target, resolver(dns), retry) {
+        Ok(ready) => {
+            let kc = ready.kubeconfig;
             let msg = format!(
                 "the API server at {host} is ready (kubeconfig {}) after {}",
                 kc.display(),
                 wait::secs(started.elapsed())
             );
             eprintln!("{msg}");
-            record(root, rec("ready", Some(&kc), 0, msg));
+            record(root, rec("ready", Some(&kc), ready.attempts, msg));
             Ok(exit::OK)
         }
         Err(ApiWaitError::Rejected {
             kubeconfig,
             message,
+            attempts,
         }) => {
             let bootstrap = kubeconfig.ends_with("bootstrap-kubelet.conf")
                 || kubeconfig
@@ -213,7 +241,7 @@ fn wait_kubeconfig(
                 )
             };
             eprintln!("rolectl: {msg}");
-            record(root, rec("rejected", Some(&kubeconfig), 0, msg));
+            record(root, rec("rejected", Some(&kubeconfig), attempts, msg));
             Ok(exit::REJECTED)
         }
         Err(ApiWaitError::Config(m)) => {

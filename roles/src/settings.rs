@@ -370,6 +370,10 @@ impl ApiServer {
     pub fn host(&self) -> &str {
         self.endpoint.host()
     }
+    /// The port (443, https's, when the URL names none).
+    pub fn port(&self) -> u16 {
+        self.endpoint.port.unwrap_or(443)
+    }
 }
 
 impl TryFrom<&str> for ApiServer {

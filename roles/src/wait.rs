@@ -143,6 +143,67 @@ pub fn marker_settings(root: &Path) -> Result<(Role, Settings), String> {
     ))
 }
 
+/// The port the API server listens on: API_SERVER's, else 6443.
+pub fn api_server_port(s: &Settings) -> u16 {
+    s.api_server
+        .as_ref()
+        .map_or(crate::settings::ApiServer::PORT, |a| a.port())
+}
+
+/// Whether anything accepts a TCP connection on `port` of one of `addrs`.
+/// A cheap first check: under emulation a kubectl run costs seconds of CPU
+/// that the starting API server needs, so kubectl runs only once the port
+/// is open.
+pub fn port_open(addrs: &[IpAddr], port: u16) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for a in addrs {
+        let sa = SocketAddr::new(*a, port);
+        match std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
+            Ok(_) => return Ok(()),
+            Err(e) => errors.push(format!("{sa}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+/// An anonymous `/readyz` probe with curl, verified against the cluster CA
+/// (the API server grants `/readyz` to unauthenticated clients through
+/// `system:public-info-viewer`). curl starts in milliseconds where kubectl,
+/// a large Go binary, takes seconds of CPU under emulation, so the node
+/// polls with curl and runs kubectl once, to check its credential.
+#[derive(Debug, Clone)]
+pub struct AnonProbe {
+    pub curl: PathBuf,
+    pub ca: PathBuf,
+    /// `https://host:port` (the marker's API_SERVER).
+    pub server: String,
+}
+
+impl AnonProbe {
+    /// Ok(()) on HTTP 200, Err(what was seen) otherwise.
+    pub fn ready(&self) -> Result<(), String> {
+        let url = format!("{}/readyz", self.server.trim_end_matches('/'));
+        let out = Command::new(&self.curl)
+            .args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
+            .arg(&self.ca)
+            .args(["--output", "/dev/null", "--write-out", "%{http_code}"])
+            .arg(&url)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.curl.display()))?;
+        let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && code == "200" {
+            return Ok(());
+        }
+        let err = summary(&String::from_utf8_lossy(&out.stderr));
+        Err(if out.status.success() {
+            format!("{url} answered HTTP {code}")
+        } else {
+            format!("{url}: {err}")
+        })
+    }
+}
+
 /// The host that must resolve before the API server is probed:
 /// API_SERVER's host if the marker has one, else [`master_host`].
 pub fn api_server_host(s: &Settings) -> String {
@@ -206,21 +267,22 @@ pub fn http_agent() -> ureq::Agent {
         .into()
 }
 
-/// `rolectl wait-master`: resolve the master and wait for a 2xx health answer.
+/// `rolectl wait-master`: resolve the master and wait for a 2xx health answer;
+/// the address that answered, its status code and the attempt it took.
 pub fn wait_master(
     host: &str,
     url: &str,
     resolver: Resolver,
     retry: Backoff,
-) -> Result<(IpAddr, u16), GaveUp<String>> {
+) -> Result<(IpAddr, u16, u32), GaveUp<String>> {
     let agent = http_agent();
     retry.run(
-        |_| {
+        |attempt| {
             let addrs = resolver.lookup(host)?;
             let mut last = String::new();
             for a in &addrs {
                 match probe(&agent, &expand_url(url, *a)) {
-                    Ok(code) => return Ok((*a, code)),
+                    Ok(code) => return Ok((*a, code, attempt)),
                     Err(e) => last = e,
                 }
             }
@@ -247,8 +309,15 @@ pub enum Readyz {
     NotReady(String),
 }
 
-/// kubectl gets this long in all (it has `--request-timeout=5s` itself).
-const KUBECTL_DEADLINE: Duration = Duration::from_secs(15);
+/// kubectl gets this long in all (it has `--request-timeout=5s` itself):
+/// starting the Go binary alone takes 10–20 s on a busy emulated CPU.
+const KUBECTL_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a 401 counts as "not yet": a master whose API server just
+/// became ready may not have created the bootstrap-token Secret yet
+/// (kube-bootstrap runs after /readyz), so only a credential still refused
+/// this long after the first refusal is rejected for good.
+pub const REJECT_GRACE: Duration = Duration::from_secs(120);
 
 /// The first non-empty line of kubectl's output, printable, short.
 fn summary(text: &str) -> String {
@@ -345,9 +414,18 @@ pub enum ApiWaitError {
     Rejected {
         kubeconfig: PathBuf,
         message: String,
+        /// Attempts made, the refused ones included.
+        attempts: u32,
     },
     /// No kubeconfig exists, or kubectl cannot run.
     Config(String),
+}
+
+/// The API server answered ready to `kubeconfig` at attempt `attempts`.
+#[derive(Debug)]
+pub struct ApiReady {
+    pub kubeconfig: PathBuf,
+    pub attempts: u32,
 }
 
 /// The first of `kubeconfigs` that exists.
@@ -355,22 +433,56 @@ pub fn first_existing(kubeconfigs: &[PathBuf]) -> Option<&PathBuf> {
     kubeconfigs.iter().find(|p| p.is_file())
 }
 
-/// `rolectl wait-master --kubeconfig`: wait until `host` resolves ("waiting
-/// for DNS"), then until the API server answers /readyz with the first
-/// existing kubeconfig ("waiting for the API server"). A rejected
-/// credential ends the wait at once. Returns the kubeconfig used.
+/// What `wait-master --kubeconfig` waits for and how it asks.
+#[derive(Debug, Clone)]
+pub struct ApiTarget<'a> {
+    /// The name that must resolve (API_SERVER's host).
+    pub host: &'a str,
+    pub port: u16,
+    /// The cheap anonymous /readyz probe, when curl and the CA are there.
+    pub anon: Option<&'a AnonProbe>,
+    /// Tried in order; the first that exists is used.
+    pub kubeconfigs: &'a [PathBuf],
+    pub kubectl: &'a Path,
+    /// How long a refused credential counts as "not yet" ([`REJECT_GRACE`]).
+    pub grace: Duration,
+}
+
+/// `rolectl wait-master --kubeconfig`: wait until the host resolves
+/// ("waiting for DNS"), its port accepts connections, the anonymous /readyz
+/// answers 200, and then until kubectl's /readyz with the first existing
+/// kubeconfig succeeds ("waiting for the API server"). A credential still
+/// refused after the grace period ends the wait. Returns the kubeconfig used.
 pub fn wait_api_server(
-    host: &str,
-    kubeconfigs: &[PathBuf],
-    kubectl: &Path,
+    target: &ApiTarget,
     resolver: Resolver,
     retry: Backoff,
-) -> Result<PathBuf, ApiWaitError> {
-    type Attempt = Result<PathBuf, ApiWaitError>;
+) -> Result<ApiReady, ApiWaitError> {
+    let ApiTarget {
+        host,
+        port,
+        anon,
+        kubeconfigs,
+        kubectl,
+        grace,
+    } = *target;
+    type Attempt = Result<ApiReady, ApiWaitError>;
+    let mut first_refusal: Option<std::time::Instant> = None;
     let result = retry.run(
-        |_| -> Result<Attempt, String> {
-            if let Err(e) = resolver.lookup(host) {
-                return Err(format!("waiting for DNS: {e}"));
+        |attempt| -> Result<Attempt, String> {
+            let addrs = match resolver.lookup(host) {
+                Ok(a) => a,
+                Err(e) => return Err(format!("waiting for DNS: {e}")),
+            };
+            if let Err(e) = port_open(&addrs, port) {
+                return Err(format!(
+                    "waiting for the API server to listen on {host}:{port}: {e}"
+                ));
+            }
+            if let Some(p) = anon {
+                if let Err(e) = p.ready() {
+                    return Err(format!("waiting for the API server: {e}"));
+                }
             }
             let Some(kc) = first_existing(kubeconfigs) else {
                 let list: Vec<String> = kubeconfigs.iter().map(|p| p.display().to_string()).collect();
@@ -381,11 +493,26 @@ pub fn wait_api_server(
             };
             match kubectl_readyz(kubectl, kc) {
                 Err(e) => Ok(Err(ApiWaitError::Config(e))),
-                Ok(Readyz::Ready) => Ok(Ok(kc.clone())),
-                Ok(Readyz::Rejected(m)) => Ok(Err(ApiWaitError::Rejected {
+                Ok(Readyz::Ready) => Ok(Ok(ApiReady {
                     kubeconfig: kc.clone(),
-                    message: m,
+                    attempts: attempt,
                 })),
+                Ok(Readyz::Rejected(m)) => {
+                    let since = *first_refusal.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= grace {
+                        Ok(Err(ApiWaitError::Rejected {
+                            kubeconfig: kc.clone(),
+                            message: m,
+                            attempts: attempt,
+                        }))
+                    } else {
+                        Err(format!(
+                            "the API server refused the credential in {} ({m}); the master may not have created the token yet, trying again for {} more",
+                            kc.display(),
+                            secs(grace.saturating_sub(since.elapsed()))
+                        ))
+                    }
+                }
                 Ok(Readyz::NotReady(m)) => Err(format!(
                     "waiting for the API server (kubeconfig {}): {m}",
                     kc.display()

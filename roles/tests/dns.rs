@@ -189,7 +189,15 @@ fn wait_master_waits_for_late_dns_and_late_health() {
     stop.store(true, Ordering::SeqCst);
     assert_eq!(code, Some(0), "{err}");
     assert!(start.elapsed() >= Duration::from_millis(2200));
-    assert!(err.contains("waiting for master masters.demo.k8s: masters.demo.k8s has no addresses (attempt 1, next in 0.10s)"), "{err}");
+    // The first delay is the initial 0.1 s shortened by the 0-20 % jitter.
+    let first = "waiting for master masters.demo.k8s: masters.demo.k8s has no addresses (attempt 1, next in ";
+    let delay: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix(first))
+        .and_then(|rest| rest.strip_suffix("s)"))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no first-attempt line in {err}"));
+    assert!((0.08..=0.1).contains(&delay), "first delay {delay}: {err}");
     // Once DNS answers, the reason changes to the refused connection.
     assert!(
         err.contains(&format!("http://127.0.0.1:{port}/health")),
@@ -448,6 +456,13 @@ impl FakeKubectl {
     }
 }
 
+/// Something listening on `ip`:6443, where wait-master looks before it
+/// runs kubectl (each test its own loopback address and DNS server).
+fn api_port(ip: &str) -> TcpListener {
+    TcpListener::bind((ip, 6443))
+        .unwrap_or_else(|e| panic!("binding {ip}:6443 for a stand-in API server: {e}"))
+}
+
 fn kubeconfig_args<'a>(
     root: &'a str,
     dns: &'a str,
@@ -482,14 +497,32 @@ fn wait_master_kubeconfig_waits_for_dns_then_the_api_server() {
         &root,
         &d,
         &kc,
-        &["--initial-backoff", "0.1", "--timeout", "20"],
+        // Delays of at most 0.2 s: an attempt falls inside the 0.6 s when
+        // the name resolves but nothing listens (with the default 2 s cap and
+        // jitter the doubling delays could step over it).
+        &[
+            "--initial-backoff",
+            "0.1",
+            "--max-backoff",
+            "0.2",
+            "--timeout",
+            "20",
+        ],
     ));
     thread::sleep(Duration::from_millis(600));
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    dns.add_a("masters.demo.k8s", "127.0.0.21");
+    // Resolves, but nothing listens yet: kubectl is not run.
+    thread::sleep(Duration::from_millis(600));
+    assert!(k.calls().is_empty(), "kubectl ran before the port was open");
+    let _listener = api_port("127.0.0.21");
     let (code, _, err) = finish(child);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("waiting for DNS: masters.demo.k8s has no addresses (attempt 1, next in "),
+        "{err}"
+    );
+    assert!(
+        err.contains("waiting for the API server to listen on masters.demo.k8s:6443: 127.0.0.21:6443: Connection refused"),
         "{err}"
     );
     assert!(err.contains("waiting for the API server (kubeconfig ") && err.contains("bootstrap-kubelet.conf): The connection to the server masters.demo.k8s:6443 was refused"), "{err}");
@@ -512,13 +545,17 @@ fn wait_master_kubeconfig_waits_for_dns_then_the_api_server() {
     );
     let s = status_json(t.path());
     assert_eq!(s["wait_master"]["outcome"], "ready", "{s}");
+    // Every failed attempt logged one line; the last one succeeded.
+    let failed = err.lines().filter(|l| l.contains("(attempt ")).count();
+    assert_eq!(s["wait_master"]["attempts"], failed + 1, "{s}\n{err}");
     assert_eq!(s["outcome"], "activated", "activation record kept: {s}");
 }
 
 #[test]
 fn wait_master_kubeconfig_prefers_kubelet_conf_and_caps_backoff_at_2s() {
     let dns = Dns::start();
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    dns.add_a("masters.demo.k8s", "127.0.0.22");
+    let _listener = api_port("127.0.0.22");
     let t = minion_root("");
     put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
     put(t.path(), "/etc/kubernetes/kubelet.conf", b"fake");
@@ -548,7 +585,8 @@ fn wait_master_kubeconfig_prefers_kubelet_conf_and_caps_backoff_at_2s() {
 #[test]
 fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
     let dns = Dns::start();
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
+    dns.add_a("masters.demo.k8s", "127.0.0.23");
+    let _listener = api_port("127.0.0.23");
     let t = minion_root("");
     put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
     let k = FakeKubectl::new(&["refused", "401"]);
@@ -558,7 +596,7 @@ fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
         &root,
         &d,
         &kc,
-        &["--initial-backoff", "0.1"],
+        &["--initial-backoff", "0.1", "--reject-grace", "0"],
     )));
     assert_eq!(code, Some(3), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -566,6 +604,8 @@ fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
     assert!(err.contains("bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data"), "{err}");
     let s = status_json(t.path());
     assert_eq!(s["wait_master"]["outcome"], "rejected", "{s}");
+    // The refused attempt is the second: "refused" (connection) first.
+    assert_eq!(s["wait_master"]["attempts"], 2, "{s}");
     let o = rolectl(&["status", "--root", &root]);
     let out = stdout(&o);
     assert!(out.contains("last wait-master: rejected (bootstrap token rejected by the API server: wrong or expired token; give this node fresh user-data"), "{out}");
@@ -575,4 +615,38 @@ fn wait_master_kubeconfig_rejected_token_exits_3_at_once() {
     let (code, _, err) = finish(spawn(&kubeconfig_args(&r, &d, &kc, &[])));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("none of the kubeconfigs exists"), "{err}");
+}
+
+/// A master whose API server is ready before kube-bootstrap created the
+/// token Secret refuses the token for a while: within --reject-grace that
+/// is "not yet", and the wait goes on until the token is accepted.
+#[test]
+fn wait_master_kubeconfig_refused_token_within_grace_is_retried() {
+    let dns = Dns::start();
+    dns.add_a("masters.demo.k8s", "127.0.0.24");
+    let _listener = api_port("127.0.0.24");
+    let t = minion_root("");
+    put(t.path(), "/etc/kubernetes/bootstrap-kubelet.conf", b"fake");
+    let k = FakeKubectl::new(&["401", "401", "ok"]);
+    let (root, d, kc) = (root_arg(t.path()), dns.arg(), k.path());
+    let (code, _, err) = finish(spawn(&kubeconfig_args(
+        &root,
+        &d,
+        &kc,
+        &[
+            "--initial-backoff",
+            "0.1",
+            "--reject-grace",
+            "30",
+            "--timeout",
+            "20",
+        ],
+    )));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("the master may not have created the token yet, trying again for"),
+        "{err}"
+    );
+    assert_eq!(k.calls().len(), 3);
+    assert_eq!(status_json(t.path())["wait_master"]["outcome"], "ready");
 }

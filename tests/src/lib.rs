@@ -58,6 +58,7 @@ pub fn options(test: &str, image: BootSpec, memory_mib: u32) -> ClusterOptions {
         domain: "k8s".into(),
         memory_mib,
         cpus: 1,
+        master: None,
         work_dir: log_dir(test),
         die_with_parent: true,
     }
@@ -153,4 +154,52 @@ pub fn assert_clean(ns: &str) {
         children.trim().is_empty(),
         "qemu processes left: {children}"
     );
+}
+
+/// Fresh secrets for `cluster` (`kubebake cluster init`), in a temporary
+/// directory that lives as long as the returned guard.
+pub fn cluster_secrets(
+    cluster: &str,
+) -> (tempfile::TempDir, kubebake::cluster_secrets::ClusterSecrets) {
+    use kubebake::cluster_secrets::{init, ClusterName, InitOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = ClusterName::try_from(cluster).expect("cluster name");
+    let secrets = init(&name, &dir.path().join("secrets"), &InitOptions::default())
+        .unwrap_or_else(|e| panic!("cluster secrets for {cluster}: {e:#}"));
+    (dir, secrets)
+}
+
+/// Generated `#cloud-config` for `role` plus the cluster's credentials, as
+/// a file (the harness adds its SSH key as a second MIME part). `token`
+/// replaces the cluster's bootstrap token (a node that must be refused).
+pub fn credentialed_user_data(
+    secrets: &kubebake::cluster_secrets::ClusterSecrets,
+    role: harness::Role,
+    cluster: &str,
+    expected_minions: Option<u32>,
+    token: Option<&str>,
+) -> Result<harness::cluster::UserData> {
+    let mut section = secrets.userdata_section(role, None)?;
+    if let Some(other) = token {
+        section = section.replace(&secrets.token.expose(), other);
+    }
+    let text = format!(
+        "{}{section}",
+        harness::userdata::cloud_config(role, cluster, None, expected_minions, &[]),
+    );
+    Ok(harness::cluster::UserData::File(text.into_bytes()))
+}
+
+/// A cluster whose masters get 2 vCPUs (multi-threaded TCG) and 2.5 GiB for
+/// the control plane; every other VM `memory_mib` and 1 vCPU.
+pub fn start_with_control_plane(test: &str, image: BootSpec, memory_mib: u32) -> Cluster {
+    let mut opts = options(test, image, memory_mib);
+    opts.master = Some(harness::cluster::Sizing {
+        memory_mib: 2560,
+        cpus: 2,
+    });
+    match Cluster::start(opts) {
+        Ok(c) => c,
+        Err(e) => panic!("starting the VM cluster for {test}: {e:#}"),
+    }
 }

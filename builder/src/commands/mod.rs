@@ -52,8 +52,12 @@ pub fn role_str(r: Option<harness::Role>) -> &'static str {
 pub fn vm_rows(vms: &[harness::state::VmStatus]) -> String {
     vms.iter()
         .map(|v| {
+            let node = v
+                .node
+                .as_deref()
+                .map_or(String::new(), |n| format!(" (node {n})"));
             format!(
-                "  {:<10} {:<7} {:<12} {}\n",
+                "  {:<10} {:<7} {:<12} {}{node}\n",
                 v.name,
                 role_str(v.role),
                 v.ip,
