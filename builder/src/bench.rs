@@ -112,11 +112,8 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
 
     // Warm: a copy of the data root with one unit template changed.
     let data = work.path().join("data");
-    for dir in ["units", "dropins", crate::render::PARTIALS_DIR] {
-        let from = def.data_root.join(dir);
-        if from.is_dir() {
-            copy_dir(&from, &data.join(dir))?;
-        }
+    for dir in ["units", "dropins"] {
+        copy_dir(&def.data_root.join(dir), &data.join(dir))?;
     }
     let unit = def
         .units

@@ -3,7 +3,7 @@
 //! their role marker and shared units are not.
 //!
 //! Templates come from `<data_root>/units/<name>.hbs` and
-//! `<data_root>/dropins/<x>.hbs`; `<data_root>/partials/<name>.hbs` are
+//! `<data_root>/dropins/<x>.hbs`; `<data_root>/units/partials/<name>.hbs` are
 //! handlebars partials any of them includes as `{{> name}}` (one copy of a
 //! stanza several units share, such as the wait for the API server). The context is `image.name`,
 //! `image.version`, `kubernetes.{version,major,minor,patch}` (when the
@@ -25,7 +25,7 @@ use rolectl::unitfile;
 use crate::definition::{Definition, FileEntry, ImageContent, ImagePath, RoleExt, Unit};
 
 /// Directory of handlebars partials under the data root.
-pub const PARTIALS_DIR: &str = "partials";
+pub const PARTIALS_DIR: &str = "units/partials";
 
 /// Systemd unit directory inside the image.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -129,7 +129,7 @@ impl<'d> Renderer<'d> {
             })
     }
 
-    /// Registers every `<data_root>/partials/<name>.hbs` as the partial
+    /// Registers every `<data_root>/units/partials/<name>.hbs` as the partial
     /// `name`. No directory: no partials (a template that includes one then
     /// fails to render, naming the template and the partial).
     fn register_partials(&mut self) -> Result<(), RenderError> {

@@ -296,9 +296,9 @@ fn condition_outside_unit_section_does_not_count() {
 #[test]
 fn partial_is_included_with_the_unit_context() {
     let fx = Fx::new();
-    fs::create_dir(fx.dir.path().join("partials")).unwrap();
+    fs::create_dir(fx.dir.path().join("units/partials")).unwrap();
     fs::write(
-        fx.dir.path().join("partials/wait.hbs"),
+        fx.dir.path().join("units/partials/wait.hbs"),
         "ExecStartPre=/bin/wait-for {{cluster_domain}}\n",
     )
     .unwrap();
