@@ -5,10 +5,10 @@
 //! Templates come from `<data_root>/units/<name>.hbs` and
 //! `<data_root>/dropins/<x>.hbs`; `<data_root>/units/partials/<name>.hbs` are
 //! handlebars partials any of them includes as `{{> name}}` (one copy of a
-//! stanza several units share, such as the wait for the API server). The context is `image.name`,
-//! `image.version`, `kubernetes.{version,major,minor,patch}` (when the
-//! definition sets `kubernetes-version:`; the numbers are JSON numbers for
-//! `lt`/`gte`), every key of `variables`, and for unit/drop-in templates
+//! stanza several units share, such as the wait for the API server). The
+//! context is `image.name`, `image.version`,
+//! `kubernetes.{version,major,minor,patch}` (when the definition sets
+//! `kubernetes-version:`; the numbers are JSON numbers for `lt`/`gte`), every key of `variables`, and for unit/drop-in templates
 //! `unit`, `role` and (role units only) `marker`. Strict mode turns a missing
 //! variable into an error naming the template file and the variable. HTML
 //! escaping is off: these are config files.
@@ -117,16 +117,10 @@ impl<'d> Renderer<'d> {
             return Ok(());
         }
         let path = self.def.data_root.join(rel);
-        let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = read_template(&path)?;
         self.hbs
             .register_template_string(rel, text)
-            .map_err(|e| RenderError::Template {
-                template: path.display().to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| syntax_error(&path, e))
     }
 
     /// Registers every `<data_root>/units/partials/<name>.hbs` as the partial
@@ -155,16 +149,10 @@ impl<'d> Renderer<'d> {
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
                 continue;
             };
-            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text = read_template(&path)?;
             self.hbs
                 .register_partial(name, text)
-                .map_err(|e| RenderError::Template {
-                    template: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| syntax_error(&path, e))?;
         }
         Ok(())
     }
@@ -276,6 +264,22 @@ impl<'d> Renderer<'d> {
             content,
             mode: file.mode,
         })
+    }
+}
+
+/// The text of the template file at `path`.
+fn read_template(path: &Path) -> Result<String, RenderError> {
+    std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A template that does not parse, named by its file.
+fn syntax_error(path: &Path, e: handlebars::TemplateError) -> RenderError {
+    RenderError::Template {
+        template: path.display().to_string(),
+        message: e.to_string(),
     }
 }
 
