@@ -340,6 +340,25 @@ pub struct BenchVmArgs {
     /// Per-stage time limit, seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Runs of each scenario (min/median/max are printed).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub runs: u32,
+    /// What to time (repeatable): `single` (one minion alone), `parallel`
+    /// (3 minions at once), `weave` (1 master + 2 minions up to weave on
+    /// both minions), `kubernetes` (1 master + 2 minions up to both nodes
+    /// Ready: about 15 minutes a run under TCG).
+    #[arg(long = "scenario", value_enum, default_values_t = [Scenario::Single, Scenario::Parallel, Scenario::Weave])]
+    pub scenarios: Vec<Scenario>,
+}
+
+/// A `bench-vm` scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Single,
+    Parallel,
+    Weave,
+    Kubernetes,
 }
 
 /// The state directory of `--cluster` / `--state-dir`.

@@ -119,14 +119,26 @@ fn role_dropins_carry_their_role_condition() {
     assert!(find("/etc/systemd/system/containerd.service.d/wait-master.conf").is_none());
     // kube-proxy retries the API server itself: one kubectl poller less.
     assert!(find("/etc/systemd/system/kube-proxy.service.d/wait-master.conf").is_none());
-    for unit in ["kubelet.service", "weave.service"] {
-        let wait = find(&format!("/etc/systemd/system/{unit}.d/wait-master.conf"))
-            .unwrap_or_else(|| panic!("{unit} wait-master.conf"));
-        assert!(wait.contains(
-            "ExecStartPre=/usr/local/bin/rolectl wait-master --kubeconfig /etc/kubernetes/kubelet.conf --kubeconfig /etc/kubernetes/bootstrap-kubelet.conf --timeout 900"
-        ));
-        assert!(!wait.contains("bash -c"));
-    }
+    let wait = find("/etc/systemd/system/kubelet.service.d/wait-master.conf")
+        .expect("kubelet wait-master.conf");
+    assert!(wait.contains(
+        "ExecStartPre=/usr/local/bin/rolectl wait-master --kubeconfig /etc/kubernetes/kubelet.conf --kubeconfig /etc/kubernetes/bootstrap-kubelet.conf --timeout 900"
+    ));
+    assert!(!wait.contains("bash -c"));
+    // weave talks to its peers, not to the API server: it waits for the
+    // master's name only.
+    assert!(find("/etc/systemd/system/weave.service.d/wait-master.conf").is_none());
+    let wait = find("/etc/systemd/system/weave.service.d/wait-master-dns.conf")
+        .expect("weave wait-master-dns.conf");
+    assert!(wait
+        .contains("ExecStartPre=/usr/local/bin/rolectl wait-master --resolve-only --timeout 900"));
+    // Role activation runs before sysinit.target and cloud-init.
+    let rolectl = find("/etc/systemd/system/rolectl.service").expect("rolectl.service");
+    assert!(rolectl.contains("DefaultDependencies=no"));
+    assert!(!rolectl.contains("After=cloud-init.service"));
+    let check = find("/etc/systemd/system/rolectl-cloud-init.service").expect("check unit");
+    assert!(check.contains("After=cloud-init.service rolectl.service"));
+    assert!(check.contains("ExecStart=/usr/local/bin/rolectl activate --cloud-init"));
     assert!(find("/etc/systemd/system/rolectl.service.d/role.conf").is_none());
     let sysctl = find("/etc/sysctl.d/90-kubernetes.conf").expect("sysctl.d");
     assert!(sysctl.contains("net.bridge.bridge-nf-call-iptables = 1"));

@@ -1,11 +1,18 @@
-//! `kubebake bench-vm`: boots 1 master + 2 minions and times the stages.
+//! `kubebake bench-vm`: boots VMs of the golden image and times the stages.
+//!
+//! Boot scenarios ([`boot_run`], [`weave_run`]) read the guest's own
+//! systemd timestamps (`ActiveEnterTimestampMonotonic`) once the VM is up and
+//! map them onto the host clock with [`Cluster::guest_clock_zero`]: the
+//! figures do not depend on when the console or ssh got around to showing
+//! them. [`bench`] times the whole Kubernetes cluster up to every minion
+//! Ready.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterOptions, Sizing, VmSpec};
+use crate::cluster::{Cluster, ClusterOptions, Datasource, Sizing, UserData, VmSpec};
 use crate::up::RoleSections;
 use crate::{kube, wait_until, BootSpec, Role};
 
@@ -62,7 +69,7 @@ pub fn bench(
                 (role == Role::Minion).then_some(2),
             ),
             kernel_boot: false,
-            imds_only: false,
+            datasource: Datasource::Seed,
         })?;
     }
     let master_marker = c.wait_serial("master1", "rolectl: activated as master", 0, timeout)?;
@@ -118,4 +125,234 @@ pub fn bench(
         weave_launched_s: weave.as_secs_f64(),
         master_used_mib,
     })
+}
+
+/// Minimum, median and maximum of several runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub runs: usize,
+}
+
+impl Spread {
+    /// None for no figures. The median of an even count is the mean of the
+    /// middle two.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            min: v[0],
+            median,
+            max: v[n - 1],
+            runs: n,
+        })
+    }
+}
+
+/// The minion units that start without the master: "role units active".
+pub const MINION_RUNTIME_UNITS: &[&str] = &[
+    "containerd.service",
+    "docker.service",
+    "kubebake-images.service",
+    "kube-proxy.service",
+];
+
+/// One VM's boot, seconds from its start (host clock).
+#[derive(Debug, Clone, Serialize)]
+pub struct BootTimes {
+    pub vm: String,
+    /// rolectl.service done: the role marker is written.
+    pub marker_s: f64,
+    /// The last of [`MINION_RUNTIME_UNITS`] active.
+    pub units_active_s: f64,
+}
+
+/// systemd's `ActiveEnterTimestampMonotonic` of each unit in seconds of the
+/// guest clock; None while a unit has not been active yet.
+fn active_since(c: &Cluster, vm: &str, units: &[&str]) -> Result<Vec<Option<f64>>> {
+    let cmd = units
+        .iter()
+        .map(|u| format!("systemctl show -p ActiveEnterTimestampMonotonic --value {u}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = c.ssh(vm, &cmd)?;
+    let values: Vec<Option<f64>> = out
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|us| *us > 0)
+                .map(|us| us as f64 / 1e6)
+        })
+        .collect();
+    if values.len() != units.len() {
+        anyhow::bail!("systemctl show on {vm} printed {out:?} for {units:?}");
+    }
+    Ok(values)
+}
+
+/// Waits until every unit of `units` has been active on `vm`; the guest
+/// clock time of each.
+fn wait_active(c: &Cluster, vm: &str, units: &[&str], timeout: Duration) -> Result<Vec<f64>> {
+    wait_until(
+        &format!("{} active on {vm}", units.join(" ")),
+        timeout,
+        Duration::from_secs(3),
+        || {
+            let Ok(v) = active_since(c, vm, units) else {
+                return Ok(None);
+            };
+            Ok(v.iter()
+                .all(Option::is_some)
+                .then(|| v.into_iter().flatten().collect()))
+        },
+    )
+}
+
+fn start_cluster(
+    image: &BootSpec,
+    memory_mib: u32,
+    master: Option<Sizing>,
+) -> Result<(tempfile::TempDir, Cluster)> {
+    let work = tempfile::tempdir().context("bench work dir")?;
+    let c = Cluster::start(ClusterOptions {
+        image: image.clone(),
+        domain: "k8s".into(),
+        memory_mib,
+        cpus: 1,
+        master,
+        work_dir: work.path().to_path_buf(),
+        die_with_parent: true,
+    })?;
+    Ok((work, c))
+}
+
+fn launch(c: &mut Cluster, name: &str, role: Role, user_data: UserData) -> Result<()> {
+    c.launch(VmSpec {
+        name: name.into(),
+        cluster: "bench".into(),
+        role: Some(role),
+        user_data,
+        kernel_boot: false,
+        datasource: Datasource::Seed,
+    })?;
+    Ok(())
+}
+
+/// Boots `count` minions at once (NoCloud seed, SeaBIOS) and times each:
+/// start -> role marker, start -> runtime units active.
+pub fn boot_run(
+    image: &BootSpec,
+    memory_mib: u32,
+    count: u32,
+    credentials: &RoleSections,
+    timeout: Duration,
+) -> Result<Vec<BootTimes>> {
+    let (_work, mut c) = start_cluster(image, memory_mib, None)?;
+    let names: Vec<String> = (1..=count).map(|i| format!("minion{i}")).collect();
+    for n in &names {
+        let ud = credentials.user_data(Role::Minion, "bench", None, Some(count));
+        launch(&mut c, n, Role::Minion, ud)?;
+    }
+    let mut zero = Vec::new();
+    for n in &names {
+        zero.push(c.guest_clock_zero(n, timeout)?);
+    }
+    let mut times = Vec::new();
+    for (n, z) in names.iter().zip(zero) {
+        let marker = wait_active(&c, n, &["rolectl.service"], timeout)?;
+        let units = wait_active(&c, n, MINION_RUNTIME_UNITS, timeout)?;
+        let last = units.iter().copied().fold(0.0, f64::max);
+        times.push(BootTimes {
+            vm: n.clone(),
+            marker_s: z + marker[0],
+            units_active_s: z + last,
+        });
+    }
+    c.shutdown();
+    Ok(times)
+}
+
+/// One run of 1 master + 2 minions: when weave.service became active on
+/// each minion (it waits for masters.<cluster> to resolve and for both
+/// minions under minions.<cluster>).
+#[derive(Debug, Clone, Serialize)]
+pub struct WeaveTimes {
+    pub minions: Vec<BootTimes>,
+    /// (minion, start -> weave launched), seconds.
+    pub weave_s: Vec<(String, f64)>,
+}
+
+impl WeaveTimes {
+    /// Weave launched on both minions.
+    pub fn both_s(&self) -> f64 {
+        self.weave_s.iter().map(|w| w.1).fold(0.0, f64::max)
+    }
+}
+
+pub fn weave_run(
+    image: &BootSpec,
+    memory_mib: u32,
+    master: Sizing,
+    credentials: &RoleSections,
+    timeout: Duration,
+) -> Result<WeaveTimes> {
+    let (_work, mut c) = start_cluster(image, memory_mib, Some(master))?;
+    let minions = ["minion1", "minion2"];
+    launch(
+        &mut c,
+        "master1",
+        Role::Master,
+        credentials.user_data(Role::Master, "bench", None, None),
+    )?;
+    for m in minions {
+        let ud = credentials.user_data(Role::Minion, "bench", None, Some(2));
+        launch(&mut c, m, Role::Minion, ud)?;
+    }
+    let mut zero = Vec::new();
+    for m in minions {
+        zero.push(c.guest_clock_zero(m, timeout)?);
+    }
+    let mut out = WeaveTimes {
+        minions: Vec::new(),
+        weave_s: Vec::new(),
+    };
+    for (m, z) in minions.iter().zip(zero) {
+        let t = wait_active(&c, m, &["rolectl.service", "weave.service"], timeout)?;
+        let units = wait_active(&c, m, MINION_RUNTIME_UNITS, timeout)?;
+        out.minions.push(BootTimes {
+            vm: m.to_string(),
+            marker_s: z + t[0],
+            units_active_s: z + units.iter().copied().fold(0.0, f64::max),
+        });
+        out.weave_s.push((m.to_string(), z + t[1]));
+    }
+    c.shutdown();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn spread_min_median_max() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).expect("three figures");
+        assert_eq!((s.min, s.median, s.max, s.runs), (1.0, 2.0, 3.0, 3));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]).expect("four figures");
+        assert_eq!(s.median, 2.5);
+        assert_eq!(Spread::of(&[]), None);
+    }
 }

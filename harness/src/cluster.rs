@@ -68,10 +68,20 @@ pub struct VmSpec {
     pub user_data: UserData,
     /// Direct kernel boot instead of SeaBIOS.
     pub kernel_boot: bool,
-    /// No seed disk: cloud-init's NoCloud-net datasource fetches meta-data
-    /// and user-data from the metadata service (SMBIOS serial
+    /// How the VM finds its meta-data and user-data.
+    pub datasource: Datasource,
+}
+
+/// Where a VM's user-data comes from, as on a cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datasource {
+    /// A NoCloud seed disk (vfat, label CIDATA).
+    Seed,
+    /// No seed disk: NoCloud-net from the metadata service (SMBIOS serial
     /// `ds=nocloud-net;s=http://169.254.169.254/latest/`).
-    pub imds_only: bool,
+    NoCloudNet,
+    /// Neither: the VM has no datasource at all (it must boot unassigned).
+    Absent,
 }
 
 /// A VM of the cluster.
@@ -209,7 +219,7 @@ impl Cluster {
         let instance_id = format!("i-{}-{}", self.ns.name(), spec.name);
         let meta_data = seed::meta_data(&instance_id, &spec.name, &keys);
         let seed_path = dir.join("seed.img");
-        if !spec.imds_only {
+        if spec.datasource == Datasource::Seed {
             seed::build(
                 &seed_path,
                 &seed::Seed {
@@ -247,7 +257,7 @@ impl Cluster {
         let spawned = Qemu::spawn(VmConfig {
             name: spec.name.clone(),
             disk: overlay,
-            seed: (!spec.imds_only).then_some(seed_path),
+            seed: (spec.datasource == Datasource::Seed).then_some(seed_path),
             memory_mib: size.memory_mib,
             cpus: size.cpus,
             boot,
@@ -255,7 +265,7 @@ impl Cluster {
             tap: Some((tap.clone(), mac_s)),
             netns: Some(self.ns.fd()?),
             dir: dir.clone(),
-            smbios: spec.imds_only.then(|| {
+            smbios: (spec.datasource == Datasource::NoCloudNet).then(|| {
                 format!(
                     "type=1,serial=ds=nocloud-net;s=http://{}/latest/",
                     net::IMDS_ADDR
@@ -398,6 +408,37 @@ impl Cluster {
         )
     }
 
+    /// Where the guest's clock starts on the host's: the seconds since the
+    /// VM's start at which the guest kernel's clock (printk timestamps,
+    /// CLOCK_MONOTONIC, systemd's `*TimestampMonotonic`) read zero. Taken
+    /// from a line the kernel prints itself as it runs (`Run /init`), polled
+    /// every 50 ms; accurate to about 0.1 s.
+    pub fn guest_clock_zero(&self, name: &str, timeout: Duration) -> Result<f64> {
+        const LINE: &str = "Run /init as init process";
+        let started = self.vm(name)?.qemu.started;
+        let seen = wait_until(
+            &format!("\"{LINE}\" on the serial console of {name}"),
+            timeout,
+            Duration::from_millis(50),
+            || {
+                self.check_alive(name)?;
+                Ok(self
+                    .vm(name)?
+                    .qemu
+                    .serial()
+                    .contains(LINE)
+                    .then(|| started.elapsed()))
+            },
+        )?;
+        let log = self.vm(name)?.qemu.serial();
+        let stamp = log
+            .lines()
+            .find(|l| l.contains(LINE))
+            .and_then(kernel_stamp)
+            .with_context(|| format!("no kernel timestamp on the \"{LINE}\" line of {name}"))?;
+        Ok(seen.as_secs_f64() - stamp)
+    }
+
     fn check_alive(&self, name: &str) -> Result<()> {
         let vm = self.vm(name)?;
         if nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.qemu.pid as i32), None).is_err() {
@@ -445,6 +486,14 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// The kernel timestamp of a console line: `[   6.335698] Run /init …` ->
+/// 6.335698.
+pub fn kernel_stamp(line: &str) -> Option<f64> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    let (num, _) = rest.split_once(']')?;
+    num.trim().parse().ok()
 }
 
 /// Stage of a VM derived from its serial console.
@@ -532,5 +581,21 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
         _ if get("rolectl") == "failed" => "role activation FAILED".into(),
         _ if get("rolectl") == "active" => "no role (rolectl done)".into(),
         _ => stage.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_stamp;
+
+    #[test]
+    fn kernel_stamps() {
+        assert_eq!(
+            kernel_stamp("[    6.335698] Run /init as init process"),
+            Some(6.335698)
+        );
+        assert_eq!(kernel_stamp("[  123.5] x"), Some(123.5));
+        assert_eq!(kernel_stamp("Loading, please wait..."), None);
+        assert_eq!(kernel_stamp("[[0;32m  OK  [0m] Started"), None);
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cluster::{probe_stage, Cluster, ClusterOptions, Sizing, UserData, VmSpec};
+use crate::cluster::{probe_stage, Cluster, ClusterOptions, Datasource, Sizing, UserData, VmSpec};
 use crate::state::{State, VmStatus};
 use crate::{process, userdata, BootSpec, Role};
 
@@ -133,7 +133,7 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
             role: Some(role),
             user_data,
             kernel_boot: plan.kernel_boot,
-            imds_only: false,
+            datasource: Datasource::Seed,
         })?;
     }
     let state = State::of(&plan.cluster, &c);

@@ -29,7 +29,8 @@ pub const USAGE: &str = "\
 usage: rolectl <command> [options]
 
 commands:
-  activate    [--root DIR] [--user-data FILE]
+  activate    [--root DIR] [--user-data FILE | --cloud-init] [--network-timeout SECS] [--imds-url URL]
+  wait-master [--root DIR] --resolve-only [--timeout SECS] [--max-backoff SECS]
   wait-master [--root DIR] --health-url URL [--timeout SECS] [--max-backoff SECS]
   wait-master [--root DIR] --kubeconfig FILE [--kubeconfig FILE...] [--kubectl PATH]
               [--reject-grace SECS] [--timeout SECS] [--max-backoff SECS]
@@ -44,6 +45,9 @@ exit codes: 0 ok, 1 usage/config/user-data error, 2 timeout,
 /// What `wait-master` waits for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
+    /// `--resolve-only`: the master's DNS name resolves (what weave needs:
+    /// the router talks to its peers, not to the API server).
+    Resolve,
     /// `--health-url`: a plain-HTTP 2xx from `{master}`.
     HealthUrl(String),
     /// `--kubeconfig` (first existing file wins): the API server's /readyz
@@ -57,14 +61,29 @@ pub enum Probe {
     },
 }
 
+/// Where `activate` gets the user-data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivateFrom {
+    /// `--user-data FILE`.
+    File(String),
+    /// `--cloud-init`: cloud-init's copy, checked against the marker.
+    CloudInit,
+    /// The image's datasources ([`crate::datasource`]), then cloud-init's copy.
+    Datasources {
+        network_timeout: Duration,
+        imds_url: String,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
     Help,
     Version,
     Activate {
         root: PathBuf,
-        /// `--user-data FILE`; None: the default location, which may be absent.
-        user_data: Option<String>,
+        /// `--user-data FILE` (then it must exist), `--cloud-init` (cloud-init's
+        /// copy, after cloud-init ran), or the datasources.
+        from: ActivateFrom,
     },
     WaitMaster {
         root: PathBuf,
@@ -148,10 +167,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
     let mut launch: Vec<String> = Vec::new();
     let mut json = false;
     let mut role: Option<Role> = None;
+    let mut cloud_init = false;
+    let mut resolve_only = false;
+    let mut network_timeout: Option<Duration> = None;
+    let mut imds_url: Option<String> = None;
     let allowed: &[&str] = match sub.as_str() {
-        "activate" => &["root", "user-data"],
+        "activate" => &[
+            "root",
+            "user-data",
+            "cloud-init",
+            "network-timeout",
+            "imds-url",
+        ],
         "wait-master" => &[
             "root",
+            "resolve-only",
             "health-url",
             "kubeconfig",
             "kubectl",
@@ -192,6 +222,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
         match name.as_str() {
             "root" => root = PathBuf::from(p.value().map_err(e)?),
             "user-data" => user_data = Some(string(p.value().map_err(e)?, &opt)?),
+            "cloud-init" => cloud_init = true,
+            "resolve-only" => resolve_only = true,
+            "network-timeout" => network_timeout = Some(secs(p.value().map_err(e)?, &opt)?),
+            "imds-url" => {
+                let v = string(p.value().map_err(e)?, &opt)?;
+                if !(v.starts_with("http://") || v.starts_with("https://")) || v.ends_with('/') {
+                    return Err(format!(
+                        "{opt}: {v:?} must be an http(s) URL without a trailing slash, e.g. http://169.254.169.254"
+                    ));
+                }
+                imds_url = Some(v);
+            }
             "health-url" => health_url = Some(string(p.value().map_err(e)?, &opt)?),
             "timeout" => timeout = Some(secs(p.value().map_err(e)?, &opt)?),
             "max-backoff" => max_backoff = Some(secs(p.value().map_err(e)?, &opt)?),
@@ -249,9 +291,46 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
         }
     }
     match sub.as_str() {
-        "activate" => Ok(Cmd::Activate { root, user_data }),
+        "activate" => {
+            let network_only = network_timeout.is_some() || imds_url.is_some();
+            let from = match (user_data, cloud_init) {
+                (Some(_), true) => {
+                    return Err("activate: give --user-data FILE or --cloud-init, not both".into())
+                }
+                (Some(f), false) => ActivateFrom::File(f),
+                (None, true) => ActivateFrom::CloudInit,
+                (None, false) => ActivateFrom::Datasources {
+                    network_timeout: network_timeout.unwrap_or(crate::datasource::NETWORK_TIMEOUT),
+                    imds_url: imds_url.unwrap_or_else(|| crate::datasource::EC2_IMDS.into()),
+                },
+            };
+            if network_only && !matches!(from, ActivateFrom::Datasources { .. }) {
+                return Err(
+                    "activate: --network-timeout and --imds-url go with the datasources, not with --user-data or --cloud-init"
+                        .into(),
+                );
+            }
+            Ok(Cmd::Activate { root, from })
+        }
         "wait-master" => {
-            let (probe, default_max) = match (health_url, kubeconfigs.is_empty()) {
+            // Minions must notice a ready master within about 2 s: every
+            // probe backs off to at most 2 s (jittered).
+            let default_max = Duration::from_secs(2);
+            if resolve_only && (health_url.is_some() || !kubeconfigs.is_empty()) {
+                return Err(
+                    "wait-master: --resolve-only waits for DNS alone; drop --health-url/--kubeconfig"
+                        .into(),
+                );
+            }
+            let probe = match (health_url, kubeconfigs.is_empty()) {
+                _ if resolve_only => {
+                    if kubectl.is_some() || reject_grace.is_some() {
+                        return Err(
+                            "wait-master: --kubectl and --reject-grace go with --kubeconfig".into(),
+                        );
+                    }
+                    Probe::Resolve
+                }
                 (Some(_), false) => {
                     return Err(
                         "wait-master: give either --health-url or --kubeconfig, not both".into(),
@@ -263,20 +342,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, String> {
                             "wait-master: --kubectl and --reject-grace go with --kubeconfig".into(),
                         );
                     }
-                    (Probe::HealthUrl(u), Duration::from_secs(30))
+                    Probe::HealthUrl(u)
                 }
-                // Minions must notice a ready master within about 2 s.
-                (None, false) => (
-                    Probe::Kubeconfig {
-                        kubeconfigs,
-                        kubectl: kubectl.unwrap_or_else(|| PathBuf::from(KUBECTL)),
-                        reject_grace: reject_grace.unwrap_or(crate::wait::REJECT_GRACE),
-                    },
-                    Duration::from_secs(2),
-                ),
+                (None, false) => Probe::Kubeconfig {
+                    kubeconfigs,
+                    kubectl: kubectl.unwrap_or_else(|| PathBuf::from(KUBECTL)),
+                    reject_grace: reject_grace.unwrap_or(crate::wait::REJECT_GRACE),
+                },
                 (None, true) => {
                     return Err(
-                        "wait-master: --health-url URL or --kubeconfig FILE is required".into(),
+                        "wait-master: --resolve-only, --health-url URL or --kubeconfig FILE is required".into(),
                     )
                 }
             };

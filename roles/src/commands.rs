@@ -8,25 +8,62 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::{exit, Probe};
+use crate::cli::{exit, ActivateFrom, Probe};
 use crate::retry::Backoff;
-use crate::role::{self, ActivateOptions, Activated};
+use crate::role::{self, ActivateOptions, Activated, Input, Record};
 use crate::settings::{ExpectedMinions, Role, Settings};
 use crate::wait::{self, ApiWaitError, Resolver};
-use crate::{preflight, status, weave};
+use crate::{datasource, preflight, status, weave};
 
 fn resolver(dns: Option<std::net::SocketAddr>) -> Resolver {
     dns.map_or(Resolver::System, Resolver::Direct)
 }
 
 /// `rolectl activate`.
-/// `user_data`: `--user-data FILE` if given (then it must exist).
-pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
+pub fn activate(root: &Path, from: &ActivateFrom) -> Result<u8> {
     let started = Instant::now();
+    let cloud_init_copy = || Input::File {
+        path: role::DEFAULT_USER_DATA.to_string(),
+        must_exist: false,
+    };
+    let (input, tried, record) = match from {
+        ActivateFrom::File(f) => (
+            Input::File {
+                path: f.clone(),
+                must_exist: true,
+            },
+            Vec::new(),
+            Record::Main,
+        ),
+        ActivateFrom::CloudInit => (cloud_init_copy(), Vec::new(), Record::CloudInit),
+        ActivateFrom::Datasources {
+            network_timeout,
+            imds_url,
+        } => {
+            let mut platform = datasource::Platform::new(root);
+            platform.network_timeout = *network_timeout;
+            platform.imds = imds_url.clone();
+            let d = datasource::discover(&platform);
+            let input = match d.found {
+                Some(f) => Input::Fetched(f),
+                // A reboot where the seed is gone, or a datasource only
+                // cloud-init knows: its copy from an earlier run.
+                None if crate::marker::under(root, role::DEFAULT_USER_DATA).is_file() => {
+                    cloud_init_copy()
+                }
+                None => Input::Missing {
+                    reason: format!("no datasource gave user-data: {}", d.tried.join("; ")),
+                },
+            };
+            (input, d.tried, Record::Main)
+        }
+    };
+    let origin = input.origin();
     let opts = ActivateOptions {
         root: root.to_path_buf(),
-        user_data: user_data.unwrap_or(role::DEFAULT_USER_DATA).to_string(),
-        must_exist: user_data.is_some(),
+        input,
+        tried,
+        record,
         openssl: crate::pki::Openssl::default(),
     };
     match role::run(&opts) {
@@ -42,12 +79,17 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
                 format!(" after {} credential files", files.len())
             };
             eprintln!(
-                "rolectl: activated as {role} of cluster {} (domain {}): wrote {}{creds} in {:.2} ms",
+                "rolectl: activated as {role} of cluster {} (domain {}) from {origin}: wrote {}{creds} in {:.2} ms",
                 settings.cluster,
                 settings.domain,
                 role.marker_path(),
                 started.elapsed().as_secs_f64() * 1000.0
             );
+            if record == Record::CloudInit && root == Path::new("/") {
+                // The role units' start jobs ran (and were skipped) after the
+                // early activation found nothing: queue them again.
+                start_role_units(root);
+            }
             Ok(exit::OK)
         }
         Ok(Activated::Unchanged {
@@ -59,7 +101,7 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
                 format!("; {} credential files in place", files.len())
             };
             eprintln!(
-                "rolectl: already a {role}; {note}; {} untouched{creds}",
+                "rolectl: already a {role}; {note} ({origin}); {} untouched{creds}",
                 role.marker_path()
             );
             Ok(exit::OK)
@@ -69,6 +111,32 @@ pub fn activate(root: &Path, user_data: Option<&str>) -> Result<u8> {
             Ok(exit::OK)
         }
         Err(e) => Err(anyhow!(e).context("activation failed; no marker written")),
+    }
+}
+
+/// `systemctl start --no-block` for the role units whose marker condition
+/// now holds and that are not running.
+fn start_role_units(root: &Path) {
+    let units: Vec<String> = status::report(root)
+        .units
+        .into_iter()
+        .filter(|u| u.condition_met && u.active_state != "active")
+        .map(|u| u.unit)
+        .collect();
+    if units.is_empty() {
+        return;
+    }
+    match Command::new("systemctl")
+        .args(["start", "--no-block"])
+        .args(&units)
+        .status()
+    {
+        Ok(s) if s.success() => eprintln!("rolectl: queued {}", units.join(" ")),
+        Ok(s) => eprintln!(
+            "rolectl: warning: systemctl start {} exited {s}",
+            units.join(" ")
+        ),
+        Err(e) => eprintln!("rolectl: warning: running systemctl: {e}"),
     }
 }
 
@@ -95,7 +163,8 @@ pub fn wait_master(
         jitter: false,
     };
     match probe {
-        Probe::HealthUrl(url) => wait_health(root, &settings, url, retry, dns),
+        Probe::Resolve => wait_resolve(root, &settings, retry.with_jitter(), dns),
+        Probe::HealthUrl(url) => wait_health(root, &settings, url, retry.with_jitter(), dns),
         Probe::Kubeconfig {
             kubeconfigs,
             kubectl,
@@ -115,6 +184,55 @@ pub fn wait_master(
 fn record(root: &Path, w: status::WaitMasterStatus) {
     if let Err(e) = status::write_wait_master(root, &w) {
         eprintln!("rolectl: warning: {e}");
+    }
+}
+
+fn wait_resolve(
+    root: &Path,
+    settings: &Settings,
+    retry: Backoff,
+    dns: Option<std::net::SocketAddr>,
+) -> Result<u8> {
+    let host = wait::master_host(settings);
+    let rec = |outcome: &str, attempts: u32, message: String| status::WaitMasterStatus {
+        outcome: outcome.to_string(),
+        mode: "resolve".to_string(),
+        host: host.clone(),
+        kubeconfig: None,
+        attempts,
+        message,
+        time_unix: status::now_unix(),
+    };
+    let resolver = resolver(dns);
+    let res = retry.run(
+        |attempt| resolver.lookup(&host).map(|a| (a, attempt)),
+        |n, reason, next| match next {
+            Some(d) => eprintln!(
+                "waiting for master {host}: {reason} (attempt {n}, next in {})",
+                wait::secs(d)
+            ),
+            None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
+        },
+    );
+    match res {
+        Ok((addrs, attempts)) => {
+            let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            let msg = format!("master {host} resolves to {}", list.join(", "));
+            eprintln!("{msg}");
+            record(root, rec("ready", attempts, msg));
+            Ok(exit::OK)
+        }
+        Err(t) => {
+            let msg = format!(
+                "timed out after {} waiting for master {host} to resolve ({} attempts): {}",
+                wait::secs(t.waited),
+                t.attempts,
+                t.last_error
+            );
+            eprintln!("rolectl: {msg}");
+            record(root, rec("timeout", t.attempts, msg));
+            Ok(exit::TIMEOUT)
+        }
     }
 }
 

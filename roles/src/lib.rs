@@ -1,6 +1,7 @@
 //! rolectl: boot-time role activation for the kubebake golden image.
 //!
-//! `activate` reads cloud-init user-data and writes
+//! `activate` reads the user-data (from the image's datasources itself, or
+//! cloud-init's copy) and writes
 //! `/etc/sysconfig/kubernetes-{master,minion}`; `wait-master`, `weave`,
 //! `status` and `preflight` help the role units that the marker gates.
 
@@ -9,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod credentials;
+pub mod datasource;
 pub mod marker;
 pub mod pki;
 pub mod preflight;

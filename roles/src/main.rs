@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             println!("rolectl {}", env!("CARGO_PKG_VERSION"));
             Ok(exit::OK)
         }
-        Cmd::Activate { root, user_data } => commands::activate(&root, user_data.as_deref()),
+        Cmd::Activate { root, from } => commands::activate(&root, &from),
         Cmd::WaitMaster {
             root,
             probe,

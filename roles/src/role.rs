@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::credentials::{Credentials, OutFile};
+use crate::datasource::Fetched;
 use crate::marker::{self, Marker, MarkerError};
 use crate::pki::{self, Openssl};
 use crate::settings::{Role, Settings};
@@ -17,14 +18,48 @@ use crate::userdata::{self, Request, UserDataError};
 /// Default user-data location (cloud-init's copy of the instance user-data).
 pub const DEFAULT_USER_DATA: &str = "/var/lib/cloud/instance/user-data.txt";
 
+/// Where this activation's user-data comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file: absolute, taken relative to the root. `must_exist`: the file
+    /// was named explicitly and its absence is an error; only cloud-init's
+    /// default location may be absent (no user-data: host unassigned).
+    File { path: String, must_exist: bool },
+    /// Read by rolectl from a datasource ([`crate::datasource`]).
+    Fetched(Fetched),
+    /// No datasource gave any: the host stays unassigned for `reason`.
+    Missing { reason: String },
+}
+
+impl Input {
+    /// Where the user-data came from, for status.json and messages.
+    pub fn origin(&self) -> String {
+        match self {
+            Input::File { path, .. } => path.clone(),
+            Input::Fetched(f) => f.origin.clone(),
+            Input::Missing { .. } => "none".to_string(),
+        }
+    }
+}
+
+/// Which record of status.json this activation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// The activation record (the early `rolectl.service`, or by hand).
+    Main,
+    /// The check of cloud-init's copy after cloud-init ran
+    /// (`rolectl-cloud-init.service`): key `cloud_init`; it becomes the
+    /// activation record only if it wrote the marker.
+    CloudInit,
+}
+
 #[derive(Debug, Clone)]
 pub struct ActivateOptions {
     pub root: PathBuf,
-    /// Absolute path, taken relative to `root`.
-    pub user_data: String,
-    /// The file was named explicitly: its absence is an error. Only the
-    /// default location may be absent (no user-data: host unassigned).
-    pub must_exist: bool,
+    pub input: Input,
+    /// Datasources looked at before, and why they gave nothing.
+    pub tried: Vec<String>,
+    pub record: Record,
     /// Checks credentials (see [`crate::pki`]).
     pub openssl: Openssl,
 }
@@ -95,6 +130,7 @@ pub enum Activated {
 pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
     let started = Instant::now();
     let result = activate(opts);
+    let origin = opts.input.origin();
     let elapsed_us = started.elapsed().as_micros() as u64;
     let st = match &result {
         Ok(Activated::Written {
@@ -109,7 +145,7 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
                 Some(*role),
                 Some(settings),
                 Some(path),
-                &opts.user_data,
+                &origin,
             );
             s.source = Some(source.clone());
             s
@@ -126,19 +162,18 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
                 Some(*role),
                 settings.as_ref(),
                 Some(path),
-                &opts.user_data,
+                &origin,
             );
             s.reason = Some(note.clone());
             s
         }
         Ok(Activated::Unassigned { reason }) => {
-            let mut s =
-                ActivationStatus::new(Outcome::Unassigned, None, None, None, &opts.user_data);
+            let mut s = ActivationStatus::new(Outcome::Unassigned, None, None, None, &origin);
             s.reason = Some(reason.clone());
             s
         }
         Err(e) => {
-            let mut s = ActivationStatus::new(Outcome::Error, None, None, None, &opts.user_data);
+            let mut s = ActivationStatus::new(Outcome::Error, None, None, None, &origin);
             s.error = Some(e.to_string());
             match e {
                 ActivateError::UserData(u) => s.error_place = Some(u.place.clone()),
@@ -161,19 +196,59 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
             s
         }
     };
-    let st = ActivationStatus { elapsed_us, ..st };
-    if let Err(e) = status::write_activation(&opts.root, &st) {
+    let attempts = match &opts.input {
+        Input::Fetched(f) => Some(f.attempts),
+        _ => None,
+    };
+    let st = ActivationStatus {
+        elapsed_us,
+        attempts,
+        tried: opts.tried.clone(),
+        ..st
+    };
+    let written = match opts.record {
+        Record::Main => status::write_activation(&opts.root, &st),
+        Record::CloudInit => {
+            let wrote_marker = matches!(result, Ok(Activated::Written { .. }));
+            let main = if wrote_marker {
+                // The early activation found nothing: this is the activation
+                // now; keep what the early one tried.
+                let earlier = status::read_activation(&opts.root).map(|a| a.tried);
+                let st = ActivationStatus {
+                    tried: earlier.unwrap_or_default(),
+                    ..st.clone()
+                };
+                status::write_activation(&opts.root, &st)
+            } else {
+                Ok(())
+            };
+            main.and_then(|()| status::write_cloud_init(&opts.root, &st))
+        }
+    };
+    if let Err(e) = written {
         eprintln!("rolectl: warning: {e}");
     }
     result
 }
 
-fn read_user_data(opts: &ActivateOptions) -> Result<Option<Vec<u8>>, ActivateError> {
-    let p = marker::under(&opts.root, &opts.user_data);
-    match fs::read(&p) {
-        Ok(d) => Ok(Some(d)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !opts.must_exist => Ok(None),
-        Err(err) => Err(ActivateError::ReadUserData { path: p, err }),
+/// The user-data, or why there is none.
+fn read_user_data(opts: &ActivateOptions) -> Result<Result<Vec<u8>, String>, ActivateError> {
+    match &opts.input {
+        Input::File { path, must_exist } => {
+            let p = marker::under(&opts.root, path);
+            match fs::read(&p) {
+                Ok(d) => Ok(Ok(d)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !must_exist => {
+                    Ok(Err(format!("no user-data at {path}")))
+                }
+                Err(err) => Err(ActivateError::ReadUserData { path: p, err }),
+            }
+        }
+        Input::Fetched(f) => Ok(f
+            .data
+            .clone()
+            .ok_or_else(|| format!("{} has no user-data for this instance", f.origin))),
+        Input::Missing { reason } => Ok(Err(reason.clone())),
     }
 }
 
@@ -191,10 +266,8 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
         (a, b) => a.or(b),
     };
     let request = match read_user_data(opts)? {
-        None => Request::Unassigned {
-            reason: format!("no user-data at {}", opts.user_data),
-        },
-        Some(data) => userdata::parse(&data)?,
+        Err(reason) => Request::Unassigned { reason },
+        Ok(data) => userdata::parse(&data)?,
     };
     match (existing, request) {
         (None, Request::Unassigned { reason }) => Ok(Activated::Unassigned { reason }),

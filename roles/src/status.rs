@@ -31,8 +31,15 @@ pub struct ActivationStatus {
     pub cluster: Option<String>,
     pub domain: Option<String>,
     pub marker: Option<String>,
-    /// The user-data file read (absolute, relative to the root).
+    /// Where the user-data came from: a file (absolute, relative to the
+    /// root) or a datasource ("NoCloud seed /dev/vdb", "EC2 IMDSv2 …").
     pub user_data: String,
+    /// Requests it took to get the user-data from a network datasource.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Datasources looked at before, and why each gave nothing.
+    #[serde(default)]
+    pub tried: Vec<String>,
     /// The user-data part and line that asked for the role.
     pub source: Option<String>,
     /// Why the host is unassigned / unchanged.
@@ -62,6 +69,8 @@ impl ActivationStatus {
                 .filter(|_| marker.is_some())
                 .map(|r| r.marker_path().to_string()),
             user_data: user_data.to_string(),
+            attempts: None,
+            tried: Vec::new(),
             source: None,
             reason: None,
             error: None,
@@ -99,9 +108,35 @@ pub struct WaitMasterStatus {
     pub time_unix: u64,
 }
 
-/// Records the wait-master outcome in status.json, keeping the activation
-/// record (read-modify-write; atomic rename).
+/// Records the wait-master outcome in status.json (key `wait_master`),
+/// keeping the activation record.
 pub fn write_wait_master(root: &Path, w: &WaitMasterStatus) -> Result<(), MarkerError> {
+    write_key(
+        root,
+        "wait_master",
+        serde_json::to_value(w).unwrap_or_default(),
+    )
+}
+
+/// Records the check of cloud-init's copy of the user-data (key
+/// `cloud_init`), keeping the activation record.
+pub fn write_cloud_init(root: &Path, st: &ActivationStatus) -> Result<(), MarkerError> {
+    write_key(
+        root,
+        "cloud_init",
+        serde_json::to_value(st).unwrap_or_default(),
+    )
+}
+
+/// The activation record of status.json, if there is one.
+pub fn read_activation(root: &Path) -> Option<ActivationStatus> {
+    let text = fs::read_to_string(marker::under(root, STATUS_PATH)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Sets one key of status.json, keeping the rest (read-modify-write,
+/// atomic rename).
+fn write_key(root: &Path, key: &str, value: serde_json::Value) -> Result<(), MarkerError> {
     let path = marker::under(root, STATUS_PATH);
     let mut v: serde_json::Value = fs::read_to_string(&path)
         .ok()
@@ -109,10 +144,7 @@ pub fn write_wait_master(root: &Path, w: &WaitMasterStatus) -> Result<(), Marker
         .filter(serde_json::Value::is_object)
         .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
     if let Some(o) = v.as_object_mut() {
-        o.insert(
-            "wait_master".to_string(),
-            serde_json::to_value(w).unwrap_or_default(),
-        );
+        o.insert(key.to_string(), value);
     }
     let mut json = serde_json::to_vec_pretty(&v).unwrap_or_default();
     json.push(b'\n');
@@ -187,6 +219,9 @@ pub struct StatusReport {
     pub last_activation: Option<ActivationStatus>,
     /// How the last `wait-master` ended (from status.json).
     pub last_wait_master: Option<WaitMasterStatus>,
+    /// What cloud-init's copy of the user-data said, checked after
+    /// cloud-init ran (rolectl-cloud-init.service).
+    pub cloud_init_check: Option<ActivationStatus>,
     /// Credential files (presence and mode only).
     pub credentials: Vec<CredentialFile>,
     pub units: Vec<RoleUnit>,
@@ -203,6 +238,7 @@ pub fn report(root: &Path) -> StatusReport {
         settings: Vec::new(),
         last_activation: None,
         last_wait_master: None,
+        cloud_init_check: None,
         credentials: Vec::new(),
         units: Vec::new(),
         problems: Vec::new(),
@@ -242,6 +278,15 @@ pub fn report(root: &Path) -> StatusReport {
             Ok(mut v) => {
                 // wait-master may have written status.json before any activation.
                 let wait = v.as_object_mut().and_then(|o| o.remove("wait_master"));
+                let check = v.as_object_mut().and_then(|o| o.remove("cloud_init"));
+                if let Some(c) = check {
+                    match serde_json::from_value(c) {
+                        Ok(c) => r.cloud_init_check = Some(c),
+                        Err(e) => r
+                            .problems
+                            .push(format!("{STATUS_PATH}: cloud_init is unreadable: {e}")),
+                    }
+                }
                 if v.get("outcome").is_some() {
                     match serde_json::from_value(v) {
                         Ok(s) => r.last_activation = Some(s),
@@ -402,8 +447,27 @@ pub fn render(r: &StatusReport) -> String {
                 o.push_str(&format!(" ({e})"));
             }
             o.push('\n');
+            let attempts = a
+                .attempts
+                .map_or(String::new(), |n| format!(" after {n} attempt(s)"));
+            o.push_str(&format!("user-data from: {}{attempts}\n", a.user_data));
+            for t in &a.tried {
+                o.push_str(&format!("  tried: {t}\n"));
+            }
         }
         None => o.push_str(&format!("last activation: none ({STATUS_PATH} absent)\n")),
+    }
+    if let Some(c) = &r.cloud_init_check {
+        let verdict = match c.outcome {
+            Outcome::Unchanged => "agrees".to_string(),
+            Outcome::Activated => "activated this host (no earlier datasource)".to_string(),
+            Outcome::Unassigned => format!(
+                "names no role ({})",
+                c.reason.as_deref().unwrap_or("no reason")
+            ),
+            Outcome::Error => format!("disagrees: {}", c.error.as_deref().unwrap_or("error")),
+        };
+        o.push_str(&format!("cloud-init's copy ({}): {verdict}\n", c.user_data));
     }
     if let Some(w) = &r.last_wait_master {
         o.push_str(&format!(

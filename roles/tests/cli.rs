@@ -96,7 +96,10 @@ fn no_user_data_leaves_host_unassigned() {
     let s = status_json(t.path());
     assert_eq!(s["outcome"], "unassigned");
     assert!(
-        s["reason"].as_str().unwrap().contains("no user-data"),
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no datasource gave user-data"),
         "{s}"
     );
 }

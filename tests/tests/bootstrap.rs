@@ -31,7 +31,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use harness::cluster::{Cluster, VmSpec};
+use harness::cluster::{Cluster, Datasource, VmSpec};
 use harness::kube::AdminClient;
 use harness::{wait_until, Role};
 use kubebake::cluster_secrets::ClusterSecrets;
@@ -59,7 +59,7 @@ fn node(name: &str, role: Role, secrets: &ClusterSecrets, token: Option<&str>) -
         role: Some(role),
         user_data: h::credentialed_user_data(secrets, role, CLUSTER, expected, token)?,
         kernel_boot: false,
-        imds_only: false,
+        datasource: Datasource::Seed,
     })
 }
 

@@ -1,12 +1,14 @@
 //! One VM: boots from a copy-on-write overlay, gets its address, resolver
 //! and hostname by DHCP, resolves the VPC's DNS names, reads its own
 //! user-data from the metadata service (a second VM boots with no seed
-//! disk, via NoCloud-net from the IMDS); a stopped VM leaves DNS; the golden image stays unchanged and
+//! disk: rolectl and cloud-init both read NoCloud-net from the IMDS and
+//! agree); a third VM has no datasource at all and boots unassigned, saying
+//! why; a stopped VM leaves DNS; the golden image stays unchanged and
 //! nothing is left behind.
 
 use std::time::Duration;
 
-use harness::cluster::{UserData, VmSpec};
+use harness::cluster::{Datasource, UserData, VmSpec};
 use harness::Role;
 use kubebake_vmtests as h;
 
@@ -26,7 +28,7 @@ fn one_vm_network_dns_imds() {
                 expected_minions: None,
             },
             kernel_boot: true,
-            imds_only: false,
+            datasource: Datasource::Seed,
         })?;
         // A second VM without a seed disk: NoCloud-net over the IMDS.
         c.launch(VmSpec {
@@ -38,7 +40,16 @@ fn one_vm_network_dns_imds() {
                 expected_minions: Some(1),
             },
             kernel_boot: true,
-            imds_only: true,
+            datasource: Datasource::NoCloudNet,
+        })?;
+        // No seed disk and no metadata service address: no datasource.
+        c.launch(VmSpec {
+            name: "nods".into(),
+            cluster: "demo".into(),
+            role: None,
+            user_data: UserData::Exact(Vec::new()),
+            kernel_boot: true,
+            datasource: Datasource::Absent,
         })?;
         let t = c.wait_ssh("node0", h::WAIT)?;
         h::report("boot -> ssh (direct kernel boot)", t);
@@ -80,6 +91,44 @@ fn one_vm_network_dns_imds() {
         anyhow::ensure!(ud.contains("role: minion"), "imdsnode user-data: {ud}");
         let ds = c.ssh("imdsnode", "sudo cat /var/lib/cloud/instance/datasource")?;
         anyhow::ensure!(ds.contains("NoCloudNet"), "imdsnode datasource: {ds}");
+        // rolectl read the same user-data itself, before cloud-init, and
+        // cloud-init's copy agrees.
+        let st = c.ssh("imdsnode", "sudo /usr/local/bin/rolectl status")?;
+        for want in [
+            "role: minion",
+            "user-data from: NoCloud-net http://169.254.169.254/latest/user-data",
+            "tried: NoCloud seed: no vfat volume labelled CIDATA",
+            "cloud-init's copy (/var/lib/cloud/instance/user-data.txt): agrees",
+        ] {
+            anyhow::ensure!(
+                st.contains(want),
+                "imdsnode rolectl status lacks {want:?}:\n{st}"
+            );
+        }
+        // The VM without a datasource: it boots, stays unassigned and says
+        // why (the console carries rolectl's line; no SSH key reaches it).
+        let t = c.wait_serial("nods", "login:", 0, h::WAIT)?;
+        h::report("boot -> login prompt (no datasource)", t);
+        let log = c.vm("nods")?.qemu.serial();
+        let line = log
+            .lines()
+            .find(|l| l.contains("rolectl: host stays unassigned"))
+            .unwrap_or_default();
+        for want in [
+            "no datasource gave user-data",
+            "NoCloud seed: no vfat volume labelled CIDATA",
+            "NoCloud-net: no ds=nocloud-net;s=URL",
+            "EC2: not an EC2 instance",
+        ] {
+            anyhow::ensure!(
+                line.contains(want),
+                "nods: rolectl said {line:?}, lacks {want:?}"
+            );
+        }
+        anyhow::ensure!(
+            !log.contains("Started containerd.service") && !log.contains("etcd.service"),
+            "a role unit started on the unassigned VM"
+        );
         let got = c.ssh("imdsnode", "getent hosts minions.demo.k8s")?;
         anyhow::ensure!(got.contains("10.77.0.11"), "minions.demo.k8s: {got}");
         c.stop_vm("node0", Duration::from_secs(60))?;

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use harness::cluster::{Cluster, UserData, VmSpec};
+use harness::cluster::{Cluster, Datasource, UserData, VmSpec};
 use harness::wait_until;
 use harness::Role;
 use kubebake_vmtests as h;
@@ -47,7 +47,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         role: Some(Role::Master),
         user_data: UserData::File(SEED_SCRIPT.as_bytes().to_vec()),
         kernel_boot: false,
-        imds_only: false,
+        datasource: Datasource::Seed,
     })?;
     c.launch(VmSpec {
         name: "captain".into(),
@@ -55,7 +55,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         role: None,
         user_data: UserData::File(b"#cloud-config\nkubernetes: {role: captain}\n".to_vec()),
         kernel_boot: true,
-        imds_only: false,
+        datasource: Datasource::Seed,
     })?;
 
     c.launch(VmSpec {
@@ -64,7 +64,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
         role: Some(Role::Master),
         user_data: UserData::Exact(gzipped_mime()?),
         kernel_boot: true,
-        imds_only: false,
+        datasource: Datasource::Seed,
     })?;
 
     // (b) the seed's script makes a master.
