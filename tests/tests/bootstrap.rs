@@ -5,13 +5,15 @@
 //! cluster covers the whole boot story, to save boots under TCG:
 //!
 //! - the minions start first: docker and containerd start at once; kubelet
-//!   and weave wait for the master (their `rolectl wait-master`
-//!   ExecStartPre: no `masters` DNS record yet) and start only after the
-//!   master's API server is ready;
+//!   waits for the master (its `rolectl wait-master` ExecStartPre: no
+//!   `masters` DNS record yet) and starts only after the master's API
+//!   server is ready; weave waits only for the `masters` record;
 //! - a third minion with a wrong bootstrap token (booted with the others)
 //!   never joins and says why (rolectl status, journal), while its DNS
 //!   record completes the other two minions' weave quorum: they launch
-//!   weave with consensus=3 and the other two minions as peers;
+//!   weave with consensus=3 and the other two minions as peers (weave
+//!   membership is the weave password's business, not the Kubernetes
+//!   token's: the refused minion's weave does not wait for the API);
 //! - the node prerequisites baked into the image hold on every node
 //!   (bridge-netfilter sysctls, modules, `rolectl preflight`, docker on
 //!   overlay2), Kubernetes is the source-built v1.20.2, the baked container
@@ -247,10 +249,6 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     // kubelet's retries stop loading the master.
     refused_minion(c, &api)?;
     weave_quorum(c)?;
-    ensure!(
-        active(c, REFUSED, "weave.service")? != "active",
-        "{REFUSED} launched weave with a refused token"
-    );
     c.stop_vm(REFUSED, Duration::from_secs(30))?;
 
     for vm in ["master1", "minion1", "minion2"] {
