@@ -349,6 +349,11 @@ pub struct BenchVmArgs {
     /// Ready: about 15 minutes a run under TCG).
     #[arg(long = "scenario", value_enum, default_values_t = [Scenario::Single, Scenario::Parallel, Scenario::Weave])]
     pub scenarios: Vec<Scenario>,
+    /// A baseline image (e.g. built from an earlier commit) timed in the
+    /// same run, each of its runs right before the image's own; the ratios
+    /// of the medians are printed.
+    #[arg(long, value_name = "QCOW2")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// A `bench-vm` scenario.

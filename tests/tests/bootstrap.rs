@@ -65,10 +65,41 @@ fn node(name: &str, role: Role, secrets: &ClusterSecrets, token: Option<&str>) -
     })
 }
 
-/// kubectl on the master, for what needs more than a GET (apply, exec);
-/// polling goes through the [`AdminClient`] from the host instead.
+/// kubectl on the master, for what needs more than a GET (apply, exec: both
+/// idempotent here, so a timed-out request is tried again); polling goes
+/// through the [`AdminClient`] from the host instead.
 fn kubectl(c: &Cluster, args: &str) -> Result<String> {
-    c.ssh("master1", &format!("{KUBECTL} {args}"))
+    on_master_retrying(c, &format!("{KUBECTL} {args}"))
+}
+
+/// Runs an idempotent kubectl command line on the master, again when the
+/// API server did not answer in time: on an emulated master under load a
+/// request can exceed kubectl's client timeout ("Unable to connect to the
+/// server: context deadline exceeded") while the server is healthy.
+fn on_master_retrying(c: &Cluster, command: &str) -> Result<String> {
+    let mut last = None;
+    for attempt in 1..=5 {
+        match c.ssh("master1", command) {
+            Ok(out) => return Ok(out),
+            Err(e) => {
+                let text = format!("{e:#}");
+                let transient = [
+                    "Unable to connect to the server",
+                    "deadline exceeded",
+                    "TLS handshake timeout",
+                ]
+                .iter()
+                .any(|t| text.contains(t));
+                if !transient {
+                    return Err(e);
+                }
+                eprintln!("kubectl on master1 timed out (attempt {attempt}), retrying in 10 s");
+                last = Some(e);
+                std::thread::sleep(Duration::from_secs(10));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("kubectl never ran")))
 }
 
 /// Whether `node` is registered and Ready.
@@ -502,8 +533,8 @@ fn pods_logs_exec_services(c: &Cluster, api: &AdminClient) -> Result<()> {
     )?;
     h::report("pods: -> default service account token", t.elapsed());
     for m in MINIONS {
-        c.ssh(
-            "master1",
+        on_master_retrying(
+            c,
             &format!(
                 "cat > /tmp/web-{m}.yaml <<'EOF'\n{}EOF\n{KUBECTL} apply -f /tmp/web-{m}.yaml",
                 pod_manifest(m)
