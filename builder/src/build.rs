@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::{self, Checked};
+use crate::cluster_cache::ClusterCache;
 use crate::definition::{Definition, LoadOptions};
 use crate::fetch::{self, FetchOptions};
 use crate::hostcmd;
@@ -20,6 +21,7 @@ use crate::manifest::{
     MANIFEST_FORMAT,
 };
 use crate::progress::Progress;
+use crate::qcow2::{self, ClusterStats};
 use crate::stages::{disk, generalize, overlay, rootfs, source_build};
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct BuildReport {
     pub manifest: PathBuf,
     pub stages: Vec<StageTime>,
     pub rootfs_reused: bool,
+    /// How the qcow2's clusters were made (zero, from the cache, compressed).
+    pub qcow2_clusters: Option<ClusterStats>,
     pub total_seconds: f64,
 }
 
@@ -184,25 +188,33 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     fs::remove_dir_all(&root).ok();
 
     let qcow2 = staging.path().join(&names.qcow2);
+    let mut clusters = None;
     let mut outputs = stages.run("qcow2+hash", || {
-        // Hash the raw image while qemu-img compresses it.
-        let (hash, convert) = std::thread::scope(|s| {
-            let hash = s.spawn(|| sha256_file(&raw));
-            let convert = if def.outputs.qcow2 {
-                disk::convert_qcow2(&raw, &qcow2)
-            } else {
-                Ok(())
-            };
-            (hash.join(), convert)
-        });
-        convert?;
-        let raw_sha = hash.map_err(|_| anyhow::anyhow!("hashing thread panicked"))??;
+        // One pass over the raw image: its digest and the compressed qcow2,
+        // with unchanged clusters taken from the cache (see qcow2.rs).
+        let cache = ClusterCache::open(&opts.cache_dir, &def.name, qcow2::cache_header());
+        let converted = qcow2::convert(
+            &raw,
+            def.outputs.qcow2.then_some(qcow2.as_path()),
+            Some(&cache),
+        )?;
+        let s = converted.stats;
+        opts.progress.println(&format!(
+            "  qcow2: {} clusters: {} zero, {} from the cache, {} compressed",
+            s.total, s.zero, s.reused, s.compressed
+        ));
+        clusters = Some(s);
         let mut outputs = Vec::new();
         if def.outputs.raw {
-            outputs.push(output("raw", &names.raw, &raw, Some(raw_sha))?);
+            outputs.push(output("raw", &names.raw, &raw, Some(converted.raw_sha256))?);
         }
         if def.outputs.qcow2 {
-            outputs.push(output("qcow2", &names.qcow2, &qcow2, None)?);
+            outputs.push(output(
+                "qcow2",
+                &names.qcow2,
+                &qcow2,
+                converted.qcow2_sha256,
+            )?);
         }
         outputs.push(output(
             "kernel",
@@ -272,6 +284,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         manifest: opts.out_dir.join(&names.manifest),
         stages: stages.times,
         rootfs_reused: base.reused,
+        qcow2_clusters: clusters,
         total_seconds: round(started.elapsed()),
     })
 }

@@ -374,19 +374,6 @@ fn copy_at(src: &Path, disk: &mut fs::File, offset: u64) -> Result<()> {
     Ok(())
 }
 
-/// Converts the raw disk to compressed qcow2.
-pub fn convert_qcow2(raw: &Path, qcow2: &Path) -> Result<()> {
-    hostcmd::run(
-        Command::new("qemu-img")
-            .args(["convert", "-q", "-c", "-f", "raw", "-O", "qcow2"])
-            .args(["-o", "compression_type=zstd"])
-            .arg(raw)
-            .arg(qcow2),
-    )
-    .context("converting the raw image to qcow2")?;
-    Ok(())
-}
-
 /// Copies the kernel and initrd beside the image for direct kernel boot.
 pub fn export_boot_files(boot: &BootFiles, kernel: &Path, initrd: &Path) -> Result<()> {
     fs::copy(&boot.kernel, kernel).with_context(|| format!("writing {}", kernel.display()))?;
