@@ -20,6 +20,7 @@ use crate::manifest::{
     sha256_file, BaseInfo, BootInfo, DefinitionInfo, ImageInfo, Manifest, OutputFile, UnitInfo,
     MANIFEST_FORMAT,
 };
+use crate::memory_root;
 use crate::progress::Progress;
 use crate::qcow2::{self, ClusterStats};
 use crate::stages::{disk, generalize, overlay, rootfs, source_build};
@@ -128,7 +129,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .prefix(&format!(".kubebake-{}-", def.name))
         .tempdir_in(&opts.out_dir)
         .with_context(|| format!("creating a staging directory in {}", opts.out_dir.display()))?;
-    let root = staging.path().join("root");
+    // The root tree lives in memory when there is room (memory_root.rs).
+    let root_dir = memory_root::root_dir(staging.path(), &def.name)?;
+    let root = root_dir.path().to_path_buf();
     let work = staging.path().join("work");
     fs::create_dir_all(&work)?;
 
@@ -186,6 +189,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     })?;
     // The root tree is no longer needed; free its space before qcow2.
     fs::remove_dir_all(&root).ok();
+    drop(root_dir);
 
     let qcow2 = staging.path().join(&names.qcow2);
     let mut clusters = None;

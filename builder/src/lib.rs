@@ -15,6 +15,7 @@ pub mod hostcmd;
 pub mod inspect;
 pub mod layout;
 pub mod manifest;
+pub mod memory_root;
 pub mod oci;
 pub mod output;
 pub mod progress;
