@@ -177,10 +177,9 @@ pub fn convert(
         (Some(w), Some(path)) => {
             let entries = w.finish()?;
             let sha = crate::sparse::sha256_sparse(path)?;
-            if let Some(cache) = cache {
-                cache
-                    .store(path, &sha, &entries)
-                    .context("storing the qcow2 clusters in the cache")?;
+            // The cache only saves time: failing to refresh it fails nothing.
+            if let Some(Err(e)) = cache.map(|c| c.store(path, &sha, &entries)) {
+                tracing::warn!("storing the qcow2 clusters in the cache: {e:#}");
             }
             Some(sha)
         }

@@ -167,7 +167,9 @@ pub fn build_raw(
     disk.set_len(layout.total)?;
     write_mbr(&mut disk, id, &layout)?;
     copy_at(&fat, &mut disk, layout.boot_offset)?;
-    disk.sync_all()?;
+    // No fsync: mkfs.ext4 reads and writes the same page cache, and the
+    // outputs are published by rename, not made durable (an fsync here
+    // waited for the disk, seconds while other builds wrote).
     drop(disk);
     fs::remove_file(&fat).ok();
 
