@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::{self, Checked};
+use crate::cluster_cache::ClusterCache;
 use crate::definition::{Definition, LoadOptions};
 use crate::fetch::{self, FetchOptions};
 use crate::hostcmd;
@@ -19,7 +20,9 @@ use crate::manifest::{
     sha256_file, BaseInfo, BootInfo, DefinitionInfo, ImageInfo, Manifest, OutputFile, UnitInfo,
     MANIFEST_FORMAT,
 };
+use crate::memory_root;
 use crate::progress::Progress;
+use crate::qcow2::{self, ClusterStats};
 use crate::stages::{disk, generalize, overlay, rootfs, source_build};
 
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct BuildReport {
     pub manifest: PathBuf,
     pub stages: Vec<StageTime>,
     pub rootfs_reused: bool,
+    /// How the qcow2's clusters were made (zero, from the cache, compressed).
+    pub qcow2_clusters: Option<ClusterStats>,
     pub total_seconds: f64,
 }
 
@@ -124,7 +129,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .prefix(&format!(".kubebake-{}-", def.name))
         .tempdir_in(&opts.out_dir)
         .with_context(|| format!("creating a staging directory in {}", opts.out_dir.display()))?;
-    let root = staging.path().join("root");
+    // The root tree lives in memory when there is room (memory_root.rs).
+    let root_dir = memory_root::root_dir(staging.path(), &def.name)?;
+    let root = root_dir.path().to_path_buf();
     let work = staging.path().join("work");
     fs::create_dir_all(&work)?;
 
@@ -182,27 +189,36 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     })?;
     // The root tree is no longer needed; free its space before qcow2.
     fs::remove_dir_all(&root).ok();
+    drop(root_dir);
 
     let qcow2 = staging.path().join(&names.qcow2);
+    let mut clusters = None;
     let mut outputs = stages.run("qcow2+hash", || {
-        // Hash the raw image while qemu-img compresses it.
-        let (hash, convert) = std::thread::scope(|s| {
-            let hash = s.spawn(|| sha256_file(&raw));
-            let convert = if def.outputs.qcow2 {
-                disk::convert_qcow2(&raw, &qcow2)
-            } else {
-                Ok(())
-            };
-            (hash.join(), convert)
-        });
-        convert?;
-        let raw_sha = hash.map_err(|_| anyhow::anyhow!("hashing thread panicked"))??;
+        // One pass over the raw image: its digest and the compressed qcow2,
+        // with unchanged clusters taken from the cache (see qcow2.rs).
+        let cache = ClusterCache::open(&opts.cache_dir, &def.name, qcow2::cache_header());
+        let converted = qcow2::convert(
+            &raw,
+            def.outputs.qcow2.then_some(qcow2.as_path()),
+            Some(&cache),
+        )?;
+        let s = converted.stats;
+        opts.progress.println(&format!(
+            "  qcow2: {} clusters: {} zero, {} from the cache, {} compressed",
+            s.total, s.zero, s.reused, s.compressed
+        ));
+        clusters = Some(s);
         let mut outputs = Vec::new();
         if def.outputs.raw {
-            outputs.push(output("raw", &names.raw, &raw, Some(raw_sha))?);
+            outputs.push(output("raw", &names.raw, &raw, Some(converted.raw_sha256))?);
         }
         if def.outputs.qcow2 {
-            outputs.push(output("qcow2", &names.qcow2, &qcow2, None)?);
+            outputs.push(output(
+                "qcow2",
+                &names.qcow2,
+                &qcow2,
+                converted.qcow2_sha256,
+            )?);
         }
         outputs.push(output(
             "kernel",
@@ -272,6 +288,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         manifest: opts.out_dir.join(&names.manifest),
         stages: stages.times,
         rootfs_reused: base.reused,
+        qcow2_clusters: clusters,
         total_seconds: round(started.elapsed()),
     })
 }

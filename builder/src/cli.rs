@@ -221,6 +221,13 @@ pub struct BenchArgs {
     /// Scratch directory for the floor, the cold and the warm build.
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work: PathBuf,
+    /// Only the warm rebuild: no floor, no cold build; uses the cache
+    /// (`--cache`) as it is, after one uncounted build.
+    #[arg(long)]
+    pub warm_only: bool,
+    /// Warm rebuilds to count (min/median/max), each after a new change.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub runs: u32,
     /// rolectl binary to bake in [default: `rolectl` beside this kubebake binary].
     #[arg(long, value_name = "PATH")]
     pub rolectl: Option<PathBuf>,

@@ -128,11 +128,8 @@ impl Manifest {
     }
 }
 
-/// Streams a file through SHA-256.
+/// SHA-256 (hex) of a file; holes of a sparse file are hashed without
+/// being read (the digest is that of every byte).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest as _, Sha256};
-    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("hashing {}", path.display()))?;
-    Ok(hex::encode(hasher.finalize()))
+    crate::sparse::sha256_sparse(path)
 }

@@ -47,6 +47,24 @@ fn offline_image_builds_reproducibly_and_verifies() {
             "{kind} differs between two builds with the same inputs"
         );
     }
+    // The second build took its qcow2 clusters from the cache; a conversion
+    // without any cache gives the same bytes.
+    let raw = a.path().join("k8s-node-offline.raw");
+    let uncached = a.path().join("uncached.qcow2");
+    let converted =
+        kubebake::qcow2::convert(&raw, Some(&uncached), None).expect("convert without a cache");
+    let qcow2 = second
+        .outputs
+        .iter()
+        .find(|o| o.kind == "qcow2")
+        .expect("qcow2");
+    assert_eq!(
+        converted.qcow2_sha256.as_deref(),
+        Some(qcow2.sha256.as_str()),
+        "the qcow2 made from the cluster cache differs from one made without it"
+    );
+    std::fs::remove_file(&uncached).expect("remove the uncached qcow2");
+
     // Nothing but the outputs is left in the output directory.
     let mut names: Vec<String> = std::fs::read_dir(a.path())
         .expect("read out dir")
@@ -64,7 +82,6 @@ fn offline_image_builds_reproducibly_and_verifies() {
         ]
     );
 
-    let raw = a.path().join("k8s-node-offline.raw");
     let report = kubebake::inspect::inspect(&raw, None).expect("inspect");
     for c in report.checks.iter().filter(|c| !c.ok) {
         eprintln!("FAILED {}: {}", c.what, c.detail);

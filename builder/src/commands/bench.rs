@@ -16,6 +16,9 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<ExitCode> {
         work: args.work.clone(),
         rolectl: rolectl_path(args.rolectl.as_deref())?,
         source_date_epoch: source_date_epoch()?,
+        warm_only: args.warm_only,
+        runs: args.runs as usize,
+        cache: global.cache_dir()?,
     })?;
     emit(global, &report, text)?;
     Ok(ExitCode::SUCCESS)
