@@ -21,6 +21,13 @@
 //!
 //! The same raw image always gives the same qcow2 bytes, cache or not;
 //! `qemu-img check` and `qemu-img compare` accept it (see the tests).
+//!
+//! Why a writer of our own: the format is QEMU's and qemu-img stays its
+//! judge (check/compare in the tests), but qemu-img cannot reuse clusters
+//! across builds nor compress on more than one core, and no maintained Rust
+//! crate writes qcow2 (the ones on crates.io read it, or are unmaintained).
+//! The writer only ever emits one simple layout; compression is the `zstd`
+//! crate (libzstd), hashing `sha2`.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek as _, SeekFrom, Write as _};
