@@ -194,15 +194,6 @@ fn wait_resolve(
     dns: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
     let host = wait::master_host(settings);
-    let rec = |outcome: &str, attempts: u32, message: String| status::WaitMasterStatus {
-        outcome: outcome.to_string(),
-        mode: "resolve".to_string(),
-        host: host.clone(),
-        kubeconfig: None,
-        attempts,
-        message,
-        time_unix: status::now_unix(),
-    };
     let resolver = resolver(dns);
     let res = retry.run(
         |attempt| resolver.lookup(&host).map(|a| (a, attempt)),
@@ -214,26 +205,20 @@ fn wait_resolve(
             None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
         },
     );
-    match res {
-        Ok((addrs, attempts)) => {
-            let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            let msg = format!("master {host} resolves to {}", list.join(", "));
-            eprintln!("{msg}");
-            record(root, rec("ready", attempts, msg));
-            Ok(exit::OK)
-        }
-        Err(t) => {
-            let msg = format!(
-                "timed out after {} waiting for master {host} to resolve ({} attempts): {}",
-                wait::secs(t.waited),
-                t.attempts,
-                t.last_error
-            );
-            eprintln!("rolectl: {msg}");
-            record(root, rec("timeout", t.attempts, msg));
-            Ok(exit::TIMEOUT)
-        }
-    }
+    let res = res.map(|(addrs, attempts)| {
+        let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        (
+            format!("master {host} resolves to {}", list.join(", ")),
+            attempts,
+        )
+    });
+    wait_outcome(
+        root,
+        "resolve",
+        &host,
+        &format!("master {host} to resolve"),
+        res,
+    )
 }
 
 fn wait_health(
@@ -244,28 +229,44 @@ fn wait_health(
     dns: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
     let host = wait::master_host(settings);
+    let res =
+        wait::wait_master(&host, health_url, resolver(dns), retry).map(|(addr, code, attempts)| {
+            let msg = format!(
+                "master {host} is up: {} answered HTTP {code}",
+                wait::expand_url(health_url, addr)
+            );
+            (msg, attempts)
+        });
+    wait_outcome(root, "health-url", &host, &format!("master {host}"), res)
+}
+
+/// Reports and records how a DNS or health-URL wait ended: exit 0 when it
+/// succeeded (`message`, attempts), 2 when it timed out.
+fn wait_outcome(
+    root: &Path,
+    mode: &str,
+    host: &str,
+    waiting_for: &str,
+    res: Result<(String, u32), crate::retry::GaveUp<String>>,
+) -> Result<u8> {
     let rec = |outcome: &str, attempts: u32, message: String| status::WaitMasterStatus {
         outcome: outcome.to_string(),
-        mode: "health-url".to_string(),
-        host: host.clone(),
+        mode: mode.to_string(),
+        host: host.to_string(),
         kubeconfig: None,
         attempts,
         message,
         time_unix: status::now_unix(),
     };
-    match wait::wait_master(&host, health_url, resolver(dns), retry) {
-        Ok((addr, code, attempts)) => {
-            let msg = format!(
-                "master {host} is up: {} answered HTTP {code}",
-                wait::expand_url(health_url, addr)
-            );
+    match res {
+        Ok((msg, attempts)) => {
             eprintln!("{msg}");
             record(root, rec("ready", attempts, msg));
             Ok(exit::OK)
         }
         Err(t) => {
             let msg = format!(
-                "timed out after {} waiting for master {host} ({} attempts): {}",
+                "timed out after {} waiting for {waiting_for} ({} attempts): {}",
                 wait::secs(t.waited),
                 t.attempts,
                 t.last_error
