@@ -194,18 +194,7 @@ fn wait_resolve(
     dns: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
     let host = wait::master_host(settings);
-    let resolver = resolver(dns);
-    let res = retry.run(
-        |attempt| resolver.lookup(&host).map(|a| (a, attempt)),
-        |n, reason, next| match next {
-            Some(d) => eprintln!(
-                "waiting for master {host}: {reason} (attempt {n}, next in {})",
-                wait::secs(d)
-            ),
-            None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
-        },
-    );
-    let res = res.map(|(addrs, attempts)| {
+    let res = wait::wait_resolve(&host, resolver(dns), retry).map(|(addrs, attempts)| {
         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         (
             format!("master {host} resolves to {}", list.join(", ")),

@@ -222,13 +222,9 @@ fn body_limit() -> u64 {
     gzip::MAX_SIZE + 1
 }
 
+/// Each metadata request gets 3 s (the service is one hop away).
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(3)))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
+    crate::wait::http_agent_with(Duration::from_secs(3))
 }
 
 fn read_body(resp: &mut ureq::http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>, Failure> {

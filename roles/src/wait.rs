@@ -259,8 +259,14 @@ pub fn probe(agent: &ureq::Agent, url: &str) -> Result<u16, String> {
 }
 
 pub fn http_agent() -> ureq::Agent {
+    http_agent_with(Duration::from_secs(5))
+}
+
+/// Plain HTTP, statuses as values (not errors), no redirects, every request
+/// bounded by `timeout`.
+pub fn http_agent_with(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
@@ -288,14 +294,32 @@ pub fn wait_master(
             }
             Err(last)
         },
-        |n, reason, next| match next {
-            Some(d) => eprintln!(
-                "waiting for master {host}: {reason} (attempt {n}, next in {})",
-                secs(d)
-            ),
-            None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
-        },
+        |n, reason, next| log_attempt(host, n, reason, next),
     )
+}
+
+/// `rolectl wait-master --resolve-only`: wait until the master's name
+/// resolves; its addresses and the attempt it took.
+pub fn wait_resolve(
+    host: &str,
+    resolver: Resolver,
+    retry: Backoff,
+) -> Result<(Vec<IpAddr>, u32), GaveUp<String>> {
+    retry.run(
+        |attempt| resolver.lookup(host).map(|a| (a, attempt)),
+        |n, reason, next| log_attempt(host, n, reason, next),
+    )
+}
+
+/// One line per failed attempt of a wait for the master.
+fn log_attempt(host: &str, n: u32, reason: &str, next: Option<Duration>) {
+    match next {
+        Some(d) => eprintln!(
+            "waiting for master {host}: {reason} (attempt {n}, next in {})",
+            secs(d)
+        ),
+        None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
+    }
 }
 
 /// What one `kubectl get --raw=/readyz` said.
