@@ -251,6 +251,18 @@ fn launch(c: &mut Cluster, name: &str, role: Role, user_data: UserData) -> Resul
     Ok(())
 }
 
+/// A minion's start -> role marker and start -> runtime units active, its
+/// guest clock starting `zero` seconds after its start.
+fn minion_times(c: &Cluster, vm: &str, zero: f64, timeout: Duration) -> Result<BootTimes> {
+    let marker = wait_active(c, vm, &["rolectl.service"], timeout)?;
+    let units = wait_active(c, vm, MINION_RUNTIME_UNITS, timeout)?;
+    Ok(BootTimes {
+        vm: vm.to_string(),
+        marker_s: zero + marker[0],
+        units_active_s: zero + units.iter().copied().fold(0.0, f64::max),
+    })
+}
+
 /// Boots `count` minions at once (NoCloud seed, SeaBIOS) and times each:
 /// start -> role marker, start -> runtime units active.
 pub fn boot_run(
@@ -266,20 +278,11 @@ pub fn boot_run(
         let ud = credentials.user_data(Role::Minion, "bench", None, Some(count));
         launch(&mut c, n, Role::Minion, ud)?;
     }
-    let mut zero = Vec::new();
-    for n in &names {
-        zero.push(c.guest_clock_zero(n, timeout)?);
-    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let zero = c.guest_clock_zero(&refs, timeout)?;
     let mut times = Vec::new();
-    for (n, z) in names.iter().zip(zero) {
-        let marker = wait_active(&c, n, &["rolectl.service"], timeout)?;
-        let units = wait_active(&c, n, MINION_RUNTIME_UNITS, timeout)?;
-        let last = units.iter().copied().fold(0.0, f64::max);
-        times.push(BootTimes {
-            vm: n.clone(),
-            marker_s: z + marker[0],
-            units_active_s: z + last,
-        });
+    for (n, z) in refs.iter().zip(zero) {
+        times.push(minion_times(&c, n, z, timeout)?);
     }
     c.shutdown();
     Ok(times)
@@ -321,23 +324,15 @@ pub fn weave_run(
         let ud = credentials.user_data(Role::Minion, "bench", None, Some(2));
         launch(&mut c, m, Role::Minion, ud)?;
     }
-    let mut zero = Vec::new();
-    for m in minions {
-        zero.push(c.guest_clock_zero(m, timeout)?);
-    }
+    let zero = c.guest_clock_zero(&minions, timeout)?;
     let mut out = WeaveTimes {
         minions: Vec::new(),
         weave_s: Vec::new(),
     };
     for (m, z) in minions.iter().zip(zero) {
-        let t = wait_active(&c, m, &["rolectl.service", "weave.service"], timeout)?;
-        let units = wait_active(&c, m, MINION_RUNTIME_UNITS, timeout)?;
-        out.minions.push(BootTimes {
-            vm: m.to_string(),
-            marker_s: z + t[0],
-            units_active_s: z + units.iter().copied().fold(0.0, f64::max),
-        });
-        out.weave_s.push((m.to_string(), z + t[1]));
+        out.minions.push(minion_times(&c, m, z, timeout)?);
+        let weave = wait_active(&c, m, &["weave.service"], timeout)?;
+        out.weave_s.push((m.to_string(), z + weave[0]));
     }
     c.shutdown();
     Ok(out)

@@ -408,35 +408,43 @@ impl Cluster {
         )
     }
 
-    /// Where the guest's clock starts on the host's: the seconds since the
-    /// VM's start at which the guest kernel's clock (printk timestamps,
-    /// CLOCK_MONOTONIC, systemd's `*TimestampMonotonic`) read zero. Taken
-    /// from a line the kernel prints itself as it runs (`Run /init`), polled
-    /// every 50 ms; accurate to about 0.1 s.
-    pub fn guest_clock_zero(&self, name: &str, timeout: Duration) -> Result<f64> {
+    /// Where each guest's clock starts on the host's: for every VM of
+    /// `names`, the seconds since its start at which the guest kernel's clock
+    /// (printk timestamps, CLOCK_MONOTONIC, systemd's `*TimestampMonotonic`)
+    /// read zero. Taken from a line the kernel prints itself as it runs
+    /// (`Run /init`); all consoles are polled together every 50 ms, so each
+    /// line is seen within about 0.1 s of being written.
+    pub fn guest_clock_zero(&self, names: &[&str], timeout: Duration) -> Result<Vec<f64>> {
         const LINE: &str = "Run /init as init process";
-        let started = self.vm(name)?.qemu.started;
-        let seen = wait_until(
-            &format!("\"{LINE}\" on the serial console of {name}"),
+        let mut seen: Vec<Option<f64>> = vec![None; names.len()];
+        wait_until(
+            &format!("\"{LINE}\" on the serial consoles of {}", names.join(", ")),
             timeout,
             Duration::from_millis(50),
             || {
-                self.check_alive(name)?;
-                Ok(self
-                    .vm(name)?
-                    .qemu
-                    .serial()
-                    .contains(LINE)
-                    .then(|| started.elapsed()))
+                for (name, at) in names.iter().zip(seen.iter_mut()) {
+                    if at.is_some() {
+                        continue;
+                    }
+                    self.check_alive(name)?;
+                    let vm = self.vm(name)?;
+                    let stamp = vm
+                        .qemu
+                        .serial()
+                        .lines()
+                        .find(|l| l.contains(LINE))
+                        .map(|l| {
+                            kernel_stamp(l).with_context(|| {
+                                format!("no kernel timestamp on the \"{LINE}\" line of {name}")
+                            })
+                        })
+                        .transpose()?;
+                    *at = stamp.map(|k| vm.qemu.started.elapsed().as_secs_f64() - k);
+                }
+                Ok(seen.iter().all(Option::is_some).then_some(()))
             },
         )?;
-        let log = self.vm(name)?.qemu.serial();
-        let stamp = log
-            .lines()
-            .find(|l| l.contains(LINE))
-            .and_then(kernel_stamp)
-            .with_context(|| format!("no kernel timestamp on the \"{LINE}\" line of {name}"))?;
-        Ok(seen.as_secs_f64() - stamp)
+        Ok(seen.into_iter().flatten().collect())
     }
 
     fn check_alive(&self, name: &str) -> Result<()> {
