@@ -112,6 +112,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         rolectl: opts.rolectl.clone(),
         source_date_epoch: opts.source_date_epoch,
         progress: Progress::hidden(),
+        no_wait: false,
     };
 
     let (cold, first) = if opts.warm_only {

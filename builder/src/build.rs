@@ -11,11 +11,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::check::{self, Checked};
+use crate::children;
 use crate::cluster_cache::ClusterCache;
 use crate::definition::{Definition, LoadOptions};
 use crate::fetch::{self, FetchOptions};
 use crate::hostcmd;
 use crate::layout::OutputNames;
+use crate::locks::{self, Wait};
 use crate::manifest::{
     sha256_file, BaseInfo, BootInfo, DefinitionInfo, ImageInfo, Manifest, OutputFile, UnitInfo,
     MANIFEST_FORMAT,
@@ -23,7 +25,9 @@ use crate::manifest::{
 use crate::memory_root;
 use crate::progress::Progress;
 use crate::qcow2::{self, ClusterStats};
+use crate::space;
 use crate::stages::{disk, generalize, overlay, rootfs, source_build};
+use crate::sweep::{self, SweepReport, STAGING_PREFIX};
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -37,6 +41,9 @@ pub struct BuildOptions {
     pub rolectl: PathBuf,
     pub source_date_epoch: Option<i64>,
     pub progress: Progress,
+    /// Fail at once, instead of waiting, when another build is writing the
+    /// same output directory.
+    pub no_wait: bool,
 }
 
 /// What a build produced, for the summary and `--json`.
@@ -50,6 +57,8 @@ pub struct BuildReport {
     pub rootfs_reused: bool,
     /// How the qcow2's clusters were made (zero, from the cache, compressed).
     pub qcow2_clusters: Option<ClusterStats>,
+    /// What interrupted builds had left and this one removed first.
+    pub swept: SweepReport,
     pub total_seconds: f64,
 }
 
@@ -112,6 +121,40 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         );
     }
 
+    // The output directory belongs to this build until it ends (the lock
+    // dies with the process); what killed builds left there and in the
+    // cache goes first.
+    fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating the output directory {}", opts.out_dir.display()))?;
+    let _out_lock = locks::exclusive(
+        &opts.out_dir,
+        if opts.no_wait {
+            Wait::Fail
+        } else {
+            Wait::Block
+        },
+        &format!(
+            "another kubebake build is writing {}",
+            opts.out_dir.display()
+        ),
+    )?;
+    let mut swept = sweep::out_dir(&opts.out_dir, true)?;
+    let cache_swept = sweep::cache(&opts.cache_dir)?;
+    swept.removed.extend(cache_swept.removed);
+    swept.kept.extend(cache_swept.kept);
+    if !swept.removed.is_empty() {
+        opts.progress.println(&format!(
+            "note: removed {} left by interrupted builds ({})",
+            crate::output::human_size(swept.bytes()),
+            swept
+                .removed
+                .iter()
+                .map(|r| r.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
     let fetched = stages.run("fetch", || {
         let mut fo = FetchOptions::new(opts.cache_dir.clone());
         fo.offline = opts.offline;
@@ -123,21 +166,29 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         source_build::build_all(&def, &fetched, &opts.cache_dir, epoch, &opts.progress)
     })?;
 
-    fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating the output directory {}", opts.out_dir.display()))?;
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".kubebake-{}-", def.name))
+        .prefix(&format!("{STAGING_PREFIX}{}-", def.name))
         .tempdir_in(&opts.out_dir)
         .with_context(|| format!("creating a staging directory in {}", opts.out_dir.display()))?;
+    let _staging_interrupted = children::temporary(staging.path());
     // The root tree lives in memory when there is room (memory_root.rs).
-    let root_dir = memory_root::root_dir(staging.path(), &def.name)?;
+    let (root_dir, _root_interrupted) = memory_root::root_dir(staging.path(), &def.name)?;
     let root = root_dir.path().to_path_buf();
     let work = staging.path().join("work");
     fs::create_dir_all(&work)?;
 
     let base = stages.run("rootfs", || {
         let base = rootfs::ensure_base(&def, &opts.cache_dir, epoch, opts.offline)?;
-        rootfs::unpack(&base.path, &root)?;
+        let tree_dir = root.parent().unwrap_or(&root);
+        let tree_bytes = fs::metadata(&base.path).map_or(0, |m| m.len());
+        space::require(
+            tree_dir,
+            tree_bytes,
+            "the root tree",
+            "free some space or use another --out",
+        )?;
+        rootfs::unpack(&base.path, &root)
+            .map_err(|e| space::explain(e, tree_dir, "the root tree", Some(tree_bytes)))?;
         Ok(base)
     })?;
     let packages = rootfs::installed_packages(&root)?;
@@ -171,22 +222,39 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let names = OutputNames::new(&def.name);
     let boot = disk::find_kernel(&root)?;
     let raw = staging.path().join(&names.raw);
-    stages.run("disk", || {
-        disk::build_raw(
-            &root,
-            &boot,
-            &identity,
-            def.outputs.disk_size,
-            clamp_to,
-            &work,
-            &raw,
-        )?;
-        disk::export_boot_files(
-            &boot,
-            &staging.path().join(&names.kernel),
-            &staging.path().join(&names.initrd),
-        )
-    })?;
+    // The images are written beside the outputs: check for room first (the
+    // raw image holds about the tree; the qcow2 about half of it).
+    let tree_bytes = sweep::tree_size(&root);
+    let raw_bytes = tree_bytes + tree_bytes / 10 + (64 << 20);
+    let image_bytes = raw_bytes + if def.outputs.qcow2 { tree_bytes / 2 } else { 0 };
+    space::require(
+        staging.path(),
+        image_bytes,
+        &format!(
+            "the raw{} image",
+            if def.outputs.qcow2 { " and qcow2" } else { "" }
+        ),
+        "free some space or use another --out",
+    )?;
+    stages
+        .run("disk", || {
+            disk::build_raw(
+                &root,
+                &boot,
+                &identity,
+                def.outputs.disk_size,
+                clamp_to,
+                &work,
+                &raw,
+            )?;
+            disk::export_boot_files(
+                &boot,
+                &staging.path().join(&names.kernel),
+                &staging.path().join(&names.initrd),
+            )
+            .map_err(|e| space::explain(e, staging.path(), "the raw image", Some(raw_bytes)))
+        })
+        .map_err(|e| space::explain(e, staging.path(), "the raw image", Some(raw_bytes)))?;
     // The root tree is no longer needed; free its space before qcow2.
     fs::remove_dir_all(&root).ok();
     drop(root_dir);
@@ -201,7 +269,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             &raw,
             def.outputs.qcow2.then_some(qcow2.as_path()),
             Some(&cache),
-        )?;
+        )
+        .map_err(|e| space::explain(e, staging.path(), "the qcow2 image", Some(tree_bytes / 2)))?;
         let s = converted.stats;
         opts.progress.println(&format!(
             "  qcow2: {} clusters: {} zero, {} from the cache, {} compressed",
@@ -274,12 +343,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     };
     manifest.write(&staging.path().join(&names.manifest))?;
 
-    // Move the finished outputs into place; the manifest goes last so that a
-    // manifest always describes the images beside it.
-    for o in &outputs {
-        publish(staging.path(), &opts.out_dir, &o.file)?;
+    // Move the finished outputs into place. The old manifest goes first and
+    // the new one last, so a manifest always describes the images beside it
+    // (a build killed in between leaves images without a manifest: not
+    // complete). SIGINT/SIGTERM wait for this to finish (children.rs).
+    {
+        let _publishing = children::publishing();
+        let old_manifest = opts.out_dir.join(&names.manifest);
+        match fs::remove_file(&old_manifest) {
+            Ok(()) => sync_dir(&opts.out_dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing {}", old_manifest.display()))
+            }
+        }
+        for o in &outputs {
+            publish(staging.path(), &opts.out_dir, &o.file)?;
+        }
+        sync_dir(&opts.out_dir)?;
+        publish(staging.path(), &opts.out_dir, &names.manifest)?;
+        sync_dir(&opts.out_dir)?;
     }
-    publish(staging.path(), &opts.out_dir, &names.manifest)?;
     outputs.sort_by(|a, b| a.kind.cmp(&b.kind));
     Ok(BuildReport {
         image: def.name.clone(),
@@ -289,6 +373,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         stages: stages.times,
         rootfs_reused: base.reused,
         qcow2_clusters: clusters,
+        swept,
         total_seconds: round(started.elapsed()),
     })
 }
@@ -312,6 +397,12 @@ fn output(kind: &str, file: &str, path: &Path, sha256: Option<String>) -> Result
             None => sha256_file(path)?,
         },
     })
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 fn publish(staging: &Path, out_dir: &Path, file: &str) -> Result<()> {

@@ -99,6 +99,9 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Build the golden disk image (raw, qcow2, kernel, initrd, manifest).
     Build(BuildArgs),
+    /// Remove what interrupted builds left (staging directories, cache
+    /// temporaries); never touches a build still running.
+    Clean(CleanArgs),
     /// Verify a built image against its manifest (libguestfs, read-only).
     Inspect(InspectArgs),
     /// Boot the image once under QEMU to its login prompt (golden image untouched).
@@ -171,6 +174,18 @@ pub struct BuildArgs {
     /// rolectl binary to bake in [default: `rolectl` beside this kubebake binary].
     #[arg(long, value_name = "PATH")]
     pub rolectl: Option<PathBuf>,
+    /// Fail at once if another build is writing the output directory
+    /// [default: wait for it].
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CleanArgs {
+    /// Output directories to clean of interrupted builds' staging
+    /// directories [default: out].
+    #[arg(value_name = "OUT_DIR")]
+    pub out_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::{children, locks, sweep};
+
 /// SHA-256 of one uncompressed guest cluster.
 pub type ClusterKey = [u8; 32];
 
@@ -148,13 +150,22 @@ impl ClusterCache {
     ) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
+        // One store of an image's cache at a time (pack, index, old packs).
+        let entry = format!("clusters-{}", self.image);
+        let cache_dir = self.dir.parent().unwrap_or(&self.dir);
+        let _lock = locks::entry(cache_dir, &entry)?;
+        let temp = sweep::temp_prefix(&entry);
         let name = format!("{}-{}.qcow2", self.image, &sha256[..16.min(sha256.len())]);
         let pack = self.dir.join(&name);
-        let tmp = self.dir.join(format!(".{name}.{}", std::process::id()));
+        let tmp = self.dir.join(format!("{temp}pack-{}", std::process::id()));
+        let _interrupted = children::temporary(&tmp);
         let _ = fs::remove_file(&tmp);
         if fs::hard_link(qcow2, &tmp).is_err() {
-            fs::copy(qcow2, &tmp)
-                .with_context(|| format!("copying {} into the cache", qcow2.display()))?;
+            if let Err(e) = fs::copy(qcow2, &tmp) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e)
+                    .with_context(|| format!("copying {} into the cache", qcow2.display()));
+            }
         }
         fs::rename(&tmp, &pack).with_context(|| format!("storing {}", pack.display()))?;
         let identity = pack_identity(
@@ -163,7 +174,7 @@ impl ClusterCache {
 
         let index = self.index_path();
         let tmp_index = tempfile::Builder::new()
-            .prefix(".index-")
+            .prefix(&format!("{temp}index-"))
             .tempfile_in(&self.dir)
             .with_context(|| format!("creating a temporary file in {}", self.dir.display()))?;
         {

@@ -313,6 +313,20 @@ async fn fetch_one(
     opts: &FetchOptions,
 ) -> Result<Fetched, FetchError> {
     let dest = cache.path_for(&a.digest);
+    // One fetch of a digest at a time across builds sharing the cache: a
+    // second one waits, then finds it cached.
+    let lock_root = cache.root().to_path_buf();
+    let entry = entry_name(&a.digest);
+    let _lock = tokio::task::spawn_blocking(move || crate::locks::entry(&lock_root, &entry))
+        .await
+        .map_err(|e| FetchError::Io {
+            context: format!("locking the cache entry of {}", a.label),
+            source: io::Error::other(e),
+        })?
+        .map_err(|e| FetchError::Io {
+            context: format!("locking the cache entry of {}", a.label),
+            source: io::Error::other(format!("{e:#}")),
+        })?;
     match cache.verify(&a.digest).await? {
         Some(Ok(h)) => {
             tracing::debug!(artifact = %a.name, path = %dest.display(), "cached");
@@ -360,18 +374,43 @@ fn fetched(a: &Download, path: PathBuf, h: Hashed) -> Fetched {
     }
 }
 
+/// The name of a digest's cache entry in locks and temporaries: `sha256-<hex>`.
+pub fn entry_name(digest: &Digest) -> String {
+    format!("{}-{}", digest.algorithm().name(), digest.hex())
+}
+
 /// Streams bytes into a temp file under `<cache>/tmp`, hashing as it goes.
 struct Sink {
     tmp: tempfile::TempPath,
+    _interrupted: crate::children::Temporary,
     file: tokio::fs::File,
     hasher: DualHasher,
     bar: ProgressBar,
 }
 
 impl Sink {
-    async fn create(a: &Download, cache: &Cache, bar: ProgressBar) -> Result<Self, FetchError> {
+    /// `size`: the length announced (HTTP Content-Length, a file's size),
+    /// checked against the cache's free space before anything is written.
+    async fn create(
+        a: &Download,
+        cache: &Cache,
+        size: Option<u64>,
+        bar: ProgressBar,
+    ) -> Result<Self, FetchError> {
+        if let Some(size) = size {
+            crate::space::require(
+                &cache.tmp_dir(),
+                size,
+                &format!("{} ({})", a.label, a.url),
+                "free some space or use another --cache",
+            )
+            .map_err(|e| FetchError::Io {
+                context: format!("{}: not fetched", a.label),
+                source: io::Error::new(io::ErrorKind::StorageFull, format!("{e:#}")),
+            })?;
+        }
         let tmp = tempfile::Builder::new()
-            .prefix(&format!("{}.", a.name.replace('/', "_")))
+            .prefix(&crate::sweep::temp_prefix(&entry_name(&a.digest)))
             .suffix(".part")
             .tempfile_in(cache.tmp_dir())
             .map_err(io_err(format!(
@@ -380,6 +419,7 @@ impl Sink {
             )))?;
         let (std_file, path) = tmp.into_parts();
         Ok(Sink {
+            _interrupted: crate::children::temporary(&path),
             tmp: path,
             file: tokio::fs::File::from_std(std_file),
             hasher: DualHasher::new(a.digest.algorithm()),
@@ -391,10 +431,18 @@ impl Sink {
         self.hasher.update(chunk);
         self.bar.inc(chunk.len() as u64);
         let path = self.tmp.to_path_buf();
-        self.file
-            .write_all(chunk)
-            .await
-            .map_err(io_err(format!("writing {}", path.display())))
+        self.file.write_all(chunk).await.map_err(|source| {
+            let context = if full(&source) {
+                format!(
+                    "writing {}: the cache ran out of space after {} bytes; free some space or use another --cache (the partial download was removed)",
+                    path.display(),
+                    self.hasher.size()
+                )
+            } else {
+                format!("writing {}", path.display())
+            };
+            FetchError::Io { context, source }
+        })
     }
 
     fn size(&self) -> u64 {
@@ -454,7 +502,7 @@ async fn copy_file(a: &Download, cache: &Cache, opts: &FetchOptions) -> Result<H
         src.display()
     )))?;
     let total = f.metadata().await.ok().map(|m| m.len());
-    let mut sink = Sink::create(a, cache, opts.progress.transfer(&a.name, total)).await?;
+    let mut sink = Sink::create(a, cache, total, opts.progress.transfer(&a.name, total)).await?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = f.read(&mut buf).await.map_err(io_err(format!(
@@ -546,9 +594,14 @@ async fn download_once(
         })));
     }
     let expected_len = resp.content_length();
-    let mut sink = Sink::create(a, cache, opts.progress.transfer(&a.name, expected_len))
-        .await
-        .map_err(fatal)?;
+    let mut sink = Sink::create(
+        a,
+        cache,
+        expected_len,
+        opts.progress.transfer(&a.name, expected_len),
+    )
+    .await
+    .map_err(fatal)?;
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
@@ -569,6 +622,10 @@ async fn download_once(
         }
     }
     sink.finish(a, cache).await.map_err(fatal)
+}
+
+fn full(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
 }
 
 fn fatal(e: FetchError) -> AttemptError {

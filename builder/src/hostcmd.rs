@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::children;
+
 /// A host tool the build needs, with the Debian package that provides it.
 pub struct Tool {
     pub program: &'static str,
@@ -102,10 +104,14 @@ fn shell_word(arg: &OsStr) -> String {
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let line = display(cmd);
     tracing::debug!("running {line}");
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting `{line}`"))?;
+    // In a process group of its own, tied to the build (children.rs).
+    let output = children::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .and_then(|child| child.wait_with_output())
+    .with_context(|| format!("running `{line}`"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(15).collect();

@@ -11,18 +11,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::sys::statfs::{statfs, TMPFS_MAGIC};
-use nix::sys::statvfs::statvfs;
 
-/// The tmpfs tried first.
-const MEMORY_DIR: &str = "/dev/shm";
+use crate::children::{self, Temporary};
+use crate::space;
+use crate::sweep::{MEMORY_DIR, MEMORY_LINK};
+
 /// Room the tmpfs must have free: the offline image's tree is 1.3 GB.
 const ROOM: u64 = 4 << 30;
 
-/// The directory holding the staging root tree; removed on drop.
+/// The directory holding the staging root tree; removed on drop, and on
+/// interruption (children.rs). A killed build's tree is found again through
+/// the `memory-root` link in its staging directory (sweep.rs).
 #[derive(Debug)]
 pub struct RootDir {
     path: PathBuf,
-    _memory: Option<tempfile::TempDir>,
+    memory: Option<PathBuf>,
 }
 
 impl RootDir {
@@ -32,31 +35,55 @@ impl RootDir {
     }
 
     pub fn in_memory(&self) -> bool {
-        self._memory.is_some()
+        self.memory.is_some()
+    }
+}
+
+impl Drop for RootDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.memory {
+            children::remove_path(dir);
+        }
     }
 }
 
 /// A place for the root tree of image `name`: in `/dev/shm` if it is a
-/// tmpfs with room, else `<staging>/root`.
-pub fn root_dir(staging: &Path, name: &str) -> Result<RootDir> {
-    if has_room(Path::new(MEMORY_DIR)) {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("kubebake-{name}-root-"))
-            .tempdir_in(MEMORY_DIR)
-            .with_context(|| format!("creating a directory in {MEMORY_DIR}"))?;
-        return Ok(RootDir {
-            path: dir.path().join("root"),
-            _memory: Some(dir),
-        });
+/// tmpfs with room, else `<staging>/root`. The returned [`Temporary`]
+/// unregisters the in-memory directory when dropped.
+pub fn root_dir(staging: &Path, name: &str) -> Result<(RootDir, Option<Temporary>)> {
+    if !has_room(Path::new(MEMORY_DIR)) {
+        return Ok((
+            RootDir {
+                path: staging.join("root"),
+                memory: None,
+            },
+            None,
+        ));
     }
-    Ok(RootDir {
-        path: staging.join("root"),
-        _memory: None,
-    })
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = Path::new(MEMORY_DIR).join(format!(
+        "kubebake-{name}-root-{}-{nanos}",
+        std::process::id()
+    ));
+    // The link first: a build killed right after the mkdir still points
+    // to its tree, so the next build finds and removes it.
+    let link = staging.join(MEMORY_LINK);
+    std::os::unix::fs::symlink(&dir, &link)
+        .with_context(|| format!("creating {}", link.display()))?;
+    let temporary = children::temporary(&dir);
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok((
+        RootDir {
+            path: dir.join("root"),
+            memory: Some(dir),
+        },
+        Some(temporary),
+    ))
 }
 
 fn has_room(dir: &Path) -> bool {
     let is_tmpfs = statfs(dir).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC);
-    let free = statvfs(dir).map_or(0, |s| s.blocks_available() * s.fragment_size());
-    is_tmpfs && free >= ROOM
+    is_tmpfs && space::free_bytes(dir).unwrap_or(0) >= ROOM
 }

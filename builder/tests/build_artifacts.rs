@@ -68,6 +68,7 @@ fn options(def: &Path, out: &Path, cache: &Path) -> BuildOptions {
         rolectl: rolectl(),
         source_date_epoch: Some(1_700_000_000),
         progress: Progress::hidden(),
+        no_wait: false,
     }
 }
 

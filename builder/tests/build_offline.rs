@@ -25,6 +25,7 @@ fn options(out: &Path) -> BuildOptions {
         rolectl: rolectl(),
         source_date_epoch: Some(1_700_000_000),
         progress: Progress::hidden(),
+        no_wait: false,
     }
 }
 

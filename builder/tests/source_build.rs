@@ -357,6 +357,7 @@ fn tampered_source_fails_the_build_and_leaves_no_cache_entry() {
         rolectl: rolectl(),
         source_date_epoch: Some(EPOCH),
         progress: Progress::hidden(),
+        no_wait: false,
     })
     .expect_err("a tampered source must fail the build");
     let msg = format!("{err:#}");

@@ -19,6 +19,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
         rolectl: rolectl_path(args.rolectl.as_deref())?,
         source_date_epoch: source_date_epoch()?,
         progress: global.progress(),
+        no_wait: args.no_wait,
     })?;
     emit(global, &report, summary)?;
     Ok(ExitCode::SUCCESS)

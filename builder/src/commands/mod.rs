@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_vm;
 pub mod boot;
 pub mod build;
+pub mod clean;
 pub mod cluster;
 pub mod down;
 pub mod fetch;

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::definition::Definition;
 use crate::hostcmd;
+use crate::{children, locks, space, sweep};
 
 /// Bumped whenever the way this stage calls mmdebstrap changes.
 const STAGE_FORMAT: &str = "rootfs-v2";
@@ -83,6 +84,9 @@ pub fn ensure_base(
     let key = cache_key(def, source_date_epoch)?;
     let dir = cache.join("rootfs");
     let path = dir.join(format!("{key}.tar"));
+    // Two builds needing the same base: the second waits, then reuses it.
+    let entry = format!("rootfs-{key}");
+    let _lock = locks::entry(cache, &entry)?;
     if path.is_file() {
         return Ok(BaseTarball {
             path,
@@ -104,19 +108,22 @@ pub fn ensure_base(
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = tempfile::Builder::new()
-        .prefix(".rootfs-")
+        .prefix(&sweep::temp_prefix(&entry))
         .suffix(".tar")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let _interrupted = children::temporary(tmp.path());
     let mut cmd = mmdebstrap_command(def, "tar", tmp.path(), source_date_epoch);
-    hostcmd::run(&mut cmd).with_context(|| {
-        format!(
-            "building the Debian {} base with mmdebstrap; check base.packages in {} \
+    hostcmd::run(&mut cmd)
+        .map_err(|e| space::explain(e, &dir, "the base root filesystem tarball", None))
+        .with_context(|| {
+            format!(
+                "building the Debian {} base with mmdebstrap; check base.packages in {} \
              (a pinned version that the mirror no longer carries fails here)",
-            def.base.suite,
-            def.source.display()
-        )
-    })?;
+                def.base.suite,
+                def.source.display()
+            )
+        })?;
     tmp.persist(&path)
         .with_context(|| format!("storing {}", path.display()))?;
     Ok(BaseTarball {

@@ -44,11 +44,14 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::children;
 use crate::definition::{Build, Definition, Patch};
 use crate::fetch::Fetched;
 use crate::hostcmd;
+use crate::locks;
 use crate::manifest::sha256_file;
 use crate::progress::Progress;
+use crate::sweep;
 
 /// Bumped whenever the recipe contract (environment, layout) changes.
 const RECIPE_CONTRACT: &str = "kubebake-recipe-v1";
@@ -184,9 +187,11 @@ fn ensure_built(
     }
 
     let key = cache_key(b, &sources, &recipe_sha, &patch_files, &toolchain, epoch);
-    let entry = cache_dir
-        .join("builds")
-        .join(format!("{}-{}", b.name, &key[..32]));
+    let entry_name = format!("{}-{}", b.name, &key[..32]);
+    let entry = cache_dir.join("builds").join(&entry_name);
+    // One build of an entry at a time; a second build waits, then reuses it.
+    let lock_name = format!("builds-{entry_name}");
+    let _lock = locks::entry(cache_dir, &lock_name)?;
     if let Some(built) = reuse(&entry, &key)? {
         progress.println(&format!(
             "  {} {}: cached build reused ({})",
@@ -200,9 +205,10 @@ fn ensure_built(
     let tmp_root = cache_dir.join("tmp");
     fs::create_dir_all(&tmp_root).with_context(|| format!("creating {}", tmp_root.display()))?;
     let tmp = tempfile::Builder::new()
-        .prefix(&format!("build-{}-", b.name))
+        .prefix(&sweep::temp_prefix(&lock_name))
         .tempdir_in(&tmp_root)
         .with_context(|| format!("creating a build directory in {}", tmp_root.display()))?;
+    let _interrupted = children::temporary(tmp.path());
     let tree = tmp.path().join("tree");
     let src_dir = tmp.path().join("sources");
     let staged = tmp.path().join("entry");
@@ -510,7 +516,8 @@ fn run_recipe(
         .unwrap_or(1);
     let log =
         fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let mut child = Command::new("bash")
+    let mut recipe = Command::new("bash");
+    recipe
         .arg(&b.recipe_path)
         .current_dir(tree)
         .env_clear()
@@ -525,11 +532,13 @@ fn run_recipe(
         .env("KUBEBAKE_JOBS", jobs.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(log.try_clone()?)
-        .spawn()
+        .stderr(log.try_clone()?);
+    // make and go run in the recipe's process group, stopped with it when
+    // the build is interrupted (children.rs).
+    let mut child = children::spawn(&mut recipe)
         .with_context(|| format!("starting bash {}", b.recipe_path.display()))?;
     // Stdout lines go to the log and the spinner; stderr straight to the log.
-    if let Some(stdout) = child.stdout.take() {
+    if let Some(stdout) = child.child().stdout.take() {
         use std::io::Write as _;
         let mut log = log;
         for line in BufReader::new(stdout).lines() {
