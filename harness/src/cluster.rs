@@ -13,10 +13,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::accel::{self, Accel};
 use crate::dns::{Entry, Registry};
+use crate::imds::Metadata;
 use crate::net::{self, Netns};
 use crate::qemu::{self, Boot, Qemu, VmConfig};
 use crate::ssh::{self, SshKey};
-use crate::imds::Metadata;
 use crate::{dhcp, dns, imds, seed, userdata, wait_until, BootSpec, Role};
 
 #[derive(Debug, Clone)]

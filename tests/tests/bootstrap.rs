@@ -333,7 +333,10 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     let tf = Instant::now();
     master_power_cut(c, &api)?;
     masters_record_withdrawn(c, &api)?;
-    h::report("faults (master power cut, masters record withdrawn)", tf.elapsed());
+    h::report(
+        "faults (master power cut, masters record withdrawn)",
+        tf.elapsed(),
+    );
     h::report("whole scenario", t0.elapsed());
     Ok(())
 }
@@ -363,18 +366,26 @@ const MASTER_UNITS: [&str; 6] = [
 /// systemd's NRestarts (automatic restarts since boot) of `units` on `vm`.
 fn restarts(c: &Cluster, vm: &str, units: &[&str]) -> Result<BTreeMap<String, u64>> {
     let list: Vec<String> = units.iter().map(|u| format!("{u}.service")).collect();
-    let out = c.ssh(vm, &format!("systemctl show -p Id,NRestarts {}", list.join(" ")))?;
+    let out = c.ssh(
+        vm,
+        &format!("systemctl show -p Id,NRestarts {}", list.join(" ")),
+    )?;
+    // One block per unit, separated by an empty line; systemd prints the
+    // properties in its own order, not the order asked for.
     let mut m = BTreeMap::new();
-    let mut id = None;
-    for line in out.lines() {
-        if let Some(v) = line.strip_prefix("Id=") {
-            id = Some(v.trim_end_matches(".service").to_string());
-        } else if let Some(v) = line.strip_prefix("NRestarts=") {
-            let unit = id.take().context("NRestarts before Id")?;
-            m.insert(unit, v.trim().parse()?);
+    for block in out.split("\n\n") {
+        let props = h::show(block);
+        if let (Some(id), Some(n)) = (props.get("Id"), props.get("NRestarts")) {
+            m.insert(
+                id.trim_end_matches(".service").to_string(),
+                n.trim().parse()?,
+            );
         }
     }
-    ensure!(m.len() == units.len(), "{vm}: NRestarts of {units:?}: {out}");
+    ensure!(
+        m.len() == units.len(),
+        "{vm}: NRestarts of {units:?}: {out}"
+    );
     Ok(m)
 }
 
@@ -388,7 +399,12 @@ fn no_restart_loop(
 ) -> Result<()> {
     let delta: BTreeMap<&str, u64> = after
         .iter()
-        .map(|(u, n)| (u.as_str(), n.saturating_sub(before.get(u).copied().unwrap_or(0))))
+        .map(|(u, n)| {
+            (
+                u.as_str(),
+                n.saturating_sub(before.get(u).copied().unwrap_or(0)),
+            )
+        })
         .collect();
     eprintln!("RESTARTS {vm} during {fault}: {delta:?}");
     let looping: Vec<_> = delta.iter().filter(|(_, n)| **n > MAX_RESTARTS).collect();
@@ -423,17 +439,20 @@ fn weave_settled(c: &Cluster, vm: &str) -> Result<String> {
 struct MinionsBefore {
     boot_ids: BTreeMap<&'static str, String>,
     restarts: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    failed: BTreeMap<&'static str, String>,
 }
 
 fn minions_before(c: &Cluster) -> Result<MinionsBefore> {
     let mut b = MinionsBefore {
         boot_ids: BTreeMap::new(),
         restarts: BTreeMap::new(),
+        failed: BTreeMap::new(),
     };
     for m in MINIONS {
         b.boot_ids
             .insert(m, c.ssh(m, "cat /proc/sys/kernel/random/boot_id")?);
         b.restarts.insert(m, restarts(c, m, &MINION_UNITS)?);
+        b.failed.insert(m, failed_units(c, m)?);
         eprintln!("{m}: weave {}", weave_settled(c, m)?);
     }
     Ok(b)
@@ -453,11 +472,20 @@ fn minions_after(c: &Cluster, fault: &str, before: &MinionsBefore) -> Result<()>
             &before.restarts[m],
             &restarts(c, m, &MINION_UNITS)?,
         )?;
-        let failed = c.ssh(m, "systemctl --failed --no-legend --plain")?;
-        ensure!(failed.trim().is_empty(), "{m}: failed units after {fault}:\n{failed}");
+        let failed = failed_units(c, m)?;
+        ensure!(
+            failed == before.failed[m],
+            "{m}: failed units after {fault}:\n{failed}\nbefore:\n{}",
+            before.failed[m]
+        );
         eprintln!("{m}: weave {} after {fault}", weave_settled(c, m)?);
     }
     Ok(())
+}
+
+/// The failed units on `vm`, one per line.
+fn failed_units(c: &Cluster, vm: &str) -> Result<String> {
+    c.ssh(vm, "systemctl --failed --no-legend --plain")
 }
 
 /// `spec.renewTime` of `node`'s lease (kubelet renews it every 10 s).
@@ -497,7 +525,10 @@ fn master_power_cut(c: &mut Cluster, api: &AdminClient) -> Result<()> {
     let before = minions_before(c)?;
     c.power_off("master1")?;
     let off = Instant::now();
-    eprintln!("FAULT master1 powered off (QMP quit) for {} s", FAULT.as_secs());
+    eprintln!(
+        "FAULT master1 powered off (QMP quit) for {} s",
+        FAULT.as_secs()
+    );
     std::thread::sleep(FAULT / 2);
     for m in MINIONS {
         let kubelet = active(c, m, "kubelet.service")?;
@@ -512,18 +543,32 @@ fn master_power_cut(c: &mut Cluster, api: &AdminClient) -> Result<()> {
     let on = Instant::now();
     c.wait_ssh("master1", WAIT)?;
     let master_ip = c.vm("master1")?.ip;
-    wait_until("API server ready again", WAIT, Duration::from_secs(5), || {
-        Ok(harness::kube::api_ready(c.netns(), &c.key.private, master_ip).then_some(()))
-    })?;
+    wait_until(
+        "API server ready again",
+        WAIT,
+        Duration::from_secs(5),
+        || Ok(harness::kube::api_ready(c.netns(), &c.key.private, master_ip).then_some(())),
+    )?;
     h::report("master1: power on -> API server ready", on.elapsed());
     minions_ready_again(api, "both minions Ready after the master's power cut")?;
-    h::report("master1: power on -> both minions Ready, leases renewed", on.elapsed());
+    h::report(
+        "master1: power on -> both minions Ready, leases renewed",
+        on.elapsed(),
+    );
     minions_after(c, "the master's power cut", &before)?;
     // The master's own units on its second boot: up, not looping.
     let fresh: BTreeMap<String, u64> = MASTER_UNITS.iter().map(|u| (u.to_string(), 0)).collect();
-    no_restart_loop("master1", "its boot after the power cut", &fresh, &restarts(c, "master1", &MASTER_UNITS)?)?;
+    no_restart_loop(
+        "master1",
+        "its boot after the power cut",
+        &fresh,
+        &restarts(c, "master1", &MASTER_UNITS)?,
+    )?;
     let failed = c.ssh("master1", "systemctl --failed --no-legend --plain")?;
-    ensure!(failed.trim().is_empty(), "master1: failed units after power on:\n{failed}");
+    ensure!(
+        failed.trim().is_empty(),
+        "master1: failed units after power on:\n{failed}"
+    );
     eprintln!("OUTCOME master power cut: minions Ready again without help, no restart loop");
     Ok(())
 }
@@ -542,14 +587,20 @@ fn masters_record_withdrawn(c: &Cluster, api: &AdminClient) -> Result<()> {
     eprintln!("FAULT {name} withdrawn from DNS for {} s", FAULT.as_secs());
     let got = c.ssh("minion1", &format!("getent hosts {name} || echo gone"))?;
     ensure!(got.trim() == "gone", "{name} still resolves: {got}");
-    let _ = c.ssh("minion2", "sudo systemctl restart --no-block kubelet.service")?;
+    let _ = c.ssh(
+        "minion2",
+        "sudo systemctl restart --no-block kubelet.service",
+    )?;
     wait_until(
         "minion2: kubelet waiting for the masters record",
         FAULT,
         Duration::from_secs(3),
         || {
             let state = active(c, "minion2", "kubelet.service")?;
-            let j = c.ssh("minion2", "sudo journalctl -u kubelet.service --no-pager -n 5")?;
+            let j = c.ssh(
+                "minion2",
+                "sudo journalctl -u kubelet.service --no-pager -n 5",
+            )?;
             Ok((state == "activating"
                 && j.contains(&format!("waiting for DNS: cannot resolve {name}")))
             .then_some(()))
@@ -567,17 +618,30 @@ fn masters_record_withdrawn(c: &Cluster, api: &AdminClient) -> Result<()> {
     // API server as long as nothing breaks it.
     eprintln!(
         "OUTCOME minion1 (kubelet not restarted) {} while {name} was withdrawn",
-        if ready(api, "minion1") { "stayed Ready" } else { "went NotReady" }
+        if ready(api, "minion1") {
+            "stayed Ready"
+        } else {
+            "went NotReady"
+        }
     );
     c.registry.restore(&name);
     let back = Instant::now();
     eprintln!("FAULT {name} restored");
-    wait_until("minion2: kubelet active again", WAIT, Duration::from_secs(2), || {
-        Ok((active(c, "minion2", "kubelet.service")? == "active").then_some(()))
-    })?;
-    h::report("masters record restored -> minion2 kubelet active", back.elapsed());
+    wait_until(
+        "minion2: kubelet active again",
+        WAIT,
+        Duration::from_secs(2),
+        || Ok((active(c, "minion2", "kubelet.service")? == "active").then_some(())),
+    )?;
+    h::report(
+        "masters record restored -> minion2 kubelet active",
+        back.elapsed(),
+    );
     minions_ready_again(api, "both minions Ready after the masters record came back")?;
-    h::report("masters record restored -> both minions Ready, leases renewed", back.elapsed());
+    h::report(
+        "masters record restored -> both minions Ready, leases renewed",
+        back.elapsed(),
+    );
     minions_after(c, "the masters record's withdrawal", &before)?;
     no_restart_loop(
         "master1",
