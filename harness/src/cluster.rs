@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::accel::{self, Accel};
 use crate::dns::{Entry, Registry};
+use crate::imds::Metadata;
 use crate::net::{self, Netns};
 use crate::qemu::{self, Boot, Qemu, VmConfig};
 use crate::ssh::{self, SshKey};
@@ -93,6 +94,23 @@ pub struct Vm {
     pub tap: String,
     pub dir: PathBuf,
     pub qemu: Qemu,
+    /// How it was started, to start it again on the same disk
+    /// ([`Cluster::power_on`]).
+    hardware: Hardware,
+    /// Boots so far (1 after launch; each power-on adds one).
+    pub boots: u32,
+}
+
+/// What QEMU needs to start a VM again: its disk stays, only the process is
+/// new (like starting a stopped instance).
+#[derive(Debug, Clone)]
+struct Hardware {
+    disk: PathBuf,
+    seed: Option<PathBuf>,
+    size: Sizing,
+    boot: Boot,
+    mac: String,
+    smbios: Option<String>,
 }
 
 pub struct Cluster {
@@ -104,6 +122,8 @@ pub struct Cluster {
     next: u32,
     stop: Arc<AtomicBool>,
     rt: Option<tokio::runtime::Runtime>,
+    /// The metadata service's task; None while it is refused.
+    imds: Option<tokio::task::JoinHandle<()>>,
     // Declared last: dropped after the VMs and services are gone.
     ns: Netns,
 }
@@ -121,6 +141,7 @@ impl Cluster {
 
         let (dns_sockets, imds_listener) =
             ns.run_in(|| Ok((dns::bind(net::GATEWAY)?, imds::bind()?)))?;
+        let imds_task;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kb-vpc")
@@ -135,12 +156,7 @@ impl Cluster {
                     eprintln!("vm dns: {e:#}");
                 }
             });
-            let r = registry.clone();
-            rt.spawn(async move {
-                if let Err(e) = imds::serve(imds_listener, r).await {
-                    eprintln!("vm imds: {e:#}");
-                }
-            });
+            imds_task = spawn_imds(&rt, imds_listener, registry.clone());
         }
         let fd = ns.fd()?;
         let (r, s) = (registry.clone(), stop.clone());
@@ -172,8 +188,39 @@ impl Cluster {
             next: 0,
             stop,
             rt: Some(rt),
+            imds: Some(imds_task),
             ns,
         })
+    }
+
+    /// Takes the metadata service away or brings it back (fault injection).
+    /// `Refused` closes its listening socket: from then on every VM's
+    /// connection to 169.254.169.254:80 is refused. `Served` binds it again
+    /// and answers as before. The DNS and DHCP servers are not touched.
+    pub fn set_metadata(&mut self, state: Metadata) -> Result<()> {
+        let rt = self.rt.as_ref().context("the VPC services are stopped")?;
+        match (state, self.imds.take()) {
+            (Metadata::Refused, Some(task)) => {
+                task.abort();
+                // The listener is closed once the aborted task is dropped.
+                let _ = rt.block_on(task);
+            }
+            (Metadata::Served, None) => {
+                let listener = self.ns.run_in(imds::bind)?;
+                self.imds = Some(spawn_imds(rt, listener, self.registry.clone()));
+            }
+            (_, task) => self.imds = task,
+        }
+        Ok(())
+    }
+
+    /// Whether the metadata service is served or refused.
+    pub fn metadata(&self) -> Metadata {
+        if self.imds.is_some() {
+            Metadata::Served
+        } else {
+            Metadata::Refused
+        }
     }
 
     pub fn netns(&self) -> &str {
@@ -254,25 +301,20 @@ impl Cluster {
                 cpus: self.opts.cpus,
             },
         };
-        let spawned = Qemu::spawn(VmConfig {
-            name: spec.name.clone(),
+        let hardware = Hardware {
             disk: overlay,
             seed: (spec.datasource == Datasource::Seed).then_some(seed_path),
-            memory_mib: size.memory_mib,
-            cpus: size.cpus,
+            size,
             boot,
-            accel: self.accel,
-            tap: Some((tap.clone(), mac_s)),
-            netns: Some(self.ns.fd()?),
-            dir: dir.clone(),
+            mac: mac_s,
             smbios: (spec.datasource == Datasource::NoCloudNet).then(|| {
                 format!(
                     "type=1,serial=ds=nocloud-net;s=http://{}/latest/",
                     net::IMDS_ADDR
                 )
             }),
-            die_with_parent: self.opts.die_with_parent,
-        });
+        };
+        let spawned = self.spawn_qemu(&spec.name, &tap, &dir, &hardware);
         let qemu = match spawned {
             Ok(q) => q,
             Err(e) => {
@@ -289,8 +331,69 @@ impl Cluster {
             tap,
             dir,
             qemu,
+            hardware,
+            boots: 1,
         });
         self.vms.last().context("VM just pushed")
+    }
+
+    fn spawn_qemu(&self, name: &str, tap: &str, dir: &Path, hw: &Hardware) -> Result<Qemu> {
+        Qemu::spawn(VmConfig {
+            name: name.to_string(),
+            disk: hw.disk.clone(),
+            seed: hw.seed.clone(),
+            memory_mib: hw.size.memory_mib,
+            cpus: hw.size.cpus,
+            boot: hw.boot.clone(),
+            accel: self.accel,
+            tap: Some((tap.to_string(), hw.mac.clone())),
+            netns: Some(self.ns.fd()?),
+            dir: dir.to_path_buf(),
+            smbios: hw.smbios.clone(),
+            die_with_parent: self.opts.die_with_parent,
+        })
+    }
+
+    /// Cuts a VM's power (fault injection): QMP `quit`, no ACPI, no guest
+    /// shutdown: what the guest had not written to its disk is lost. The VM
+    /// keeps its disk, address, DHCP reservation, DNS records and tap, like a
+    /// stopped cloud instance; [`power_on`](Self::power_on) boots it again.
+    pub fn power_off(&mut self, name: &str) -> Result<()> {
+        let vm = self.vm_mut(name)?;
+        if vm.qemu.is_running() {
+            if let Err(e) = vm.qemu.qmp("quit") {
+                eprintln!("vm {name}: QMP quit: {e:#}; killing it");
+            }
+            let _ = wait_until(
+                &format!("qemu of {name} to exit"),
+                Duration::from_secs(10),
+                Duration::from_millis(100),
+                || Ok((!vm.qemu.is_running()).then_some(())),
+            );
+        }
+        vm.qemu.kill();
+        Ok(())
+    }
+
+    /// Boots a powered-off VM again from its own disk (same address, MAC,
+    /// seed and boot method). The previous boot's serial console is kept as
+    /// `serial.boot<N>.log`; `serial.log` and the VM's start time (for
+    /// [`wait_serial`](Self::wait_serial), [`wait_ssh`](Self::wait_ssh)) are
+    /// the new boot's.
+    pub fn power_on(&mut self, name: &str) -> Result<()> {
+        let vm = self.vm_mut(name)?;
+        if vm.qemu.is_running() {
+            bail!("{name} is running: power it off first");
+        }
+        let kept = vm.dir.join(format!("serial.boot{}.log", vm.boots));
+        std::fs::rename(&vm.qemu.serial_log, &kept)
+            .with_context(|| format!("keeping {}", vm.qemu.serial_log.display()))?;
+        let (tap, dir, hw) = (vm.tap.clone(), vm.dir.clone(), vm.hardware.clone());
+        let qemu = self.spawn_qemu(name, &tap, &dir, &hw)?;
+        let vm = self.vm_mut(name)?;
+        vm.qemu = qemu;
+        vm.boots += 1;
+        Ok(())
     }
 
     pub fn vms(&self) -> &[Vm] {
@@ -470,6 +573,12 @@ impl Cluster {
                 vm.dir.join("qemu.stderr"),
                 dest.join(format!("{}.qemu.stderr", vm.name)),
             );
+            for boot in 1..vm.boots {
+                let _ = std::fs::copy(
+                    vm.dir.join(format!("serial.boot{boot}.log")),
+                    dest.join(format!("{}.serial.boot{boot}.log", vm.name)),
+                );
+            }
         }
         Ok(())
     }
@@ -488,6 +597,20 @@ impl Cluster {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// Serves the metadata service on `listener` until the task is aborted (or
+/// the runtime stops); dropping the task closes the listener.
+fn spawn_imds(
+    rt: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    registry: Registry,
+) -> tokio::task::JoinHandle<()> {
+    rt.spawn(async move {
+        if let Err(e) = imds::serve(listener, registry).await {
+            eprintln!("vm imds: {e:#}");
+        }
+    })
 }
 
 impl Drop for Cluster {

@@ -8,6 +8,7 @@
 //! sockets are bound to the gateway address inside the cluster namespace.
 //! Names outside the domain get REFUSED (the VPC has no internet).
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub struct Entry {
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<Vec<Entry>>>,
+    /// Names whose records are withdrawn (fault injection): answered as if
+    /// no VM backed them, whatever runs.
+    withdrawn: Arc<RwLock<BTreeSet<String>>>,
     pub domain: Arc<String>,
 }
 
@@ -46,6 +50,7 @@ impl Registry {
     pub fn new(domain: &str) -> Self {
         Registry {
             inner: Arc::default(),
+            withdrawn: Arc::default(),
             domain: Arc::new(domain.trim_end_matches('.').to_string()),
         }
     }
@@ -61,6 +66,28 @@ impl Registry {
         if let Ok(mut v) = self.inner.write() {
             v.retain(|x| x.name != name);
         }
+    }
+
+    /// Withdraws the records of `name` (`masters.demo.k8s`, with or without
+    /// the trailing dot) until [`restore`](Self::restore): a role name then
+    /// answers NODATA (as before any VM of that role runs), a VM's name
+    /// NXDOMAIN. Like deleting the record set in Route53; the VMs keep
+    /// running and keep their addresses.
+    pub fn withdraw(&self, name: &str) {
+        if let Ok(mut w) = self.withdrawn.write() {
+            w.insert(normalize(name));
+        }
+    }
+
+    /// Serves the records of `name` again.
+    pub fn restore(&self, name: &str) {
+        if let Ok(mut w) = self.withdrawn.write() {
+            w.remove(&normalize(name));
+        }
+    }
+
+    fn is_withdrawn(&self, name: &str) -> bool {
+        self.withdrawn.read().is_ok_and(|w| w.contains(name))
     }
 
     pub fn entries(&self) -> Vec<Entry> {
@@ -80,9 +107,12 @@ impl Registry {
     /// with no address (e.g. `masters.demo.k8s` before the master starts;
     /// answered NODATA).
     pub fn lookup(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = normalize(name);
         let rest = name.strip_suffix(&format!(".{}", self.domain))?;
         let (label, cluster) = rest.split_once('.')?;
+        if self.is_withdrawn(&name) {
+            return matches!(label, "masters" | "minions").then(Vec::new);
+        }
         let entries = self.entries();
         let in_cluster = entries.iter().filter(|e| e.cluster == cluster);
         let ips: Vec<Ipv4Addr> = match label {
@@ -104,6 +134,11 @@ impl Registry {
         };
         Some(ips)
     }
+}
+
+/// A DNS name as the registry keys it: lowercase, no trailing dot.
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// The hickory request handler over the registry.
@@ -261,5 +296,22 @@ mod tests {
         assert_eq!(r.lookup("example.com."), None);
         r.remove("n1");
         assert_eq!(r.lookup("minions.demo.k8s").map(|v| v.len()), Some(1));
+    }
+
+    #[test]
+    fn withdrawn_records_answer_as_absent_until_restored() {
+        let r = Registry::new("k8s");
+        r.add(entry("m1", Some(Role::Master), 10));
+        r.withdraw("Masters.demo.k8s.");
+        r.withdraw("m1.demo.k8s");
+        assert_eq!(r.lookup("masters.demo.k8s."), Some(vec![]));
+        assert_eq!(r.lookup("m1.demo.k8s."), None);
+        r.restore("masters.demo.k8s");
+        r.restore("m1.demo.k8s.");
+        assert_eq!(
+            r.lookup("masters.demo.k8s"),
+            Some(vec![Ipv4Addr::new(10, 77, 0, 10)])
+        );
+        assert_eq!(r.lookup("m1.demo.k8s").map(|v| v.len()), Some(1));
     }
 }

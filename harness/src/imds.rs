@@ -24,6 +24,17 @@ use hyper_util::rt::TokioIo;
 use crate::dns::{Entry, Registry};
 use crate::net::IMDS_ADDR;
 
+/// Whether the metadata service is there (fault injection:
+/// [`Cluster::set_metadata`](crate::cluster::Cluster::set_metadata)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// Listening on 169.254.169.254:80, answering every VM.
+    Served,
+    /// Nothing listens: every connection is refused (TCP RST), as while a
+    /// cloud's metadata service is down or not yet reachable.
+    Refused,
+}
+
 /// Header naming the VM a request from the namespace itself asks about.
 const SOURCE_HEADER: &str = "x-kubebake-source";
 

@@ -5,10 +5,17 @@
 //! agree); a third VM has no datasource at all and boots unassigned, saying
 //! why; a stopped VM leaves DNS; the golden image stays unchanged and
 //! nothing is left behind.
+//!
+//! Fault: the metadata service is absent (connection refused) when the VMs
+//! boot and comes up only 30 s after the NoCloud-net VM was first refused:
+//! that VM activates its role once the service answers, and cloud-init,
+//! which runs after rolectl's wait, gets the same user-data (SSH keys,
+//! hostname, "agrees").
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::cluster::{Datasource, UserData, VmSpec};
+use harness::imds::Metadata;
 use harness::Role;
 use kubebake_vmtests as h;
 
@@ -19,6 +26,8 @@ fn one_vm_network_dns_imds() {
     let mut c = h::start("one_vm_network_dns_imds", image.clone(), 768);
     let ns = c.netns().to_string();
     let result = (|| -> anyhow::Result<()> {
+        // No metadata service while the VMs boot.
+        c.set_metadata(Metadata::Refused)?;
         c.launch(VmSpec {
             name: "node0".into(),
             cluster: "demo".into(),
@@ -51,6 +60,7 @@ fn one_vm_network_dns_imds() {
             kernel_boot: true,
             datasource: Datasource::Absent,
         })?;
+        metadata_comes_late(&mut c)?;
         let t = c.wait_ssh("node0", h::WAIT)?;
         h::report("boot -> ssh (direct kernel boot)", t);
         let resolv = c.ssh("node0", "cat /etc/resolv.conf")?;
@@ -94,6 +104,7 @@ fn one_vm_network_dns_imds() {
         // rolectl read the same user-data itself, before cloud-init, and
         // cloud-init's copy agrees.
         let st = c.ssh("imdsnode", "sudo /usr/local/bin/rolectl status")?;
+        eprintln!("imdsnode rolectl status:\n{st}");
         for want in [
             "role: minion",
             "user-data from: NoCloud-net http://169.254.169.254/latest/user-data",
@@ -139,7 +150,15 @@ fn one_vm_network_dns_imds() {
         );
         Ok(())
     })();
-    if result.is_err() {
+    if let Err(e) = &result {
+        eprintln!("FAILED: {e:#}");
+        if let Ok(out) = c.ssh(
+            "imdsnode",
+            "sudo /usr/local/bin/rolectl status; systemctl --failed --no-pager; \
+             sudo journalctl -b --no-pager -u rolectl -u cloud-init -u rolectl-cloud-init | tail -n 60",
+        ) {
+            eprintln!("==== imdsnode\n{out}");
+        }
         let _ = c.save_logs(&h::repo_root().join("target/vm-logs/one_vm_network_dns_imds"));
     }
     drop(c);
@@ -152,4 +171,53 @@ fn one_vm_network_dns_imds() {
     if let Err(e) = result {
         panic!("{e:#}");
     }
+}
+
+/// How long the metadata service stays away after the NoCloud-net VM's
+/// first refused request.
+const METADATA_LATE: Duration = Duration::from_secs(30);
+
+/// The NoCloud-net VM (imdsnode) meets a refused metadata service at its
+/// first boot; 30 s after rolectl's first refused request the service comes
+/// up, and rolectl activates the role from it. The rest of the test then
+/// checks that cloud-init got the same user-data and agrees.
+fn metadata_comes_late(c: &mut harness::cluster::Cluster) -> anyhow::Result<()> {
+    let t = harness::wait_until(
+        "imdsnode: rolectl refused by the metadata service",
+        h::WAIT,
+        Duration::from_millis(500),
+        || {
+            let vm = c.vm("imdsnode")?;
+            let log = vm.qemu.serial();
+            let refused = log
+                .lines()
+                .any(|l| l.contains("rolectl: ") && l.to_ascii_lowercase().contains("refused"));
+            anyhow::ensure!(
+                !log.contains("rolectl: activated as"),
+                "imdsnode activated while the metadata service was refused"
+            );
+            Ok(refused.then(|| vm.qemu.started.elapsed()))
+        },
+    )?;
+    h::report("imdsnode: start -> metadata request refused", t);
+    std::thread::sleep(METADATA_LATE);
+    let log = c.vm("imdsnode")?.qemu.serial();
+    anyhow::ensure!(
+        !log.contains("rolectl: activated as") && !log.contains("host stays unassigned"),
+        "imdsnode: rolectl finished while the metadata service was refused"
+    );
+    let served = c.vm("imdsnode")?.qemu.started.elapsed();
+    let at = Instant::now();
+    c.set_metadata(Metadata::Served)?;
+    eprintln!(
+        "FAULT metadata service refused from boot, served at imdsnode start + {:.1} s",
+        served.as_secs_f64()
+    );
+    let t = c.wait_serial("imdsnode", "rolectl: activated as minion", 0, h::WAIT)?;
+    h::report("imdsnode: start -> role marker (metadata late)", t);
+    h::report(
+        "imdsnode: metadata served -> role marker",
+        at.elapsed().min(t.saturating_sub(served)),
+    );
+    Ok(())
 }
