@@ -75,7 +75,11 @@ fn check_accepted(text: &str, source: &Path, def: &Definition) {
     }
     let mut names = HashSet::new();
     for u in &def.units {
-        assert!(names.insert(&u.name), "duplicate unit {:?} accepted", u.name);
+        assert!(
+            names.insert(&u.name),
+            "duplicate unit {:?} accepted",
+            u.name
+        );
     }
     let sources: usize = def.builds.iter().map(|b| b.sources.len()).sum();
     assert_eq!(def.downloads().len(), def.artifacts.len() + sources);
@@ -102,7 +106,10 @@ fuzz_target!(|data: &[u8]| {
             for fe in &errors {
                 assert_eq!(fe.file, source, "error names another file: {fe}");
                 assert!(!fe.field.is_empty(), "error without a field path: {fe}");
-                assert!(!fe.message.trim().is_empty(), "error without a message: {fe}");
+                assert!(
+                    !fe.message.trim().is_empty(),
+                    "error without a message: {fe}"
+                );
             }
             let shown = e.to_string();
             assert!(
