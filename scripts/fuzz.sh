@@ -25,6 +25,13 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
 fi
 
+# Build outside the checkout: CI runs in a fresh clone, where in-tree
+# fuzz/target directories would be empty and the definition target alone
+# takes ~20 min to build (the whole kubebake library under the sanitizer).
+# Registry dependencies stay built across clones; only the path crates
+# rebuild. One directory per target (each project has its own lock file).
+FUZZ_TARGET_ROOT=${KUBEBAKE_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubebake/fuzz-target}
+
 # TARGET -> crate dir (the one holding the fuzz project), libFuzzer max_len.
 crate_dir() {
   case "$1" in
@@ -57,8 +64,8 @@ run() {
   fi
   log=$(mktemp)
   echo "== fuzz $target for ${secs} s (corpus: $(ls "$corpus" | wc -l) inputs)"
-  (cd "$dir" && cargo fuzz build --fuzz-dir fuzz "$target")
-  (cd "$dir" && cargo fuzz run --fuzz-dir fuzz "$target" "$work" -- \
+  (cd "$dir" && cargo fuzz build --fuzz-dir fuzz --target-dir "$FUZZ_TARGET_ROOT/$target" "$target")
+  (cd "$dir" && cargo fuzz run --fuzz-dir fuzz --target-dir "$FUZZ_TARGET_ROOT/$target" "$target" "$work" -- \
     -max_total_time="$secs" -max_len="$(max_len "$target")" \
     -print_final_stats=1 "$@") >"$log" 2>&1 || rc=$?
   [ "${KEEP:-0}" = 1 ] || rm -rf "$work"
@@ -79,7 +86,7 @@ cmin() {
   local target=$1 dir corpus
   dir=$(crate_dir "$target")
   corpus="$dir/fuzz/corpus/$target"
-  (cd "$dir" && cargo fuzz cmin --fuzz-dir fuzz "$target" "$corpus" -- \
+  (cd "$dir" && cargo fuzz cmin --fuzz-dir fuzz --target-dir "$FUZZ_TARGET_ROOT/$target" "$target" "$corpus" -- \
     -max_len="$(max_len "$target")")
   echo "corpus $target: $(ls "$corpus" | wc -l) inputs, $(du -sh "$corpus" | cut -f1)"
 }
