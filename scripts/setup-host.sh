@@ -36,6 +36,8 @@ PKGS=(
   # (upstream's code generation), gcc + libc6-dev (static pause) and binutils
   # (strip); the builder unpacks and patches sources with tar and patch.
   golang-1.19-go=1.19.8-2 make rsync gcc libc6-dev binutils patch
+  # cargo-fuzz (scripts/fuzz.sh): libfuzzer-sys compiles libFuzzer's C++.
+  g++
 )
 missing=()
 for p in "${PKGS[@]}"; do

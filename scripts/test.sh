@@ -29,6 +29,10 @@ stamp "golden image"
 
 stamp "tests"
 cargo test --workspace --exclude kubebake-vmtests
+stamp "fuzz"
+# Bounded runs of the fuzz targets over their committed corpora (~2 min
+# warm); fails on a crash. Long runs: see README "Fuzzing".
+bash scripts/fuzz.sh ci
 stamp "VM tests"
 # Each VM test file boots its VMs in parallel; the files run one after the
 # other (2 cores). --nocapture prints the measured boot stages (TIME lines).
