@@ -228,7 +228,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let raw_bytes = tree_bytes + tree_bytes / 10 + (64 << 20);
     let image_bytes = raw_bytes + if def.outputs.qcow2 { tree_bytes / 2 } else { 0 };
     space::require(
-        staging.path(),
+        &opts.out_dir,
         image_bytes,
         &format!(
             "the raw{} image",

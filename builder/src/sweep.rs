@@ -118,31 +118,37 @@ fn memory_root_of(staging: &Path) -> Option<PathBuf> {
     (ours && target.exists()).then_some(target)
 }
 
-/// Sweeps the cache's temporaries whose entry lock is free.
-pub fn cache(cache_dir: &Path) -> Result<SweepReport> {
-    let mut report = SweepReport::default();
+/// Every cache temporary, with whether its entry is locked (its build is
+/// running).
+pub fn cache_temporaries(cache_dir: &Path) -> Vec<(PathBuf, bool)> {
+    let mut found = Vec::new();
     for sub in CACHE_TEMP_DIRS {
-        let dir = cache_dir.join(sub);
-        let Ok(entries) = fs::read_dir(&dir) else {
+        let Ok(entries) = fs::read_dir(cache_dir.join(sub)) else {
             continue;
         };
         for e in entries.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(entry) = name
+            let entry = name
                 .strip_prefix('.')
                 .and_then(|n| n.split_once(TEMP_MARK))
-                .map(|(entry, _)| entry)
-            else {
-                continue;
-            };
-            if entry.is_empty() {
-                continue;
+                .map(|(entry, _)| entry);
+            if let Some(entry) = entry.filter(|e| !e.is_empty()) {
+                let held = locks::is_held(&locks::entry_lock_path(cache_dir, entry));
+                found.push((e.path(), held));
             }
-            if locks::is_held(&locks::entry_lock_path(cache_dir, entry)) {
-                report.kept.push(e.path());
-            } else {
-                report.remove(e.path());
-            }
+        }
+    }
+    found
+}
+
+/// Sweeps the cache's temporaries whose entry lock is free.
+pub fn cache(cache_dir: &Path) -> Result<SweepReport> {
+    let mut report = SweepReport::default();
+    for (path, held) in cache_temporaries(cache_dir) {
+        if held {
+            report.kept.push(path);
+        } else {
+            report.remove(path);
         }
     }
     Ok(report)
