@@ -24,6 +24,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -114,8 +115,24 @@ fn forget_group(pgid: i32) {
 }
 
 fn announce(reg: &mut Registry, sign: char, pgid: i32) {
+    send(reg, &format!("{sign}{pgid}"));
+}
+
+/// Paths travel hex-encoded: any byte may be in a path.
+fn announce_path(reg: &mut Registry, sign: char, path: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    send(
+        reg,
+        &format!("{sign}{}", hex::encode(path.as_os_str().as_bytes())),
+    );
+}
+
+fn send(reg: &mut Registry, line: &str) {
     if let Some(pipe) = reg.reaper.as_mut() {
-        if writeln!(pipe, "{sign}{pgid}").is_err() {
+        if writeln!(pipe, "{line}")
+            .and_then(|()| pipe.flush())
+            .is_err()
+        {
             reg.reaper = None;
         }
     }
@@ -134,14 +151,18 @@ impl Temporary {
 
 impl Drop for Temporary {
     fn drop(&mut self) {
-        registry().temporaries.retain(|p| p != &self.path);
+        let mut reg = registry();
+        reg.temporaries.retain(|p| p != &self.path);
+        announce_path(&mut reg, 'u', &self.path);
     }
 }
 
 /// Registers `path` for removal if the build is interrupted. The caller
 /// still removes it on the normal paths (a `TempDir`, say).
 pub fn temporary(path: &Path) -> Temporary {
-    registry().temporaries.push(path.to_path_buf());
+    let mut reg = registry();
+    reg.temporaries.push(path.to_path_buf());
+    announce_path(&mut reg, 't', path);
     Temporary {
         path: path.to_path_buf(),
     }
@@ -196,6 +217,21 @@ pub fn remove_path(p: &Path) {
     }
 }
 
+/// The signal being handled (0: none).
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// Called when a command failed: if that is because a signal stopped its
+/// children, the signal-handling thread is cleaning up and will exit with
+/// 128 + the signal; wait for it rather than exit 1 first.
+pub fn wait_if_interrupted() {
+    let sig = INTERRUPTED.load(Ordering::SeqCst);
+    if sig == 0 {
+        return;
+    }
+    std::thread::sleep(GRACE * 3);
+    std::process::exit(128 + sig);
+}
+
 /// Installs the SIGINT/SIGTERM handling described above (once per process).
 pub fn handle_signals() -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -205,12 +241,20 @@ pub fn handle_signals() -> Result<()> {
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
+                INTERRUPTED.store(sig, Ordering::SeqCst);
                 let signal = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
                 eprintln!("\nkubebake: {signal} received: stopping the build's processes and removing its temporary files");
                 // A publication in progress finishes first; none starts after.
                 let _publishing = publishing();
                 stop_groups(signal);
-                remove_temporaries();
+                // Other threads may still be writing into the temporaries:
+                // the reaper removes them once this process is gone.
+                let mut reg = registry();
+                send(&mut reg, "x");
+                if reg.reaper.is_none() {
+                    drop(reg);
+                    remove_temporaries();
+                }
                 std::process::exit(128 + sig);
             }
         })
@@ -240,6 +284,10 @@ pub fn start_reaper() {
             for g in groups {
                 announce(&mut reg, '+', g);
             }
+            let temporaries = reg.temporaries.clone();
+            for t in temporaries {
+                announce_path(&mut reg, 't', &t);
+            }
         }
         Err(e) => tracing::warn!(
             "could not start the reaper ({e}): a build killed with SIGKILL may leave child processes"
@@ -247,25 +295,51 @@ pub fn start_reaper() {
     }
 }
 
-/// The reaper: reads `+PGID` / `-PGID` lines until the build's end of the
-/// pipe closes, then kills the groups still listed.
+/// The reaper: reads `+PGID` / `-PGID` (groups), `tHEXPATH` / `uHEXPATH`
+/// (temporaries) and `x` (the build is exiting on SIGINT/SIGTERM) until the
+/// build's end of the pipe closes; then kills the groups still listed and,
+/// after `x`, removes the temporaries still listed. After a SIGKILL (no
+/// `x`) the files stay for the next build's sweep: the reaper does not
+/// know whether the build was done with them.
 pub fn reaper_main() -> std::process::ExitCode {
     let mut groups = BTreeSet::new();
+    let mut temporaries: Vec<PathBuf> = Vec::new();
+    let mut exiting = false;
     for line in BufReader::new(std::io::stdin().lock()).lines() {
         let Ok(line) = line else { break };
-        let (sign, pgid) = line.split_at(line.len().min(1));
-        let Ok(pgid) = pgid.parse::<i32>() else {
-            continue;
-        };
+        let (sign, rest) = line.split_at(line.len().min(1));
         match sign {
-            "+" => groups.insert(pgid),
-            "-" => groups.remove(&pgid),
-            _ => false,
-        };
+            "+" | "-" => {
+                if let Ok(pgid) = rest.parse::<i32>() {
+                    if sign == "+" {
+                        groups.insert(pgid);
+                    } else {
+                        groups.remove(&pgid);
+                    }
+                }
+            }
+            "t" | "u" => {
+                use std::os::unix::ffi::OsStringExt as _;
+                if let Ok(bytes) = hex::decode(rest) {
+                    let path = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+                    temporaries.retain(|p| p != &path);
+                    if sign == "t" {
+                        temporaries.push(path);
+                    }
+                }
+            }
+            "x" => exiting = true,
+            _ => {}
+        }
     }
     for g in groups {
         if g > 1 {
             let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+        }
+    }
+    if exiting {
+        for p in temporaries.iter().rev() {
+            remove_path(p);
         }
     }
     std::process::ExitCode::SUCCESS

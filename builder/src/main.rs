@@ -42,5 +42,9 @@ fn main() -> ExitCode {
         Command::BenchVm(args) => bench_vm::run(g, args),
         Command::Cluster(cmd) => cluster::run(g, cmd),
     };
-    result.unwrap_or_else(|e| report_error(g, &e))
+    result.unwrap_or_else(|e| {
+        // A failure caused by SIGINT/SIGTERM: the handler exits 130/143.
+        children::wait_if_interrupted();
+        report_error(g, &e)
+    })
 }
