@@ -424,6 +424,62 @@ fn killed_and_concurrent_builds_leave_nothing_behind() {
     assert_eq!(manifest_matches(&out), first);
 }
 
+/// A data root under `data` with a definition whose one artifact is a
+/// file:// payload of `size` bytes; returns the definition's path.
+fn payload_definition(data: &Path, size: u32) -> PathBuf {
+    for d in ["images", "units", "dropins"] {
+        fs::create_dir_all(data.join(d)).unwrap();
+    }
+    fs::write(data.join("units/rolectl.service.hbs"), "[Unit]\n").unwrap();
+    let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    fs::write(data.join("payload.bin"), &payload).unwrap();
+    let url = url::Url::from_file_path(data.join("payload.bin")).unwrap();
+    let yaml = format!(
+        "name: payload\nversion: \"1\"\nbase: {{ suite: bookworm, mirror: http://deb.debian.org/debian, packages: [curl] }}\n\
+         artifacts:\n  - name: payload\n    version: \"1\"\n    url: {url}\n    sha256: {}\n    install: {{ binary: {{ path: /usr/local/bin/payload, mode: \"0755\" }} }}\n\
+         units:\n  - name: rolectl.service\noutputs: {{ qcow2: true, disk-size: 2GiB }}\n",
+        hex::encode(Sha256::digest(&payload))
+    );
+    let def = data.join("images/payload.yaml");
+    fs::write(&def, yaml).unwrap();
+    def
+}
+
+#[test]
+fn fetches_of_one_digest_at_once_share_the_cache_safely() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let def = payload_definition(&dir.path().join("data"), 64 << 20);
+    let fetch = || {
+        Command::new(env!("CARGO_BIN_EXE_kubebake"))
+            .arg("--cache")
+            .arg(&cache)
+            .args(["--allow-insecure-urls", "fetch"])
+            .arg(&def)
+            .env("RUST_LOG", "kubebake=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (fetch(), fetch());
+    let mut copied = 0;
+    for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{log}");
+        copied += log.matches("verified and cached").count();
+    }
+    // The entry lock: one process copies, the other waits and finds it.
+    assert_eq!(copied, 1, "both fetches wrote the entry");
+    // One verified entry, no temporaries.
+    let entries = names_in(&cache.join("sha256"));
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = cache.join("sha256").join(&entries[0]);
+    assert_eq!(sha256_of(&entry), entries[0]);
+    assert_eq!(names_in(&cache.join("tmp")), Vec::<String>::new());
+}
+
 /// A size-limited tmpfs at `dir`, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
@@ -470,26 +526,12 @@ fn a_full_cache_or_output_directory_fails_naming_the_path_and_keeps_both() {
     fs::create_dir_all(cache.join("sha256")).unwrap();
     fs::write(cache.join("sha256/kept"), b"an earlier entry").unwrap();
     let before = snapshot(&cache);
-    let data = dir.path().join("data");
-    for d in ["images", "units", "dropins"] {
-        fs::create_dir_all(data.join(d)).unwrap();
-    }
-    fs::write(data.join("units/rolectl.service.hbs"), "[Unit]\n").unwrap();
-    let payload: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
-    fs::write(data.join("payload.bin"), &payload).unwrap();
-    let url = url::Url::from_file_path(data.join("payload.bin")).unwrap();
-    let yaml = format!(
-        "name: full\nversion: \"1\"\nbase: {{ suite: bookworm, mirror: http://deb.debian.org/debian, packages: [curl] }}\n\
-         artifacts:\n  - name: payload\n    version: \"1\"\n    url: {url}\n    sha256: {}\n    install: {{ binary: {{ path: /usr/local/bin/payload, mode: \"0755\" }} }}\n\
-         units:\n  - name: rolectl.service\noutputs: {{ qcow2: true, disk-size: 2GiB }}\n",
-        hex::encode(Sha256::digest(&payload))
-    );
-    fs::write(data.join("images/full.yaml"), yaml).unwrap();
+    let def = payload_definition(&dir.path().join("data"), 32 << 20);
     let o = Command::new(env!("CARGO_BIN_EXE_kubebake"))
         .arg("--cache")
         .arg(&cache)
         .args(["--allow-insecure-urls", "fetch"])
-        .arg(data.join("images/full.yaml"))
+        .arg(&def)
         .output()
         .unwrap();
     let msg = String::from_utf8_lossy(&o.stderr).into_owned();
