@@ -9,8 +9,9 @@ pub mod cli;
 pub mod cluster_cache;
 pub mod cluster_secrets;
 pub mod commands;
-pub mod definition;
-pub mod digest;
+// The definition parser lives in its own crate (definition/), for its fuzz
+// target; the builder's paths stay `crate::definition` / `crate::digest`.
+pub use kubebake_definition::{definition, digest};
 pub mod fetch;
 pub mod hostcmd;
 pub mod inspect;

@@ -1,5 +1,5 @@
 //! Fuzzes the image definition parser and validator
-//! (`kubebake::definition::parse_str`) with the repository root as data
+//! (`kubebake_definition::definition::parse_str`, re-exported as `kubebake::definition`) with the repository root as data
 //! root, so definitions may name the real unit and drop-in templates and the
 //! recipes in `images/recipes/`.
 //!
@@ -15,8 +15,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use kubebake::definition::{self, Definition, ImagePath, KubernetesVersion, LoadOptions};
-use kubebake::digest::Digest;
+use kubebake_definition::definition::{self, Definition, ImagePath, KubernetesVersion, LoadOptions};
+use kubebake_definition::digest::Digest;
 use libfuzzer_sys::fuzz_target;
 
 fn source() -> PathBuf {

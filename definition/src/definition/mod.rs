@@ -372,8 +372,10 @@ impl ImagePath {
         validate::check_image_path(p).map(|()| ImagePath(p.to_string()))
     }
 
-    /// For paths built from already validated parts.
-    pub(crate) fn from_validated(p: String) -> Self {
+    /// For paths built from already validated parts (the renderer joins
+    /// validated unit and file names onto fixed directories); anything
+    /// else goes through [`ImagePath::new`].
+    pub fn from_validated(p: String) -> Self {
         ImagePath(p)
     }
 
