@@ -26,8 +26,8 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
 fi
 
 # Build outside the checkout: CI runs in a fresh clone, where in-tree
-# fuzz/target directories would be empty and the definition target alone
-# takes ~20 min to build (the whole kubebake library under the sanitizer).
+# fuzz/target directories would be empty (the definition target builds
+# only the small definition/ crate and its dependencies, see its Cargo.toml).
 # Registry dependencies stay built across clones; only the path crates
 # rebuild. One directory per target (each project has its own lock file).
 FUZZ_TARGET_ROOT=${KUBEBAKE_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubebake/fuzz-target}
