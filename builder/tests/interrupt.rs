@@ -322,7 +322,7 @@ fn killed_and_concurrent_builds_leave_nothing_behind() {
     let out = dir.path().join("out");
     fs::create_dir_all(&out).unwrap();
 
-    // 1. Killed at three stages of a first build (nothing published yet).
+    // 1. Killed at four moments of a first build (nothing published yet).
     kill_at(
         &out,
         "source-build",
@@ -331,6 +331,16 @@ fn killed_and_concurrent_builds_leave_nothing_behind() {
         "INT",
     );
     kill_at(&out, "rootfs", None, Duration::from_secs(1), "TERM");
+    // SIGTERM while mkfs.ext4 writes: the build's main thread unwinds from
+    // the killed mkfs and removes the 1.3 GB tree while the handler exits;
+    // the reaper must still remove what the main thread had not.
+    kill_at(
+        &out,
+        "generalize",
+        Some("mkfs"),
+        Duration::from_millis(500),
+        "TERM",
+    );
     let killed = kill_at(
         &out,
         "generalize",

@@ -1,7 +1,8 @@
 //! Fuzzes the image definition parser and validator
-//! (`kubebake_definition::definition::parse_str`, re-exported as `kubebake::definition`) with the repository root as data
-//! root, so definitions may name the real unit and drop-in templates and the
-//! recipes in `images/recipes/`.
+//! (`kubebake_definition::definition::parse_str`, re-exported as
+//! `kubebake::definition`) with the repository root as data root, so
+//! definitions may name the real unit and drop-in templates and the recipes
+//! in `images/recipes/`.
 //!
 //! Beyond "no panic" it checks that a rejected definition carries at least
 //! one field error, each naming the file, a field path and a message, and
