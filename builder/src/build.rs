@@ -139,9 +139,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         ),
     )?;
     let mut swept = sweep::out_dir(&opts.out_dir, true)?;
-    let cache_swept = sweep::cache(&opts.cache_dir)?;
-    swept.removed.extend(cache_swept.removed);
-    swept.kept.extend(cache_swept.kept);
+    swept.extend(sweep::cache(&opts.cache_dir)?);
     if !swept.removed.is_empty() {
         opts.progress.println(&format!(
             "note: removed {} left by interrupted builds ({})",
@@ -172,7 +170,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("creating a staging directory in {}", opts.out_dir.display()))?;
     let _staging_interrupted = children::temporary(staging.path());
     // The root tree lives in memory when there is room (memory_root.rs).
-    let (root_dir, _root_interrupted) = memory_root::root_dir(staging.path(), &def.name)?;
+    let root_dir = memory_root::root_dir(staging.path(), &def.name)?;
     let root = root_dir.path().to_path_buf();
     let work = staging.path().join("work");
     fs::create_dir_all(&work)?;
@@ -252,7 +250,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
                 &staging.path().join(&names.kernel),
                 &staging.path().join(&names.initrd),
             )
-            .map_err(|e| space::explain(e, staging.path(), "the raw image", Some(raw_bytes)))
         })
         .map_err(|e| space::explain(e, staging.path(), "the raw image", Some(raw_bytes)))?;
     // The root tree is no longer needed; free its space before qcow2.

@@ -160,12 +160,10 @@ impl ClusterCache {
         let tmp = self.dir.join(format!("{temp}pack-{}", std::process::id()));
         let _interrupted = children::temporary(&tmp);
         let _ = fs::remove_file(&tmp);
+        // A failed copy's partial file goes with `_interrupted`.
         if fs::hard_link(qcow2, &tmp).is_err() {
-            if let Err(e) = fs::copy(qcow2, &tmp) {
-                let _ = fs::remove_file(&tmp);
-                return Err(e)
-                    .with_context(|| format!("copying {} into the cache", qcow2.display()));
-            }
+            fs::copy(qcow2, &tmp)
+                .with_context(|| format!("copying {} into the cache", qcow2.display()))?;
         }
         fs::rename(&tmp, &pack).with_context(|| format!("storing {}", pack.display()))?;
         let identity = pack_identity(

@@ -319,13 +319,11 @@ async fn fetch_one(
     let entry = entry_name(&a.digest);
     let _lock = tokio::task::spawn_blocking(move || crate::locks::entry(&lock_root, &entry))
         .await
-        .map_err(|e| FetchError::Io {
+        .map_err(io::Error::other)
+        .and_then(|locked| locked.map_err(|e| io::Error::other(format!("{e:#}"))))
+        .map_err(|source| FetchError::Io {
             context: format!("locking the cache entry of {}", a.label),
-            source: io::Error::other(e),
-        })?
-        .map_err(|e| FetchError::Io {
-            context: format!("locking the cache entry of {}", a.label),
-            source: io::Error::other(format!("{e:#}")),
+            source,
         })?;
     match cache.verify(&a.digest).await? {
         Some(Ok(h)) => {
@@ -432,7 +430,7 @@ impl Sink {
         self.bar.inc(chunk.len() as u64);
         let path = self.tmp.to_path_buf();
         self.file.write_all(chunk).await.map_err(|source| {
-            let context = if full(&source) {
+            let context = if crate::space::io_is_full(&source) {
                 format!(
                     "writing {}: the cache ran out of space after {} bytes; free some space or use another --cache (the partial download was removed)",
                     path.display(),
@@ -622,10 +620,6 @@ async fn download_once(
         }
     }
     sink.finish(a, cache).await.map_err(fatal)
-}
-
-fn full(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(nix::libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull
 }
 
 fn fatal(e: FetchError) -> AttemptError {

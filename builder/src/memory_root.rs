@@ -19,13 +19,13 @@ use crate::sweep::{MEMORY_DIR, MEMORY_LINK};
 /// Room the tmpfs must have free: the offline image's tree is 1.3 GB.
 const ROOM: u64 = 4 << 30;
 
-/// The directory holding the staging root tree; removed on drop, and on
-/// interruption (children.rs). A killed build's tree is found again through
-/// the `memory-root` link in its staging directory (sweep.rs).
-#[derive(Debug)]
+/// The directory holding the staging root tree. An in-memory one is a
+/// [`Temporary`]: removed on drop, and by the reaper on interruption
+/// (children.rs). A killed build's tree is found again through the
+/// `memory-root` link in its staging directory (sweep.rs).
 pub struct RootDir {
     path: PathBuf,
-    memory: Option<PathBuf>,
+    memory: Option<Temporary>,
 }
 
 impl RootDir {
@@ -39,26 +39,14 @@ impl RootDir {
     }
 }
 
-impl Drop for RootDir {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.memory {
-            children::remove_path(dir);
-        }
-    }
-}
-
 /// A place for the root tree of image `name`: in `/dev/shm` if it is a
-/// tmpfs with room, else `<staging>/root`. The returned [`Temporary`]
-/// unregisters the in-memory directory when dropped.
-pub fn root_dir(staging: &Path, name: &str) -> Result<(RootDir, Option<Temporary>)> {
+/// tmpfs with room, else `<staging>/root`.
+pub fn root_dir(staging: &Path, name: &str) -> Result<RootDir> {
     if !has_room(Path::new(MEMORY_DIR)) {
-        return Ok((
-            RootDir {
-                path: staging.join("root"),
-                memory: None,
-            },
-            None,
-        ));
+        return Ok(RootDir {
+            path: staging.join("root"),
+            memory: None,
+        });
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -74,13 +62,10 @@ pub fn root_dir(staging: &Path, name: &str) -> Result<(RootDir, Option<Temporary
         .with_context(|| format!("creating {}", link.display()))?;
     let temporary = children::temporary(&dir);
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok((
-        RootDir {
-            path: dir.join("root"),
-            memory: Some(dir),
-        },
-        Some(temporary),
-    ))
+    Ok(RootDir {
+        path: dir.join("root"),
+        memory: Some(temporary),
+    })
 }
 
 fn has_room(dir: &Path) -> bool {

@@ -42,18 +42,23 @@ pub fn require(dir: &Path, needed: u64, what: &str, hint: &str) -> Result<()> {
 /// quotes) is a full filesystem or quota.
 pub fn is_full(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            let code = io.raw_os_error();
-            if code == Some(nix::libc::ENOSPC)
-                || code == Some(nix::libc::EDQUOT)
-                || io.kind() == std::io::ErrorKind::StorageFull
-            {
-                return true;
-            }
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(io_is_full)
+        {
+            return true;
         }
         let text = cause.to_string();
         text.contains("No space left on device") || text.contains("Disk quota exceeded")
     })
+}
+
+/// Whether an I/O error is a full filesystem or quota.
+pub fn io_is_full(io: &std::io::Error) -> bool {
+    let code = io.raw_os_error();
+    code == Some(nix::libc::ENOSPC)
+        || code == Some(nix::libc::EDQUOT)
+        || io.kind() == std::io::ErrorKind::StorageFull
 }
 
 /// `err` with the place and the need spelled out if it is a full disk.

@@ -65,7 +65,8 @@ impl SweepReport {
         self.removed.push(Swept { path, bytes });
     }
 
-    fn extend(&mut self, other: SweepReport) {
+    /// Adds `other`'s removed and kept paths to this report.
+    pub fn extend(&mut self, other: SweepReport) {
         self.removed.extend(other.removed);
         self.kept.extend(other.kept);
     }
