@@ -203,13 +203,19 @@ fn active_since(c: &Cluster, vm: &str, units: &[&str]) -> Result<Vec<Option<f64>
     Ok(values)
 }
 
+/// How often [`wait_active`] asks a guest. The figures are systemd's own
+/// timestamps, so a slow poll only delays noticing them; a fast one would
+/// slow what it measures: each ssh login costs a guest under TCG about half
+/// a second of its one vCPU (sshd, PAM, logind).
+const POLL: Duration = Duration::from_secs(10);
+
 /// Waits until every unit of `units` has been active on `vm`; the guest
 /// clock time of each.
 fn wait_active(c: &Cluster, vm: &str, units: &[&str], timeout: Duration) -> Result<Vec<f64>> {
     wait_until(
         &format!("{} active on {vm}", units.join(" ")),
         timeout,
-        Duration::from_secs(3),
+        POLL,
         || {
             let Ok(v) = active_since(c, vm, units) else {
                 return Ok(None);
@@ -325,6 +331,11 @@ pub fn weave_run(
         launch(&mut c, m, Role::Minion, ud)?;
     }
     let zero = c.guest_clock_zero(&minions, timeout)?;
+    // Watched on the consoles: nothing logs into the minions before both
+    // launched weave, so the figure is not slowed by its own measurement.
+    for m in minions {
+        c.wait_serial(m, rolectl::commands::WEAVE_LAUNCH_LINE, 0, timeout)?;
+    }
     let mut out = WeaveTimes {
         minions: Vec::new(),
         weave_s: Vec::new(),

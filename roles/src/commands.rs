@@ -370,6 +370,10 @@ fn wait_kubeconfig(
     }
 }
 
+/// The line `rolectl weave` prints once the minions are known, before it
+/// launches (or, with `--dry-run`, records) the router.
+pub const WEAVE_LAUNCH_LINE: &str = "rolectl: weave launch";
+
 /// `rolectl weave`.
 #[allow(clippy::too_many_arguments)]
 pub fn weave(
@@ -430,6 +434,13 @@ pub fn weave(
         password_in_env: password.is_some(),
     };
     weave::write_plan(root, &plan).context("writing weave.json")?;
+    // One line in both modes (weave.service copies it to the console):
+    // operators and `kubebake bench-vm` see the launch without logging in.
+    eprintln!(
+        "{WEAVE_LAUNCH_LINE} with {} peer(s), consensus={n}{}",
+        plan.peers.len(),
+        if dry_run { " (dry run)" } else { "" }
+    );
     if dry_run {
         println!("{}", weave::shell_quote(&command));
         if password.is_some() {

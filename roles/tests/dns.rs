@@ -332,6 +332,10 @@ fn weave_waits_for_expected_minions_then_plans_consensus() {
         "/usr/local/bin/weave launch-router --mtu=1400 --ipalloc-init consensus=3 10.99.0.3 10.99.0.10"
     );
     assert!(!out.contains("s3cret") && !err.contains("s3cret"));
+    assert!(
+        err.contains("rolectl: weave launch with 2 peer(s), consensus=3 (dry run)"),
+        "{err}"
+    );
     let plan = read_plan(t.path());
     assert_eq!(plan["consensus"], 3);
     assert_eq!(plan["minions_seen"], 3);
