@@ -31,11 +31,13 @@ PKGS=(
   iproute2 iptables curl ca-certificates
   cloud-init cloud-image-utils systemd
   pkg-config libclang-dev clang
-  # Build recipes (images/recipes/): kubernetes.sh runs Go 1.19.8 from
-  # /usr/lib/go-1.19 (pinned: the outputs' bytes depend on it), make and rsync
-  # (upstream's code generation), gcc + libc6-dev (static pause) and binutils
-  # (strip); the builder unpacks and patches sources with tar and patch.
-  golang-1.19-go=1.19.8-2 make rsync gcc libc6-dev binutils patch
+  # Builds (builds: in images/*.yaml). Go builds run the host's `go`
+  # (/usr/local/go, checked below), which fetches each build's pinned
+  # toolchain from the module proxy; the C compiler and headers they pin:
+  # gcc + libc6-dev (the static pause, runc's cgo), libseccomp-dev and
+  # pkgconf (runc's seccomp). Recipe builds: tar, patch, dpkg-deb (busybox).
+  gcc-12=12.2.0-14+deb12u1 gcc libc6-dev=2.36-9+deb12u14
+  libseccomp-dev=2.5.4-1+deb12u1 pkgconf=1.8.1-1 binutils patch
   # cargo-fuzz (scripts/fuzz.sh): libfuzzer-sys compiles libFuzzer's C++.
   g++
 )
@@ -64,5 +66,12 @@ fi
 # from configuring this host at its next boot.
 if [ -d /etc/cloud ] && [ ! -e /etc/cloud/cloud-init.disabled ]; then
   touch /etc/cloud/cloud-init.disabled
+fi
+# Go builds need a host `go` 1.21+ (it switches to each build's pinned
+# GOTOOLCHAIN by itself). The project machines have Go at /usr/local/go; a
+# host without one gets Debian's bookworm-backports Go, which is new enough.
+if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
+  apt-get update -q
+  apt-get install -y -q -t bookworm-backports golang-go
 fi
 echo "setup-host.sh: host ready"

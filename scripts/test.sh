@@ -25,7 +25,7 @@ stamp "build"
 cargo build --release -p rolectl
 cargo build -p kubebake
 stamp "golden image"
-./target/debug/kubebake build images/k8s-node-offline.yaml --out out --rolectl target/release/rolectl
+./target/debug/kubebake build images/k8s-node-source.yaml --out out --rolectl target/release/rolectl
 
 stamp "tests"
 cargo test --workspace --exclude kubebake-vmtests

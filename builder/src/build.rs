@@ -161,7 +161,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     })?;
 
     let built = stages.run("source-build", || {
-        source_build::build_all(&def, &fetched, &opts.cache_dir, epoch, &opts.progress)
+        source_build::build_all(
+            &def,
+            &fetched,
+            &opts.cache_dir,
+            epoch,
+            opts.offline,
+            &opts.progress,
+        )
     })?;
 
     let staging = tempfile::Builder::new()

@@ -251,7 +251,7 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// Golden image (qcow2; kernel, initrd and manifest beside it).
-    #[arg(long, default_value = "out/k8s-node-offline.qcow2")]
+    #[arg(long, default_value = "out/k8s-node-source.qcow2")]
     pub image: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub masters: u32,
@@ -348,7 +348,7 @@ pub struct UserdataArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchVmArgs {
-    #[arg(long, default_value = "out/k8s-node-offline.qcow2")]
+    #[arg(long, default_value = "out/k8s-node-source.qcow2")]
     pub image: PathBuf,
     /// Memory of each minion, MiB.
     #[arg(long, default_value_t = 1024)]

@@ -13,8 +13,8 @@
 //! | `bootstrap-token` | `[a-z0-9]{6}.[a-z0-9]{16}`: kubelet TLS bootstrap | master (Secret), minion (`bootstrap-kubelet.conf`) |
 //! | `cluster.json` | name, created, token expiry, CA pin (`sha256:<hex>` over the CA's SubjectPublicKeyInfo, kubeadm's `caCertHashes` format) | – |
 //!
-//! Why these algorithms: the bootstrap prototype on Kubernetes v1.20.2
-//! (kubeadm phases, API server, CSR signer, kubectl, curl) accepted an ECDSA
+//! Why these algorithms: the bootstrap prototype (on Kubernetes v1.20, and
+//! the v1.36 image since: kubeadm phases, API server, CSR signer, kubectl, curl) accepted an ECDSA
 //! P-256 cluster and front-proxy CA in PKCS#8 (kubeadm still makes RSA leaf
 //! keys and signs them with the ECDSA CA). The service-account key is RSA
 //! 2048, the algorithm the prototype validated (and kubeadm's own choice).

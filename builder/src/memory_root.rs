@@ -16,7 +16,7 @@ use crate::children::{self, Temporary};
 use crate::space;
 use crate::sweep::{MEMORY_DIR, MEMORY_LINK};
 
-/// Room the tmpfs must have free: the offline image's tree is 1.3 GB.
+/// Room the tmpfs must have free: the source-built image's tree is 1.3 GB.
 const ROOM: u64 = 4 << 30;
 
 /// The directory holding the staging root tree. An in-memory one is a

@@ -1,4 +1,4 @@
-//! Builds the offline image plus artifacts served on loopback HTTP: a good
+//! Builds the source-built image plus artifacts served on loopback HTTP: a good
 //! artifact is installed and verified by inspect; a tampered one fails the
 //! build naming artifact, URL, expected and actual digest, and leaves no
 //! image and nothing in the cache under the expected digest.
@@ -31,26 +31,26 @@ fn tarball() -> Vec<u8> {
 }
 
 /// A data root holding the repo's units/ and dropins/ and a definition that is
-/// the offline one plus `artifacts`.
+/// the source-built one plus `artifacts`.
 fn definition(dir: &Path, artifacts: &str) -> PathBuf {
     for d in ["units", "dropins"] {
         std::os::unix::fs::symlink(repo_root().join(d), dir.join(d)).expect("symlink");
     }
     std::fs::create_dir_all(dir.join("images")).expect("images dir");
-    // The offline definition's build recipes live beside it.
+    // the source-built definition's build recipes live beside it.
     std::os::unix::fs::symlink(
         repo_root().join("images/recipes"),
         dir.join("images/recipes"),
     )
     .expect("symlink recipes");
     let offline =
-        std::fs::read_to_string(repo_root().join("images/k8s-node-offline.yaml")).expect("read");
+        std::fs::read_to_string(repo_root().join("images/k8s-node-source.yaml")).expect("read");
     assert!(
         offline.contains("\nartifacts: []\n"),
-        "the offline definition changed shape"
+        "the source-built definition changed shape"
     );
     let text = offline.replace("\nartifacts: []\n", &format!("\nartifacts:\n{artifacts}\n"));
-    let path = dir.join("images/k8s-node-offline.yaml");
+    let path = dir.join("images/k8s-node-source.yaml");
     std::fs::write(&path, text).expect("write definition");
     path
 }
@@ -145,7 +145,7 @@ fn loopback_artifacts_are_installed_and_verified() {
         .expect("archive in manifest");
     assert_eq!(hello.paths[0].path, "/opt/tool/bin/hello");
     assert_eq!(hello.paths[0].mode, "0750");
-    let qcow2 = out.join("k8s-node-offline.qcow2");
+    let qcow2 = out.join("k8s-node-source.qcow2");
     let inspected = kubebake::inspect::inspect(&qcow2, None).expect("inspect");
     for c in inspected.checks.iter().filter(|c| !c.ok) {
         eprintln!("FAILED {}: {}", c.what, c.detail);

@@ -12,7 +12,7 @@ use kubebake::digest::Digest;
 const SHA: &str = "d857e1ebbf5d3ea1a6a3c1b2a4f0e6c1a0b3c2d4e5f60718293a4b5c6d7e8f90";
 
 const VALID: &str = r#"
-name: k8s-node-offline
+name: k8s-node-source
 version: "0.1.0"
 base:
   suite: bookworm
@@ -129,7 +129,7 @@ fn assert_error(errors: &[String], field: &str, needles: &[&str]) {
 fn valid_definition_parses_into_model() {
     let fx = Fixture::new();
     let d = fx.load(VALID).unwrap();
-    assert_eq!(d.name, "k8s-node-offline");
+    assert_eq!(d.name, "k8s-node-source");
     assert_eq!(d.version, "0.1.0");
     assert_eq!(d.data_root, fx.dir.path());
     assert_eq!(d.base.packages.len(), 2);
@@ -473,7 +473,7 @@ fn bad_mirror() {
 #[test]
 fn bad_name_and_empty_version() {
     let fx = Fixture::new();
-    let errs = fx.errors(&edit("name: k8s-node-offline", "name: K8s_Node").replacen(
+    let errs = fx.errors(&edit("name: k8s-node-source", "name: K8s_Node").replacen(
         "\"0.1.0\"",
         "\"\"",
         1,
@@ -618,4 +618,109 @@ fn masked_unit_cannot_also_be_installed() {
     let fx = Fixture::new();
     let errs = fx.errors(&edit("mask: [docker.socket]", "mask: [rolectl.service]"));
     assert_error(&errs, "mask[0]", &["units[2]"]);
+}
+
+/// A Go build appended to the valid definition (before `units:`), with its
+/// go.mod/go.sum directory created unless `make_dir` is false.
+fn with_go_build(fx: &Fixture, build: &str, make_dir: bool) -> String {
+    if make_dir {
+        let dir = fx.dir.path().join("images/go/k8s");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("go.mod"), "module kubebake.build/k8s\n").unwrap();
+        fs::write(dir.join("go.sum"), "").unwrap();
+    }
+    assert!(VALID.contains("\nunits:\n"));
+    VALID.replacen("\nunits:\n", &format!("\nbuilds:\n{build}\nunits:\n"), 1)
+}
+
+const GO_BUILD: &str = r#"  - name: kubernetes
+    version: "1.36.4"
+    go:
+      module-dir: go/k8s
+      toolchain: go1.26.5
+      tags: [selinux]
+      ldflags: [-s, -w]
+      stamps:
+        k8s.io/component-base/version.gitVersion: "v{version}"
+        k8s.io/component-base/version.buildDate: "{date}"
+    outputs:
+      - { name: kubelet, package: k8s.io/kubernetes/cmd/kubelet, path: /usr/local/bin/kubelet2, mode: "0755" }
+      - name: pause
+        c-program: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c, cflags: [-Os, -static] }"#;
+
+#[test]
+fn go_build_parses_into_model() {
+    let fx = Fixture::new();
+    let def = fx.load(&with_go_build(&fx, GO_BUILD, true)).unwrap();
+    let b = def.build("kubernetes").unwrap();
+    let definition::BuildKind::Go(g) = &b.kind else {
+        panic!("a Go build: {:?}", b.kind)
+    };
+    assert_eq!(g.toolchain, "go1.26.5");
+    assert!(g.module_dir_path.ends_with("images/go/k8s"));
+    assert!(g.uses_date());
+    assert!(b.sources().is_empty());
+    assert_eq!(
+        b.output("kubelet").unwrap().from,
+        definition::OutputFrom::Package("k8s.io/kubernetes/cmd/kubelet".into())
+    );
+    assert!(matches!(
+        b.output("pause").unwrap().from,
+        definition::OutputFrom::C(_)
+    ));
+    assert!(def
+        .downloads()
+        .iter()
+        .all(|d| !d.name.starts_with("kubernetes/")));
+}
+
+#[test]
+fn go_build_without_go_mod_and_go_sum_says_how_to_make_them() {
+    let fx = Fixture::new();
+    let errs = fx.errors(&with_go_build(&fx, GO_BUILD, false));
+    assert_error(&errs, "builds[0].go.module-dir", &["go.mod", "go mod tidy"]);
+}
+
+#[test]
+fn go_build_rejects_bad_toolchain_tags_ldflags_and_stamps() {
+    let fx = Fixture::new();
+    let bad = GO_BUILD
+        .replace("go1.26.5", "1.26")
+        .replace("tags: [selinux]", "tags: [\"a b\"]")
+        .replace("ldflags: [-s, -w]", "ldflags: [-s, \"-X=main.v=1\"]")
+        .replace("\"v{version}\"", "\"v{commit}\"");
+    let errs = fx.errors(&with_go_build(&fx, &bad, true));
+    assert_error(&errs, "builds[0].go.toolchain", &["go1.N.P"]);
+    assert_error(&errs, "builds[0].go.tags[0]", &["build tag"]);
+    assert_error(&errs, "builds[0].go.ldflags[1]", &["stamps"]);
+    assert_error(
+        &errs,
+        "builds[0].go.stamps.k8s.io/component-base/version.gitVersion",
+        &["{version}", "{date}"],
+    );
+}
+
+#[test]
+fn go_build_outputs_need_a_package_and_no_sources() {
+    let fx = Fixture::new();
+    let bad = GO_BUILD
+        .replace(
+            "{ name: kubelet, package: k8s.io/kubernetes/cmd/kubelet,",
+            "{ name: kubelet,",
+        )
+        .replace(
+            "    outputs:\n",
+            "    sources:\n      - { url: https://example.org/x.tar.gz, sha256: d857e1ebbf5d3ea1a6a3c1b2a4f0e6c1a0b3c2d4e5f60718293a4b5c6d7e8f90 }\n    outputs:\n",
+        );
+    let errs = fx.errors(&with_go_build(&fx, &bad, true));
+    assert_error(&errs, "builds[0].outputs[0]", &["package:"]);
+    assert_error(&errs, "builds[0].sources", &["go.sum"]);
+}
+
+#[test]
+fn build_with_both_recipe_and_go_is_refused() {
+    let fx = Fixture::new();
+    let bad = GO_BUILD.replace("    go:\n", "    recipe: recipes/x.sh\n    go:\n");
+    let errs = fx.errors(&with_go_build(&fx, &bad, true));
+    assert_error(&errs, "builds[0]", &["exactly one"]);
 }

@@ -81,8 +81,8 @@ fn check(definition_file: &str) {
 }
 
 #[test]
-fn offline_definition_renders_as_golden() {
-    check("k8s-node-offline.yaml");
+fn source_definition_renders_as_golden() {
+    check("k8s-node-source.yaml");
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn production_definition_renders_as_golden() {
 #[test]
 fn role_dropins_carry_their_role_condition() {
     let def = definition::load(
-        &repo_root().join("images/k8s-node-offline.yaml"),
+        &repo_root().join("images/k8s-node-source.yaml"),
         &LoadOptions::default(),
     )
     .expect("load");
@@ -152,85 +152,143 @@ fn role_dropins_carry_their_role_condition() {
     );
 }
 
-/// One set of templates, two Kubernetes versions: flags a version removed are
-/// never rendered for it.
+fn render_definition(file: &str) -> Vec<render::RenderedFile> {
+    let def = definition::load(
+        &repo_root().join("images").join(file),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    render::render_all(&def).expect("render")
+}
+
+/// The rendered file without its comment lines.
+fn uncommented(files: &[render::RenderedFile], p: &str) -> String {
+    files
+        .iter()
+        .find(|f| f.path.as_str() == p)
+        .map(|f| {
+            f.content
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        })
+        .unwrap_or_else(|| panic!("{p} not rendered"))
+}
+
+/// Both definitions carry the same binaries at the same paths: every file
+/// they render is the same, byte for byte.
 #[test]
-fn version_conditionals_follow_kubernetes_version() {
-    let render = |file: &str| {
-        let def = definition::load(
-            &repo_root().join("images").join(file),
-            &LoadOptions::default(),
-        )
-        .expect("load");
-        render::render_all(&def).expect("render")
-    };
-    // The rendered file without its comment lines.
-    let get = |files: &[render::RenderedFile], p: &str| {
+fn both_definitions_render_the_same_files() {
+    let offline = render_definition("k8s-node-source.yaml");
+    let production = render_definition("k8s-node.yaml");
+    let paths = |files: &[render::RenderedFile]| {
         files
             .iter()
-            .find(|f| f.path.as_str() == p)
-            .map(|f| {
-                f.content
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with('#'))
-                    .map(|l| format!("{l}\n"))
-                    .collect::<String>()
-            })
-            .unwrap_or_else(|| panic!("{p} not rendered"))
+            .map(|f| f.path.as_str().to_string())
+            .collect::<BTreeSet<_>>()
     };
-    let v120 = render("k8s-node-offline.yaml");
-    let v136 = render("k8s-node.yaml");
-    let kubelet = "/etc/systemd/system/kubelet.service";
-    let kcm = "/etc/systemd/system/kube-controller-manager.service";
-    let sched = "/etc/systemd/system/kube-scheduler.service";
-    let kcfg = "/etc/kubernetes/kubelet-config.yaml";
-
-    let k = get(&v120, kubelet);
-    assert!(k.contains("--container-runtime=remote"));
-    assert!(k.contains("--pod-infra-container-image=localhost/kubebake/pause:1.20.2"));
-    assert!(!k.contains("--network-plugin"));
-    assert!(!get(&v120, kcfg).contains("containerRuntimeEndpoint"));
-    assert!(get(&v120, kcm).contains("  --port=0 \\\n"));
-    assert!(get(&v120, "/etc/kubernetes/kube-scheduler-config.yaml")
-        .contains("healthzBindAddress: 127.0.0.1:10251"));
-    assert!(!get(&v136, "/etc/kubernetes/kube-scheduler-config.yaml").contains("BindAddress"));
-
-    let k = get(&v136, kubelet);
-    for gone in [
-        "--container-runtime",
-        "--pod-infra-container-image",
-        "--network-plugin",
-    ] {
-        assert!(!k.contains(gone), "v1.36 kubelet must not get {gone}");
+    assert_eq!(paths(&offline), paths(&production));
+    for f in &offline {
+        let other = production
+            .iter()
+            .find(|g| g.path == f.path)
+            .expect("same paths");
+        assert_eq!(
+            (f.mode, &f.content),
+            (other.mode, &other.content),
+            "{} differs between the definitions",
+            f.path.as_str()
+        );
     }
-    assert!(get(&v136, kcfg)
-        .contains("containerRuntimeEndpoint: unix:///run/containerd/containerd.sock"));
-    for unit in [kcm, sched, "/etc/systemd/system/kube-apiserver.service"] {
-        let u = get(&v136, unit);
-        assert!(!u.contains("--port="), "{unit}");
-        assert!(!u.contains("--address="), "{unit}");
-        assert!(!u.contains("--insecure-port"), "{unit}");
-    }
-    assert!(get(&v136, "/etc/systemd/system/kube-bootstrap.service")
-        .contains("--kubeconfig=/etc/kubernetes/super-admin.conf"));
-    assert!(get(&v120, "/etc/systemd/system/kube-bootstrap.service")
-        .contains("--kubeconfig=/etc/kubernetes/admin.conf"));
-    assert!(
-        get(&v120, "/etc/systemd/system/kube-pki.service").contains("--kubernetes-version=v1.20.2")
-    );
-    assert!(!get(&v120, "/etc/systemd/system/kube-pki.service")
-        .contains("phase kubeconfig super-admin"));
-    assert!(get(&v136, "/etc/systemd/system/kube-pki.service")
-        .contains("init phase kubeconfig super-admin"));
+}
 
-    // containerd's Go template survives handlebars untouched.
-    let tmpl = get(&v120, "/etc/containerd/cni-bridge.conflist.tmpl");
-    assert!(tmpl.contains(r#""subnet": "{{.PodCIDR}}""#), "{tmpl}");
-    assert!(!tmpl.contains("raw"), "{tmpl}");
+/// Kubernetes v1.36 forms only: flags and fields older releases needed, or
+/// that later ones removed, are never rendered.
+#[test]
+fn kubernetes_v136_forms() {
+    for file in ["k8s-node-source.yaml", "k8s-node.yaml"] {
+        let files = render_definition(file);
+        let get = |p: &str| uncommented(&files, p);
+        let k = get("/etc/systemd/system/kubelet.service");
+        for gone in [
+            "--container-runtime",
+            "--pod-infra-container-image",
+            "--network-plugin",
+        ] {
+            assert!(!k.contains(gone), "{file}: kubelet must not get {gone}");
+        }
+        assert!(get("/etc/kubernetes/kubelet-config.yaml")
+            .contains("containerRuntimeEndpoint: unix:///run/containerd/containerd.sock"));
+        let sched = get("/etc/kubernetes/kube-scheduler-config.yaml");
+        assert!(
+            sched.contains("apiVersion: kubescheduler.config.k8s.io/v1\n"),
+            "{sched}"
+        );
+        assert!(!sched.contains("BindAddress"), "{sched}");
+        for unit in [
+            "kube-controller-manager.service",
+            "kube-scheduler.service",
+            "kube-apiserver.service",
+        ] {
+            let u = get(&format!("/etc/systemd/system/{unit}"));
+            assert!(!u.contains("--port="), "{file}: {unit}");
+            assert!(!u.contains("--address="), "{file}: {unit}");
+            assert!(!u.contains("--insecure-port"), "{file}: {unit}");
+        }
+        // Every default controller, plus the bootstrap-token ones (kubeadm's list).
+        assert!(get("/etc/systemd/system/kube-controller-manager.service")
+            .contains("  --controllers=*,bootstrapsigner,tokencleaner \\\n"));
+        assert!(get("/etc/systemd/system/kube-bootstrap.service")
+            .contains("--kubeconfig=/etc/kubernetes/super-admin.conf"));
+        let pki = get("/etc/systemd/system/kube-pki.service");
+        assert!(pki.contains("--kubernetes-version=v1.36."), "{pki}");
+        assert!(pki.contains("init phase kubeconfig super-admin"), "{pki}");
 
-    // etcd is reachable on loopback only.
-    for files in [&v120, &v136] {
-        let etcd = get(files, "/etc/systemd/system/etcd.service");
+        // containerd 2.x: config version 3, the pause image as the pinned
+        // sandbox image, the CNI bridge template.
+        let toml = get("/etc/containerd/config.toml");
+        assert!(toml.starts_with("version = 3\n"), "{toml}");
+        assert!(!toml.contains("io.containerd.grpc.v1.cri"), "{toml}");
+        assert!(
+            toml.contains("sandbox = 'localhost/kubebake/pause:"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("conf_template = '/etc/containerd/cni-bridge.conflist.tmpl'"),
+            "{toml}"
+        );
+        // containerd's Go template survives handlebars untouched.
+        let tmpl = get("/etc/containerd/cni-bridge.conflist.tmpl");
+        assert!(tmpl.contains(r#""subnet": "{{.PodCIDR}}""#), "{tmpl}");
+        assert!(!tmpl.contains("raw"), "{tmpl}");
+
+        // etcd 3.6: reachable on loopback only, no v2 API.
+        let etcd = get("/etc/systemd/system/etcd.service");
         assert!(!etcd.contains("0.0.0.0"), "{etcd}");
+        assert!(!etcd.contains("--enable-v2"), "{etcd}");
+        assert!(etcd.contains("ExecStart=/usr/local/bin/etcd "), "{etcd}");
+        assert!(get("/etc/sysusers.d/etcd.conf").contains("u etcd "));
+
+        // Everything the units run is in /usr/local (docker aside): none
+        // of Debian's containerd/runc/etcd binaries.
+        for f in files
+            .iter()
+            .filter(|f| f.path.as_str().starts_with("/etc/systemd/system/"))
+        {
+            let u = uncommented(&files, f.path.as_str());
+            for debian in [
+                "/usr/bin/containerd",
+                "/usr/bin/ctr",
+                "/usr/bin/etcd",
+                "/usr/sbin/runc",
+            ] {
+                assert!(
+                    !u.contains(debian),
+                    "{file}: {} runs {debian}",
+                    f.path.as_str()
+                );
+            }
+        }
     }
 }

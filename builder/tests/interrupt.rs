@@ -5,7 +5,7 @@
 //! small (size-limited tmpfs mounts: the tests run as root, as CI does).
 //!
 //! Each test checks the output directory, the cache, the process table and
-//! the build that follows. They build the offline image from the shared
+//! the build that follows. They build the k8s-node-source image from the shared
 //! cache (warm after the README's test command) and run one at a time.
 
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 /// The heavy tests share two cores: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-const IMAGE: &str = "k8s-node-offline";
+const IMAGE: &str = "k8s-node-source";
 
 fn build_command(out: &Path, rolectl: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubebake"));

@@ -105,11 +105,11 @@ impl Fixture {
         }
     }
 
-    /// The offline definition with `builds:` replaced by one build whose
+    /// the source-built definition with `builds:` replaced by one build whose
     /// recipe, outputs and toolchain are given.
     fn definition(&self, tarball_sha: &str, outputs: &str, toolchain: &str) -> PathBuf {
-        let offline = std::fs::read_to_string(repo_root().join("images/k8s-node-offline.yaml"))
-            .expect("read");
+        let offline =
+            std::fs::read_to_string(repo_root().join("images/k8s-node-source.yaml")).expect("read");
         let start = offline
             .find("\nbuilds:\n")
             .expect("offline definition has builds:");
@@ -124,7 +124,7 @@ impl Fixture {
         );
         let mut text = offline.clone();
         text.replace_range(start..end, &build);
-        // The offline image's container images use the kubernetes build.
+        // the source-built image's container images use the kubernetes build.
         let text = match text.find("\ncontainer-images:\n") {
             Some(s) => {
                 let e = text[s + 1..]
@@ -137,7 +137,7 @@ impl Fixture {
             }
             None => text,
         };
-        let path = self.root.join("images/k8s-node-offline.yaml");
+        let path = self.root.join("images/k8s-node-source.yaml");
         std::fs::write(&path, text).expect("write definition");
         path
     }
@@ -160,7 +160,14 @@ fn run(def: &Path, cache: &Path) -> anyhow::Result<Vec<Built>> {
         },
     )?;
     let fetched = fetch_artifacts_blocking(&def, &FetchOptions::new(cache.to_path_buf()))?;
-    build_all(&def, &fetched, cache, Some(EPOCH), &Progress::hidden())
+    build_all(
+        &def,
+        &fetched,
+        cache,
+        Some(EPOCH),
+        false,
+        &Progress::hidden(),
+    )
 }
 
 fn cache_entries(cache: &Path) -> Vec<String> {
@@ -229,7 +236,10 @@ fn builds_from_patched_sources_and_reuses_the_cache() {
     assert!(p.sources[0].url.ends_with("/hello-1.0.tar.gz"));
     let patches: Vec<&str> = p.patches.iter().map(|x| x.path.as_str()).collect();
     assert_eq!(patches, ["debian/patches/fix.patch", "recipes/local.patch"]);
-    assert_eq!(p.recipe.sha256, sha(RECIPE.as_bytes()));
+    assert_eq!(
+        p.recipe.as_ref().expect("recipe provenance").sha256,
+        sha(RECIPE.as_bytes())
+    );
     assert_eq!(p.toolchain[0].package, "bash");
     assert_eq!(p.toolchain[0].version, installed_version("bash"));
     let greeting_info = p

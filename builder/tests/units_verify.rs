@@ -1,7 +1,7 @@
 //! `systemd-analyze verify` on every unit and drop-in as rendered into the
-//! image's root: the offline definition's base root filesystem (the cached
+//! image's root: the source-built definition's base root filesystem (the cached
 //! mmdebstrap tarball the build uses) with the overlay stage applied.
-//! The offline definition's Kubernetes binaries are build outputs (built from
+//! the source-built definition's Kubernetes binaries are build outputs (built from
 //! Debian's source package by the build stage, not part of the base): empty
 //! executables stand in for exactly those paths. The production
 //! definition's units are verified in the same root; its upstream binaries
@@ -99,7 +99,7 @@ fn stub_build_outputs(root: &Path, def: &Definition) -> Vec<String> {
 /// the overlay stage applies it, build outputs stubbed (`stub` also adds
 /// stand-ins for any other missing binary before enabling).
 fn image_root(dir: &Path, name: &str, def: &Definition, stub: bool) -> std::path::PathBuf {
-    let offline = load("k8s-node-offline.yaml");
+    let offline = load("k8s-node-source.yaml");
     let base = rootfs::ensure_base(&offline, &shared_cache(), Some(1_700_000_000), false)
         .expect("base root filesystem");
     let root = dir.join(name);
@@ -120,11 +120,11 @@ fn image_root(dir: &Path, name: &str, def: &Definition, stub: bool) -> std::path
 
 #[test]
 fn rendered_units_pass_systemd_analyze_verify() {
-    let offline = load("k8s-node-offline.yaml");
+    let offline = load("k8s-node-source.yaml");
     let production = load("k8s-node.yaml");
     let dir = scratch();
 
-    // The offline image exactly as the overlay stage makes it.
+    // The source-built image exactly as the overlay stage makes it.
     let root = image_root(dir.path(), "offline", &offline, false);
     let problems = verify(&root, &offline);
     assert!(
@@ -147,7 +147,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
 fn verify_catches_a_broken_unit() {
     // The check above must be able to fail: a unit with an unknown section
     // key and a relative ExecStart is reported.
-    let offline = load("k8s-node-offline.yaml");
+    let offline = load("k8s-node-source.yaml");
     let dir = scratch();
     let root = image_root(dir.path(), "broken", &offline, false);
     overlay::write_file(

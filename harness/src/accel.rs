@@ -35,7 +35,8 @@ impl Accel {
     /// no XSAVE) was tried while kube-apiserver kept dying with a SIGSEGV in
     /// Go's map hash under `max`; the API server then never got through its
     /// start (loopback TLS handshakes timed out). The SIGSEGV turned out to
-    /// be reflect2 v1.0.1 under Go 1.19, not the emulator (docs/bootstrap.md).
+    /// be a Go library bug of the Kubernetes v1.20 image built then, not the
+    /// emulator.
     /// `KUBEBAKE_TCG_CPU` overrides the TCG model (e.g. `max,-la57`) for
     /// chasing emulator faults.
     pub fn cpu_model(self) -> String {

@@ -29,7 +29,7 @@ impl BootSpec {
     pub fn new(disk: &Path, direct_kernel: Option<DirectKernel>) -> Result<Self> {
         if !disk.is_file() {
             bail!(
-                "golden image {} not found: build it with `scripts/main.sh` or `kubebake build images/k8s-node-offline.yaml --out out/`",
+                "golden image {} not found: build it with `scripts/main.sh` or `kubebake build images/k8s-node-source.yaml --out out/`",
                 disk.display()
             );
         }

@@ -26,17 +26,9 @@
 #   --work DIR             parent for the work dir (default $TMPDIR or /tmp)
 #   --keep                 keep the work dir (tree, home, tmp) afterwards
 #
-# Examples (sources in /tmp/kb/src):
+# Example (the busybox-static .deb in /tmp/kb/src; a tarball source would be
+# --tar FILE:STRIP:SHA, a quilt series inside it --series debian/patches/series):
 #   S=/tmp/kb/src
-#   images/recipes/run-recipe-by-hand.sh --version 1.20.2 \
-#     --tar $S/kubernetes_1.20.5+really1.20.2.orig.tar.gz:1:b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671ecdfc \
-#     --tar $S/kubernetes_1.20.5+really1.20.2-1.1+deb12u1.debian.tar.xz:0:9b6e5fd41769d2b5badf2e73b274e3bcd90f85e13d06a1a4a845ccce018127d8 \
-#     --series debian/patches/series \
-#     --output kubelet --output kube-proxy --output kube-apiserver \
-#     --output kube-controller-manager --output kube-scheduler \
-#     --output kubeadm --output kubectl --output pause \
-#     images/recipes/kubernetes.sh /tmp/kb/out-k8s
-#
 #   images/recipes/run-recipe-by-hand.sh --version 1.35.0 \
 #     --file $S/busybox-static_1.35.0-4+deb12u1+b1_amd64.deb:3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744 \
 #     --output busybox images/recipes/busybox.sh /tmp/kb/out-busybox

@@ -4,7 +4,7 @@
 //! (`kubebake::layout::boot_spec`).
 //!
 //! Every test boots the golden image from `KUBEBAKE_IMAGE` or
-//! `out/k8s-node-offline.qcow2` (repo root); a missing image FAILS the test.
+//! `out/k8s-node-source.qcow2` (repo root); a missing image FAILS the test.
 //! Serial logs are kept under `target/vm-logs/<test>/`.
 
 use std::path::PathBuf;
@@ -28,11 +28,11 @@ pub fn repo_root() -> PathBuf {
 pub fn golden() -> BootSpec {
     let path = std::env::var_os("KUBEBAKE_IMAGE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("out/k8s-node-offline.qcow2"));
+        .unwrap_or_else(|| repo_root().join("out/k8s-node-source.qcow2"));
     match kubebake::layout::boot_spec(&path) {
         Ok(g) => g,
         Err(e) => panic!(
-            "{e:#}\nThe VM tests need the golden image: run `scripts/main.sh` (or `kubebake build images/k8s-node-offline.yaml --out out/`), or set KUBEBAKE_IMAGE."
+            "{e:#}\nThe VM tests need the golden image: run `scripts/main.sh` (or `kubebake build images/k8s-node-source.yaml --out out/`), or set KUBEBAKE_IMAGE."
         ),
     }
 }

@@ -67,7 +67,7 @@ fn check_accepted(text: &str, source: &Path, def: &Definition) {
                 check_path(p);
             }
         }
-        for s in &b.sources {
+        for s in b.sources() {
             check_digest(&s.digest);
         }
     }
@@ -82,7 +82,7 @@ fn check_accepted(text: &str, source: &Path, def: &Definition) {
             u.name
         );
     }
-    let sources: usize = def.builds.iter().map(|b| b.sources.len()).sum();
+    let sources: usize = def.builds.iter().map(|b| b.sources().len()).sum();
     assert_eq!(def.downloads().len(), def.artifacts.len() + sources);
 
     // Deterministic: the same text gives the same definition.

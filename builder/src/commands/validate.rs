@@ -89,14 +89,22 @@ pub fn summary(d: &Definition) -> String {
     }
     s.push_str(&format!("  builds:    {}\n", d.builds.len()));
     for b in &d.builds {
+        let how = match &b.kind {
+            crate::definition::BuildKind::Recipe(r) => format!(
+                "{}, {} source(s), {} patch entr{}",
+                r.recipe,
+                r.sources.len(),
+                r.patches.len(),
+                if r.patches.len() == 1 { "y" } else { "ies" }
+            ),
+            crate::definition::BuildKind::Go(g) => {
+                format!("Go modules {}/go.sum, {}", g.module_dir, g.toolchain)
+            }
+        };
         s.push_str(&format!(
-            "    {} {} ({}, {} source(s), {} patch entr{}, {} output(s))\n",
+            "    {} {} ({how}, {} output(s))\n",
             b.name,
             b.version,
-            b.recipe,
-            b.sources.len(),
-            b.patches.len(),
-            if b.patches.len() == 1 { "y" } else { "ies" },
             b.outputs.len()
         ));
     }

@@ -3,6 +3,7 @@
 
 pub mod disk;
 pub mod generalize;
+pub mod go_build;
 pub mod overlay;
 pub mod rootfs;
 pub mod source_build;

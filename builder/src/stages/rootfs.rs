@@ -23,7 +23,7 @@ const STAGE_FORMAT: &str = "rootfs-v2";
 /// info pages, translations or documentation besides the copyright files
 /// (licences stay). They stay in the image (/etc/dpkg/dpkg.cfg.d/), so
 /// packages installed later on a node follow the same policy. About 75 MB
-/// less root filesystem and 20 MB less qcow2 for the offline image.
+/// less root filesystem and 20 MB less qcow2 for the source-built image.
 const DPKG_FILTERS: &[&str] = &[
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/info/*",

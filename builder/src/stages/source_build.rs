@@ -1,6 +1,11 @@
-//! Stage "source-build": artifacts built here from pinned sources.
+//! Stage "source-build": artifacts built here from pinned inputs.
 //!
-//! For each `builds:` entry of the definition:
+//! Every `builds:` entry becomes a cache entry `<cache>/builds/<name>-<key>/`
+//! made by this module (key, lock, reuse, staging, output check, provenance,
+//! rename). A Go build fills it with `go build` (`go_build.rs`); a recipe
+//! build as follows.
+//!
+//! For each recipe entry of the definition:
 //!
 //! 1. A cache key is computed over every input: the source digests and how
 //!    they are unpacked, the patch files' contents (a quilt series inside a
@@ -45,13 +50,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::children;
-use crate::definition::{Build, Definition, Patch};
+use crate::definition::{Build, BuildKind, Definition, Patch, RecipeBuild};
 use crate::fetch::Fetched;
 use crate::hostcmd;
 use crate::locks;
 use crate::manifest::sha256_file;
 use crate::progress::Progress;
 use crate::sweep;
+
+use super::go_build::{self, GoInfo, GoOutputInfo};
 
 /// Bumped whenever the recipe contract (environment, layout) changes.
 const RECIPE_CONTRACT: &str = "kubebake-recipe-v1";
@@ -64,9 +71,16 @@ pub struct Provenance {
     pub version: String,
     /// Hash of every input (see the module documentation).
     pub cache_key: String,
-    pub recipe: RecipeInfo,
+    /// Recipe builds: the recipe, its sources and patches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<RecipeInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<PatchInfo>,
+    /// Go builds: go.mod/go.sum, toolchain and flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoInfo>,
     pub toolchain: Vec<ToolchainPackage>,
     pub source_date_epoch: Option<i64>,
     pub outputs: Vec<OutputInfo>,
@@ -107,6 +121,9 @@ pub struct OutputInfo {
     pub name: String,
     pub sha256: String,
     pub size: u64,
+    /// Go builds: the package or C file, its module, version and `h1:` hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoOutputInfo>,
 }
 
 /// A build whose outputs are ready in the cache.
@@ -147,26 +164,193 @@ pub fn build_all(
     fetched: &[Fetched],
     cache_dir: &Path,
     epoch: Option<i64>,
+    offline: bool,
     progress: &Progress,
 ) -> Result<Vec<Built>> {
     def.builds
         .iter()
         .map(|b| {
-            ensure_built(b, fetched, cache_dir, epoch, progress)
-                .with_context(|| format!("build {} {}", b.name, b.version))
+            let toolchain = check_toolchain(b)?;
+            match &b.kind {
+                BuildKind::Recipe(r) => {
+                    ensure_recipe_built(b, r, toolchain, fetched, cache_dir, epoch, progress)
+                }
+                BuildKind::Go(g) => {
+                    let cx = Entry {
+                        build: b,
+                        cache_dir,
+                        epoch,
+                        progress,
+                    };
+                    go_build::ensure_built(&cx, g, toolchain, offline)
+                }
+            }
+            .with_context(|| format!("build {} {}", b.name, b.version))
         })
         .collect()
 }
 
-fn ensure_built(
+/// What every kind of build shares: the build, the cache and the epoch.
+pub(crate) struct Entry<'a> {
+    pub build: &'a Build,
+    pub cache_dir: &'a Path,
+    pub epoch: Option<i64>,
+    pub progress: &'a Progress,
+}
+
+/// The directories of one build run, under `<cache>/tmp/`.
+pub(crate) struct Workdir {
+    pub root: PathBuf,
+    pub tree: PathBuf,
+    pub out: PathBuf,
+    pub home: PathBuf,
+    pub tmpdir: PathBuf,
+    pub log: PathBuf,
+    staged: PathBuf,
+}
+
+impl Entry<'_> {
+    /// Reuses the cache entry for `key`, or runs `make` in a fresh
+    /// [`Workdir`] and moves the result into place. `make` writes the
+    /// outputs into `Workdir::out` and returns the provenance without its
+    /// outputs, cache key and time, which are filled in here; `describe`
+    /// adds per-output details (Go modules) to each checked output.
+    pub fn cached_or_build(
+        &self,
+        key: &str,
+        make: impl FnOnce(&Workdir, &indicatif::ProgressBar) -> Result<Provenance>,
+    ) -> Result<Built> {
+        let b = self.build;
+        let entry_name = format!("{}-{}", b.name, &key[..32]);
+        let entry = self.cache_dir.join("builds").join(&entry_name);
+        // One build of an entry at a time; a second build waits, then reuses it.
+        let lock_name = format!("builds-{entry_name}");
+        let _lock = locks::entry(self.cache_dir, &lock_name)?;
+        if let Some(built) = reuse(&entry, key)? {
+            self.progress.println(&format!(
+                "  {} {}: cached build reused ({})",
+                b.name,
+                b.version,
+                entry.display()
+            ));
+            return Ok(built);
+        }
+
+        let tmp_root = self.cache_dir.join("tmp");
+        fs::create_dir_all(&tmp_root)
+            .with_context(|| format!("creating {}", tmp_root.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&sweep::temp_prefix(&lock_name))
+            .tempdir_in(&tmp_root)
+            .with_context(|| format!("creating a build directory in {}", tmp_root.display()))?;
+        let _interrupted = children::temporary(tmp.path());
+        let staged = tmp.path().join("entry");
+        let work = Workdir {
+            root: tmp.path().to_path_buf(),
+            tree: tmp.path().join("tree"),
+            out: staged.join("out"),
+            home: tmp.path().join("home"),
+            tmpdir: tmp.path().join("tmp"),
+            log: tmp.path().join("build.log"),
+            staged,
+        };
+        for d in [&work.tree, &work.out, &work.home, &work.tmpdir] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+
+        let started = Instant::now();
+        let bar = self
+            .progress
+            .stage(&format!("source-build {} {}", b.name, b.version));
+        let result = make(&work, &bar);
+        bar.finish_and_clear();
+        let mut provenance = match result {
+            Ok(p) => p,
+            Err(e) => {
+                let kept = keep_log(self.cache_dir, &b.name, key, &work.log);
+                return Err(e.context(format!("its full log is {}", kept.display())));
+            }
+        };
+        let build_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+        let described = std::mem::take(&mut provenance.outputs);
+        let mut outputs = check_outputs(b, &work.out)?;
+        for o in &mut outputs {
+            o.go = described
+                .iter()
+                .find(|d| d.name == o.name)
+                .and_then(|d| d.go.clone());
+        }
+        provenance.outputs = outputs;
+        provenance.cache_key = key.to_string();
+        provenance.build_seconds = build_seconds;
+        write_durable(
+            &work.staged.join("provenance.json"),
+            serde_json::to_string_pretty(&provenance)?.as_bytes(),
+        )?;
+        for o in &provenance.outputs {
+            fs::File::open(work.out.join(&o.name))
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing output {}", o.name))?;
+        }
+        fs::create_dir_all(entry.parent().unwrap_or(self.cache_dir))?;
+        match fs::rename(&work.staged, &entry) {
+            Ok(()) => {}
+            // Another build finished the same entry first: keep that one.
+            Err(_) if entry.join("provenance.json").is_file() => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("moving the build into {}", entry.display()))
+            }
+        }
+        sync_dir(entry.parent().unwrap_or(self.cache_dir));
+        self.progress.println(&format!(
+            "  {} {}: built in {:.0}s, cached as {}",
+            b.name,
+            b.version,
+            build_seconds,
+            entry.display()
+        ));
+        Ok(Built {
+            provenance,
+            out_dir: entry.join("out"),
+            reused: false,
+        })
+    }
+}
+
+/// The cache key over `inputs` (a JSON document of every input) plus what
+/// every build shares: the kind's contract, host architecture and Debian
+/// release, name, version, declared outputs and Debian toolchain.
+pub(crate) fn entry_key(
     b: &Build,
+    contract: &str,
+    toolchain: &[ToolchainPackage],
+    inputs: serde_json::Value,
+) -> String {
+    let os_release = fs::read_to_string("/etc/debian_version").unwrap_or_default();
+    let doc = serde_json::json!({
+        "contract": contract,
+        "arch": std::env::consts::ARCH,
+        "debian": os_release.trim(),
+        "name": b.name,
+        "version": b.version,
+        "toolchain": toolchain,
+        "outputs": b.outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
+        "inputs": inputs,
+    });
+    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ensure_recipe_built(
+    b: &Build,
+    r: &RecipeBuild,
+    toolchain: Vec<ToolchainPackage>,
     fetched: &[Fetched],
     cache_dir: &Path,
     epoch: Option<i64>,
     progress: &Progress,
 ) -> Result<Built> {
-    let toolchain = check_toolchain(b)?;
-    let sources = b
+    let sources = r
         .sources
         .iter()
         .map(|s| {
@@ -178,136 +362,65 @@ fn ensure_built(
             Ok((s, f))
         })
         .collect::<Result<Vec<_>>>()?;
-    let recipe_sha = sha256_file(&b.recipe_path)?;
+    let recipe_sha = sha256_file(&r.recipe_path)?;
     let mut patch_files = Vec::new();
-    for p in &b.patches {
+    for p in &r.patches {
         if let Patch::File { file, path } = p {
             patch_files.push((file.clone(), sha256_file(path)?));
         }
     }
-
-    let key = cache_key(b, &sources, &recipe_sha, &patch_files, &toolchain, epoch);
-    let entry_name = format!("{}-{}", b.name, &key[..32]);
-    let entry = cache_dir.join("builds").join(&entry_name);
-    // One build of an entry at a time; a second build waits, then reuses it.
-    let lock_name = format!("builds-{entry_name}");
-    let _lock = locks::entry(cache_dir, &lock_name)?;
-    if let Some(built) = reuse(&entry, &key)? {
-        progress.println(&format!(
-            "  {} {}: cached build reused ({})",
-            b.name,
-            b.version,
-            entry.display()
-        ));
-        return Ok(built);
-    }
-
-    let tmp_root = cache_dir.join("tmp");
-    fs::create_dir_all(&tmp_root).with_context(|| format!("creating {}", tmp_root.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&sweep::temp_prefix(&lock_name))
-        .tempdir_in(&tmp_root)
-        .with_context(|| format!("creating a build directory in {}", tmp_root.display()))?;
-    let _interrupted = children::temporary(tmp.path());
-    let tree = tmp.path().join("tree");
-    let src_dir = tmp.path().join("sources");
-    let staged = tmp.path().join("entry");
-    let out = staged.join("out");
-    let home = tmp.path().join("home");
-    let tmpdir = tmp.path().join("tmp");
-    for d in [&tree, &src_dir, &out, &home, &tmpdir] {
-        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-
-    let mut source_infos = Vec::new();
-    for (s, f) in &sources {
-        let dest = src_dir.join(&s.file_name);
-        fs::copy(&f.path, &dest)
-            .with_context(|| format!("copying {} to {}", f.path.display(), dest.display()))?;
-        if let Some(u) = s.unpack {
-            hostcmd::run(
-                Command::new("tar")
-                    .arg("-xf")
-                    .arg(&dest)
-                    .arg("-C")
-                    .arg(&tree)
-                    .arg(format!("--strip-components={}", u.strip_components))
-                    .arg("--no-same-owner"),
-            )
-            .with_context(|| format!("unpacking source {}", s.file_name))?;
-        }
-        source_infos.push(SourceInfo {
-            url: s.url.to_string(),
-            digest: s.digest.to_string(),
-            sha256: f.sha256.hex(),
-        });
-    }
-
-    let patches = apply_patches(b, &tree)?;
-
-    let log_path = tmp.path().join("build.log");
-    let started = Instant::now();
-    let bar = progress.stage(&format!("source-build {} {}", b.name, b.version));
-    let result = run_recipe(
-        b, &tree, &src_dir, &out, &home, &tmpdir, epoch, &log_path, &bar,
-    );
-    bar.finish_and_clear();
-    if let Err(e) = result {
-        let kept = keep_log(cache_dir, &b.name, &key, &log_path);
-        return Err(e.context(format!(
-            "the recipe {} failed; its full log is {}",
-            b.recipe_path.display(),
-            kept.display()
-        )));
-    }
-    let build_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
-
-    let outputs = check_outputs(b, &out)?;
-    let provenance = Provenance {
-        name: b.name.clone(),
-        version: b.version.clone(),
-        cache_key: key.clone(),
-        recipe: RecipeInfo {
-            path: b.recipe.clone(),
-            sha256: recipe_sha,
-        },
-        sources: source_infos,
-        patches,
-        toolchain,
-        source_date_epoch: epoch,
-        outputs,
-        build_seconds,
+    let key = recipe_key(b, r, &sources, &recipe_sha, &patch_files, &toolchain, epoch);
+    let entry = Entry {
+        build: b,
+        cache_dir,
+        epoch,
+        progress,
     };
-    write_durable(
-        &staged.join("provenance.json"),
-        serde_json::to_string_pretty(&provenance)?.as_bytes(),
-    )?;
-    for o in &provenance.outputs {
-        fs::File::open(out.join(&o.name))
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing output {}", o.name))?;
-    }
-    fs::create_dir_all(entry.parent().unwrap_or(cache_dir))?;
-    match fs::rename(&staged, &entry) {
-        Ok(()) => {}
-        // Another build finished the same entry first: keep that one.
-        Err(_) if entry.join("provenance.json").is_file() => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("moving the build into {}", entry.display()))
+    entry.cached_or_build(&key, |work, bar| {
+        let src_dir = work.root.join("sources");
+        fs::create_dir_all(&src_dir).with_context(|| format!("creating {}", src_dir.display()))?;
+        let mut source_infos = Vec::new();
+        for (s, f) in &sources {
+            let dest = src_dir.join(&s.file_name);
+            fs::copy(&f.path, &dest)
+                .with_context(|| format!("copying {} to {}", f.path.display(), dest.display()))?;
+            if let Some(u) = s.unpack {
+                hostcmd::run(
+                    Command::new("tar")
+                        .arg("-xf")
+                        .arg(&dest)
+                        .arg("-C")
+                        .arg(&work.tree)
+                        .arg(format!("--strip-components={}", u.strip_components))
+                        .arg("--no-same-owner"),
+                )
+                .with_context(|| format!("unpacking source {}", s.file_name))?;
+            }
+            source_infos.push(SourceInfo {
+                url: s.url.to_string(),
+                digest: s.digest.to_string(),
+                sha256: f.sha256.hex(),
+            });
         }
-    }
-    sync_dir(entry.parent().unwrap_or(cache_dir));
-    progress.println(&format!(
-        "  {} {}: built in {:.0}s, cached as {}",
-        b.name,
-        b.version,
-        build_seconds,
-        entry.display()
-    ));
-    Ok(Built {
-        provenance,
-        out_dir: entry.join("out"),
-        reused: false,
+        let patches = apply_patches(r, &work.tree)?;
+        run_recipe(b, r, work, &src_dir, epoch, bar)
+            .with_context(|| format!("the recipe {} failed", r.recipe_path.display()))?;
+        Ok(Provenance {
+            name: b.name.clone(),
+            version: b.version.clone(),
+            cache_key: String::new(),
+            recipe: Some(RecipeInfo {
+                path: r.recipe.clone(),
+                sha256: recipe_sha.clone(),
+            }),
+            sources: source_infos,
+            patches,
+            go: None,
+            toolchain: toolchain.clone(),
+            source_date_epoch: epoch,
+            outputs: Vec::new(),
+            build_seconds: 0.0,
+        })
     })
 }
 
@@ -353,39 +466,36 @@ fn check_toolchain(b: &Build) -> Result<Vec<ToolchainPackage>> {
     Ok(out)
 }
 
-fn cache_key(
+fn recipe_key(
     b: &Build,
+    r: &RecipeBuild,
     sources: &[(&crate::definition::Source, &Fetched)],
     recipe_sha: &str,
     patch_files: &[(String, String)],
     toolchain: &[ToolchainPackage],
     epoch: Option<i64>,
 ) -> String {
-    let os_release = fs::read_to_string("/etc/debian_version").unwrap_or_default();
-    let inputs = serde_json::json!({
-        "contract": RECIPE_CONTRACT,
-        "arch": std::env::consts::ARCH,
-        "debian": os_release.trim(),
-        "name": b.name,
-        "version": b.version,
-        "sources": sources.iter().map(|(s, _)| serde_json::json!({
-            "file": s.file_name,
-            "digest": s.digest.to_string(),
-            "unpack": s.unpack.map(|u| u.strip_components),
-        })).collect::<Vec<_>>(),
-        "patches": b.patches.iter().map(|p| match p {
-            Patch::File { file, .. } => serde_json::json!({
-                "file": file,
-                "sha256": patch_files.iter().find(|(f, _)| f == file).map(|(_, h)| h.clone()),
-            }),
-            Patch::Series { series } => serde_json::json!({ "series": series }),
-        }).collect::<Vec<_>>(),
-        "recipe": recipe_sha,
-        "toolchain": toolchain,
-        "outputs": b.outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
-        "source_date_epoch": epoch,
-    });
-    hex::encode(Sha256::digest(inputs.to_string().as_bytes()))
+    entry_key(
+        b,
+        RECIPE_CONTRACT,
+        toolchain,
+        serde_json::json!({
+            "sources": sources.iter().map(|(s, _)| serde_json::json!({
+                "file": s.file_name,
+                "digest": s.digest.to_string(),
+                "unpack": s.unpack.map(|u| u.strip_components),
+            })).collect::<Vec<_>>(),
+            "patches": r.patches.iter().map(|p| match p {
+                Patch::File { file, .. } => serde_json::json!({
+                    "file": file,
+                    "sha256": patch_files.iter().find(|(f, _)| f == file).map(|(_, h)| h.clone()),
+                }),
+                Patch::Series { series } => serde_json::json!({ "series": series }),
+            }).collect::<Vec<_>>(),
+            "recipe": recipe_sha,
+            "source_date_epoch": epoch,
+        }),
+    )
 }
 
 /// A complete cache entry whose outputs still match, or `None` (a damaged
@@ -430,9 +540,9 @@ fn reuse(entry: &Path, key: &str) -> Result<Option<Built>> {
 }
 
 /// Applies the patches in order and returns what was applied.
-fn apply_patches(b: &Build, tree: &Path) -> Result<Vec<PatchInfo>> {
+fn apply_patches(r: &RecipeBuild, tree: &Path) -> Result<Vec<PatchInfo>> {
     let mut applied = Vec::new();
-    for p in &b.patches {
+    for p in &r.patches {
         match p {
             Patch::File { file, path } => {
                 apply_patch(tree, path, 1).with_context(|| format!("applying patch {file}"))?;
@@ -499,61 +609,71 @@ fn apply_patch(tree: &Path, patch: &Path, strip: u32) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_recipe(
     b: &Build,
-    tree: &Path,
+    r: &RecipeBuild,
+    work: &Workdir,
     sources: &Path,
-    out: &Path,
-    home: &Path,
-    tmpdir: &Path,
     epoch: Option<i64>,
-    log_path: &Path,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let log =
-        fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut recipe = Command::new("bash");
     recipe
-        .arg(&b.recipe_path)
-        .current_dir(tree)
+        .arg(&r.recipe_path)
+        .current_dir(&work.tree)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", home)
-        .env("TMPDIR", tmpdir)
+        .env("HOME", &work.home)
+        .env("TMPDIR", &work.tmpdir)
         .env("LANG", "C.UTF-8")
         .env("SOURCE_DATE_EPOCH", epoch.unwrap_or(0).to_string())
-        .env("KUBEBAKE_OUT", out)
+        .env("KUBEBAKE_OUT", &work.out)
         .env("KUBEBAKE_SOURCES", sources)
         .env("KUBEBAKE_VERSION", &b.version)
-        .env("KUBEBAKE_JOBS", jobs.to_string())
-        .stdin(Stdio::null())
+        .env("KUBEBAKE_JOBS", jobs.to_string());
+    run_logged(&mut recipe, &work.log, bar)
+}
+
+/// Runs a build command, its stdout and stderr appended to `log` (stdout
+/// lines also shown on the spinner); on failure the error carries the log's
+/// last lines. The command runs in its own process group, stopped with the
+/// build when it is interrupted (children.rs).
+pub(crate) fn run_logged(
+    cmd: &mut Command,
+    log_path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    use std::io::Write as _;
+    let line = hostcmd::display(cmd);
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let _ = writeln!(log, "+ {line}");
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log.try_clone()?);
-    // make and go run in the recipe's process group, stopped with it when
-    // the build is interrupted (children.rs).
-    let mut child = children::spawn(&mut recipe)
-        .with_context(|| format!("starting bash {}", b.recipe_path.display()))?;
-    // Stdout lines go to the log and the spinner; stderr straight to the log.
+    let mut child = children::spawn(cmd).with_context(|| format!("starting `{line}`"))?;
     if let Some(stdout) = child.child().stdout.take() {
-        use std::io::Write as _;
-        let mut log = log;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap_or_default();
-            let _ = writeln!(log, "{line}");
-            bar.set_message(line.chars().take(100).collect::<String>());
+        for l in BufReader::new(stdout).lines() {
+            let l = l.unwrap_or_default();
+            let _ = writeln!(log, "{l}");
+            bar.set_message(l.chars().take(100).collect::<String>());
         }
     }
-    let status = child.wait().context("waiting for the recipe")?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{line}`"))?;
     if !status.success() {
         let text = fs::read_to_string(log_path).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(25).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(
-            "the recipe exited with {status}; last lines:\n{}",
+            "`{line}` exited with {status}; last lines:\n{}",
             tail.join("\n")
         );
     }
@@ -562,6 +682,10 @@ fn run_recipe(
 
 /// The outputs must be exactly the declared ones, as regular files.
 fn check_outputs(b: &Build, out: &Path) -> Result<Vec<OutputInfo>> {
+    let what = match &b.kind {
+        BuildKind::Recipe(r) => format!("the recipe {}", r.recipe),
+        BuildKind::Go(g) => format!("the Go build of {}", g.module_dir),
+    };
     let mut found = BTreeMap::new();
     for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
         let entry = entry?;
@@ -577,16 +701,14 @@ fn check_outputs(b: &Build, out: &Path) -> Result<Vec<OutputInfo>> {
     let extra: Vec<&String> = found.keys().filter(|n| b.output(n).is_none()).collect();
     if !missing.is_empty() {
         bail!(
-            "the recipe {} did not produce the declared output(s) {} as regular files in $KUBEBAKE_OUT: fix the recipe or the outputs list of build {}",
-            b.recipe,
+            "{what} did not produce the declared output(s) {} as regular files in $KUBEBAKE_OUT: fix the recipe or the outputs list of build {}",
             missing.join(", "),
             b.name
         );
     }
     if !extra.is_empty() {
         bail!(
-            "the recipe {} wrote undeclared file(s) {:?} into $KUBEBAKE_OUT: declare them under builds[{}].outputs or stop writing them",
-            b.recipe,
+            "{what} wrote undeclared file(s) {:?} into $KUBEBAKE_OUT: declare them under builds[{}].outputs or stop writing them",
             extra,
             b.name
         );
@@ -599,12 +721,13 @@ fn check_outputs(b: &Build, out: &Path) -> Result<Vec<OutputInfo>> {
                 name: o.name.clone(),
                 sha256: sha256_file(&path)?,
                 size: fs::metadata(&path)?.len(),
+                go: None,
             })
         })
         .collect()
 }
 
-fn keep_log(cache_dir: &Path, name: &str, key: &str, log: &Path) -> PathBuf {
+pub(crate) fn keep_log(cache_dir: &Path, name: &str, key: &str, log: &Path) -> PathBuf {
     let dir = cache_dir.join("logs");
     let dest = dir.join(format!("{name}-{}.log", &key[..16]));
     if fs::create_dir_all(&dir).is_ok() && fs::copy(log, &dest).is_ok() {

@@ -4,13 +4,15 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path};
 
-use super::raw::{RawBuild, RawContainerImage, RawPatch, Scalar};
+use super::go::{output_from, validate_go};
+use super::raw::{RawBuild, RawContainerImage, RawPatch, RawSource, Scalar};
 use super::validate::{
     claim, image_path, is_file_name, is_image_name, one_digest, parse_digest, parse_mode,
     parse_package, parse_url, string_scalar, Ctx,
 };
 use super::{
-    Build, BuildOutput, ContainerImage, ImageContent, LayerFile, LoadOptions, Patch, Source, Unpack,
+    Build, BuildKind, BuildOutput, ContainerImage, ImageContent, LayerFile, LoadOptions, Patch,
+    RecipeBuild, Source, Unpack,
 };
 use crate::digest::Algorithm;
 
@@ -77,29 +79,6 @@ fn validate_build(
     }
     let version = string_scalar(cx, &format!("{p}.version"), &b.version);
 
-    let recipe_path = match relative_file(&b.recipe) {
-        Err(msg) => {
-            cx.err(format!("{p}.recipe"), msg);
-            None
-        }
-        Ok(()) => {
-            let path = def_dir.join(&b.recipe);
-            if path.is_file() {
-                Some(path)
-            } else {
-                cx.err(
-                    format!("{p}.recipe"),
-                    format!(
-                        "recipe {} does not exist: write the build script there (relative to the definition's directory {}) or fix the path",
-                        path.display(),
-                        def_dir.display()
-                    ),
-                );
-                None
-            }
-        }
-    };
-
     let mut toolchain = Vec::new();
     for (j, spec) in b.toolchain.iter().enumerate() {
         let f = format!("{p}.toolchain[{j}]");
@@ -116,7 +95,149 @@ fn validate_build(
         }
     }
 
-    if b.sources.is_empty() {
+    let kind = match (b.recipe, b.go) {
+        (Some(recipe), None) => validate_recipe(cx, p, recipe, b.sources, b.patches, def_dir, opts)
+            .map(BuildKind::Recipe),
+        (None, Some(go)) => {
+            if !b.sources.is_empty() {
+                cx.err(
+                    format!("{p}.sources"),
+                    "a Go build has no sources: `go` fetches the modules its go.sum pins; remove `sources`",
+                );
+            }
+            if !b.patches.is_empty() {
+                cx.err(
+                    format!("{p}.patches"),
+                    "a Go build takes no patches: published modules are built as their go.sum pins them; remove `patches`",
+                );
+            }
+            validate_go(cx, p, go, def_dir).map(BuildKind::Go)
+        }
+        (Some(_), Some(_)) => {
+            cx.err(
+                p,
+                "a build is either a recipe (`recipe:` with `sources:`) or Go modules (`go:`): set exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                p,
+                "no way to build: give `recipe: <script beside the definition>` with `sources:`, or `go: {module-dir, toolchain}`",
+            );
+            None
+        }
+    };
+    let is_go = matches!(kind, Some(BuildKind::Go(_)));
+
+    if b.outputs.is_empty() {
+        cx.err(
+            format!("{p}.outputs"),
+            "no outputs: list the files the recipe writes into $KUBEBAKE_OUT",
+        );
+    }
+    let mut outputs = Vec::new();
+    let mut seen = HashSet::new();
+    for (j, o) in b.outputs.into_iter().enumerate() {
+        let op = format!("{p}.outputs[{j}]");
+        if !is_file_name(&o.name) {
+            cx.err(
+                format!("{op}.name"),
+                format!(
+                    "invalid output name {:?}: a plain file name ([A-Za-z0-9._-]) the recipe writes into $KUBEBAKE_OUT",
+                    o.name
+                ),
+            );
+            continue;
+        }
+        if !seen.insert(o.name.clone()) {
+            cx.err(
+                format!("{op}.name"),
+                format!("output {:?} is declared twice: declare it once", o.name),
+            );
+            continue;
+        }
+        let from = output_from(cx, &op, is_go, o.package, o.c_program);
+        let install = match (o.path, o.mode) {
+            (None, None) => None,
+            (Some(path), Some(mode)) => {
+                let path = image_path(cx, &format!("{op}.path"), &path);
+                let mode = parse_mode(cx, &format!("{op}.mode"), &mode);
+                if let Some(path) = &path {
+                    claim(cx, owners, path, format!("{op}.path"));
+                }
+                path.zip(mode)
+            }
+            (Some(_), None) => {
+                cx.err(
+                    format!("{op}.mode"),
+                    "an installed output needs a mode: add `mode: \"0755\"`",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                cx.err(
+                    format!("{op}.path"),
+                    "`mode` without `path`: add the image path to install the output at, or drop `mode`",
+                );
+                None
+            }
+        };
+        if let Some(from) = from {
+            outputs.push(BuildOutput {
+                name: o.name,
+                from,
+                install,
+            });
+        }
+    }
+
+    if cx.errors.len() != before {
+        return None;
+    }
+    Some(Build {
+        name: b.name,
+        version: version?,
+        toolchain,
+        kind: kind?,
+        outputs,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_recipe(
+    cx: &mut Ctx<'_>,
+    p: &str,
+    recipe: String,
+    sources_raw: Vec<RawSource>,
+    patches_raw: Vec<RawPatch>,
+    def_dir: &Path,
+    opts: &LoadOptions,
+) -> Option<RecipeBuild> {
+    let before = cx.errors.len();
+    let recipe_path = match relative_file(&recipe) {
+        Err(msg) => {
+            cx.err(format!("{p}.recipe"), msg);
+            None
+        }
+        Ok(()) => {
+            let path = def_dir.join(&recipe);
+            if path.is_file() {
+                Some(path)
+            } else {
+                cx.err(
+                    format!("{p}.recipe"),
+                    format!(
+                        "recipe {} does not exist: write the build script there (relative to the definition's directory {}) or fix the path",
+                        path.display(),
+                        def_dir.display()
+                    ),
+                );
+                None
+            }
+        }
+    };
+    if sources_raw.is_empty() {
         cx.err(
             format!("{p}.sources"),
             "no sources: list at least one `{url, sha256}` to build from",
@@ -124,7 +245,7 @@ fn validate_build(
     }
     let mut sources = Vec::new();
     let mut file_names = HashSet::new();
-    for (j, s) in b.sources.into_iter().enumerate() {
+    for (j, s) in sources_raw.into_iter().enumerate() {
         let sp = format!("{p}.sources[{j}]");
         let url = parse_url(cx, &format!("{sp}.url"), &s.url, opts);
         let digest = one_digest(cx, &sp, s.sha256.as_deref(), s.sha512.as_deref());
@@ -182,7 +303,7 @@ fn validate_build(
         }
     }
     let mut patches = Vec::new();
-    for (j, RawPatch { file, series }) in b.patches.into_iter().enumerate() {
+    for (j, RawPatch { file, series }) in patches_raw.into_iter().enumerate() {
         let f = format!("{p}.patches[{j}]");
         match (file, series) {
             (Some(file), None) => match relative_file(&file) {
@@ -212,77 +333,14 @@ fn validate_build(
             ),
         }
     }
-
-    if b.outputs.is_empty() {
-        cx.err(
-            format!("{p}.outputs"),
-            "no outputs: list the files the recipe writes into $KUBEBAKE_OUT",
-        );
-    }
-    let mut outputs = Vec::new();
-    let mut seen = HashSet::new();
-    for (j, o) in b.outputs.into_iter().enumerate() {
-        let op = format!("{p}.outputs[{j}]");
-        if !is_file_name(&o.name) {
-            cx.err(
-                format!("{op}.name"),
-                format!(
-                    "invalid output name {:?}: a plain file name ([A-Za-z0-9._-]) the recipe writes into $KUBEBAKE_OUT",
-                    o.name
-                ),
-            );
-            continue;
-        }
-        if !seen.insert(o.name.clone()) {
-            cx.err(
-                format!("{op}.name"),
-                format!("output {:?} is declared twice: declare it once", o.name),
-            );
-            continue;
-        }
-        let install = match (o.path, o.mode) {
-            (None, None) => None,
-            (Some(path), Some(mode)) => {
-                let path = image_path(cx, &format!("{op}.path"), &path);
-                let mode = parse_mode(cx, &format!("{op}.mode"), &mode);
-                if let Some(path) = &path {
-                    claim(cx, owners, path, format!("{op}.path"));
-                }
-                path.zip(mode)
-            }
-            (Some(_), None) => {
-                cx.err(
-                    format!("{op}.mode"),
-                    "an installed output needs a mode: add `mode: \"0755\"`",
-                );
-                None
-            }
-            (None, Some(_)) => {
-                cx.err(
-                    format!("{op}.path"),
-                    "`mode` without `path`: add the image path to install the output at, or drop `mode`",
-                );
-                None
-            }
-        };
-        outputs.push(BuildOutput {
-            name: o.name,
-            install,
-        });
-    }
-
     if cx.errors.len() != before {
         return None;
     }
-    Some(Build {
-        name: b.name,
-        version: version?,
-        recipe: b.recipe,
+    Some(RecipeBuild {
+        recipe,
         recipe_path: recipe_path?,
-        toolchain,
         sources,
         patches,
-        outputs,
     })
 }
 
@@ -442,7 +500,7 @@ pub(super) fn validate_container_images(
 }
 
 /// A path relative to the definition's directory, without `..`.
-fn relative_file(p: &str) -> Result<(), String> {
+pub(super) fn relative_file(p: &str) -> Result<(), String> {
     let path = Path::new(p);
     if p.is_empty() || path.is_absolute() {
         return Err(format!(
@@ -479,7 +537,7 @@ fn is_source_file_name(s: &str) -> bool {
 /// components, a tag; no digest (the archive's digest is recorded instead).
 fn check_reference(r: &str) -> Result<(), String> {
     let hint =
-        "write a reference like `localhost/kubebake/pause:1.20.2` or `registry.k8s.io/pause:3.10`";
+        "write a reference like `localhost/kubebake/pause:3.10.2` or `registry.example.org/pause:3.10`";
     let (name, tag) = match r.rsplit_once(':') {
         Some((n, t)) if !t.contains('/') => (n, t),
         _ => return Err(format!("reference {r:?} has no tag: {hint}")),

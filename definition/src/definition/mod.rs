@@ -12,6 +12,7 @@
 //! path (`artifacts[2].sha256`) and what to do.
 
 mod builds;
+mod go;
 mod raw;
 mod validate;
 
@@ -73,7 +74,7 @@ pub struct KubernetesVersion {
 }
 
 impl KubernetesVersion {
-    /// Parses `1.20.2`: three dot-separated decimal numbers, no leading zeros.
+    /// Parses `1.36.4`: three dot-separated decimal numbers, no leading zeros.
     pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split('.').collect();
         let num = |p: &str| -> Option<u32> {
@@ -104,7 +105,7 @@ impl KubernetesVersion {
         } else {
             ""
         };
-        format!("invalid Kubernetes version {s:?}: write MAJOR.MINOR.PATCH{extra}, quoted, e.g. \"1.20.2\"")
+        format!("invalid Kubernetes version {s:?}: write MAJOR.MINOR.PATCH{extra}, quoted, e.g. \"1.36.4\"")
     }
 }
 
@@ -195,7 +196,7 @@ impl Definition {
             digest: a.digest,
         });
         let sources = self.builds.iter().flat_map(|b| {
-            b.sources.iter().map(|s| Download {
+            b.sources().iter().map(|s| Download {
                 name: format!("{}/{}", b.name, s.file_name),
                 label: format!("source {} of build {}", s.file_name, b.name),
                 url: s.url.clone(),
@@ -210,25 +211,24 @@ impl Definition {
     }
 }
 
-/// An artifact built on the build host from pinned sources.
+/// An artifact built on the build host from pinned inputs: a recipe over
+/// pinned source tarballs, or Go packages from modules pinned by `go.sum`.
 ///
-/// The builder fetches and verifies the sources, unpacks the tarballs into a
-/// fresh tree, applies the patches in order, checks the pinned toolchain
-/// packages, and runs the recipe with a cleared environment. The recipe
-/// writes the declared outputs into `$KUBEBAKE_OUT`. See
-/// `stages/source_build.rs` for the contract and the cache.
+/// Recipe builds: the builder fetches and verifies the sources, unpacks the
+/// tarballs into a fresh tree, applies the patches in order, checks the
+/// pinned toolchain packages, and runs the recipe with a cleared
+/// environment; the recipe writes the declared outputs into `$KUBEBAKE_OUT`
+/// (`stages/source_build.rs`). Go builds: the `go` command fetches the
+/// modules of a `go.mod`/`go.sum` kept beside the definition through the
+/// module proxy, checksum-verified, with a pinned toolchain, and builds each
+/// output's package (`stages/go_build.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Build {
     pub name: String,
     pub version: String,
-    /// The recipe as written (relative to the definition's directory).
-    pub recipe: String,
-    /// The recipe file on the host (absolute).
-    pub recipe_path: PathBuf,
     /// Debian packages that must be installed at these versions on the host.
     pub toolchain: Vec<Package>,
-    pub sources: Vec<Source>,
-    pub patches: Vec<Patch>,
+    pub kind: BuildKind,
     pub outputs: Vec<BuildOutput>,
 }
 
@@ -236,6 +236,84 @@ impl Build {
     pub fn output(&self, name: &str) -> Option<&BuildOutput> {
         self.outputs.iter().find(|o| o.name == name)
     }
+
+    /// The sources to download (recipe builds; Go modules are fetched by `go`).
+    pub fn sources(&self) -> &[Source] {
+        match &self.kind {
+            BuildKind::Recipe(r) => &r.sources,
+            BuildKind::Go(_) => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildKind {
+    Recipe(RecipeBuild),
+    Go(GoBuild),
+}
+
+/// A recipe run over pinned source tarballs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipeBuild {
+    /// The recipe as written (relative to the definition's directory).
+    pub recipe: String,
+    /// The recipe file on the host (absolute).
+    pub recipe_path: PathBuf,
+    pub sources: Vec<Source>,
+    pub patches: Vec<Patch>,
+}
+
+/// Go programs built from published modules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoBuild {
+    /// The directory holding `go.mod` and `go.sum`, as written (relative to
+    /// the definition's directory).
+    pub module_dir: String,
+    /// That directory on the host (absolute).
+    pub module_dir_path: PathBuf,
+    /// The Go toolchain, `go1.N.P` (`GOTOOLCHAIN`; fetched as a module).
+    pub toolchain: String,
+    /// `CGO_ENABLED=1` (C compiler and headers from `toolchain:` packages).
+    pub cgo: bool,
+    /// `go build -tags`.
+    pub tags: Vec<String>,
+    /// Extra linker flags (e.g. `-s`, `-w`); kubebake adds `-buildid=`.
+    pub ldflags: Vec<String>,
+    /// Version stamps, `-X <package>.<variable>=<value>`; values may use
+    /// `{version}` (the build's version) and `{date}` (`SOURCE_DATE_EPOCH`
+    /// as `YYYY-MM-DDTHH:MM:SSZ`).
+    pub stamps: BTreeMap<String, String>,
+}
+
+impl GoBuild {
+    /// Whether any stamp depends on `SOURCE_DATE_EPOCH`.
+    pub fn uses_date(&self) -> bool {
+        self.stamps.values().any(|v| v.contains("{date}"))
+    }
+}
+
+/// Where a build output comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFrom {
+    /// Written by the recipe into `$KUBEBAKE_OUT`.
+    Recipe,
+    /// `go build` of this main package.
+    Package(String),
+    /// One C file inside a module of the build list, compiled by the host's
+    /// `cc` (e.g. Kubernetes' `build/pause/linux/pause.c`).
+    C(CProgram),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CProgram {
+    /// A module of the build's `go.mod` build list.
+    pub module: String,
+    /// The C file, relative to the module's root.
+    pub file: String,
+    /// Compiler flags, e.g. `-Os -static`.
+    pub cflags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -269,8 +347,9 @@ pub enum Patch {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BuildOutput {
-    /// File name the recipe writes into `$KUBEBAKE_OUT`.
+    /// File name of the output (in `$KUBEBAKE_OUT` for recipes).
     pub name: String,
+    pub from: OutputFrom,
     /// Where it is installed in the image (`None`: used by other sections,
     /// e.g. `container-images`, but not installed as a file).
     pub install: Option<(ImagePath, u32)>,
@@ -280,7 +359,7 @@ pub struct BuildOutput {
 pub struct ContainerImage {
     pub name: String,
     /// The image reference containerd knows it by, e.g.
-    /// `localhost/kubebake/pause:1.20.2`.
+    /// `localhost/kubebake/pause:1.36.4`.
     pub reference: String,
     pub content: ImageContent,
 }
@@ -608,21 +687,21 @@ mod kubernetes_version_tests {
 
     #[test]
     fn parses_major_minor_patch() {
-        let v = KubernetesVersion::parse("1.20.2").expect("valid");
+        let v = KubernetesVersion::parse("1.36.4").expect("valid");
         assert_eq!((v.major, v.minor, v.patch), (1, 20, 2));
-        assert_eq!(v.to_string(), "1.20.2");
+        assert_eq!(v.to_string(), "1.36.4");
         assert!(KubernetesVersion::parse("1.36.0").expect("valid") > v);
     }
 
     #[test]
     fn rejects_other_forms() {
         for bad in [
-            "v1.20.2", "1.20", "1.20.2.1", "1.020.2", "1.x.2", "", "1..2",
+            "v1.36.4", "1.36", "1.36.4.1", "1.036.4", "1.x.2", "", "1..2",
         ] {
             let err = KubernetesVersion::parse(bad).expect_err(bad);
             assert!(err.contains("MAJOR.MINOR.PATCH"), "{err}");
         }
-        assert!(KubernetesVersion::parse("v1.20.2")
+        assert!(KubernetesVersion::parse("v1.36.4")
             .expect_err("v")
             .contains("without the leading `v`"));
     }

@@ -89,19 +89,39 @@ pub(crate) struct RawMember {
     pub mode: Scalar,
 }
 
-/// An artifact built here from pinned sources by a recipe.
+/// An artifact built here: by a recipe from pinned sources, or by `go`
+/// from modules pinned by a `go.sum`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawBuild {
     pub name: String,
     pub version: Scalar,
-    pub recipe: String,
+    #[serde(default)]
+    pub recipe: Option<String>,
+    #[serde(default)]
+    pub go: Option<RawGo>,
     #[serde(default)]
     pub toolchain: Vec<String>,
+    #[serde(default)]
     pub sources: Vec<RawSource>,
     #[serde(default)]
     pub patches: Vec<RawPatch>,
     pub outputs: Vec<RawBuildOutput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawGo {
+    pub module_dir: String,
+    pub toolchain: String,
+    #[serde(default)]
+    pub cgo: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub ldflags: Vec<String>,
+    #[serde(default)]
+    pub stamps: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,9 +157,22 @@ pub(crate) struct RawPatch {
 pub(crate) struct RawBuildOutput {
     pub name: String,
     #[serde(default)]
+    pub package: Option<String>,
+    #[serde(default)]
+    pub c_program: Option<RawCProgram>,
+    #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]
     pub mode: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawCProgram {
+    pub module: String,
+    pub file: String,
+    #[serde(default)]
+    pub cflags: Vec<String>,
 }
 
 /// A container image the node needs without a registry.

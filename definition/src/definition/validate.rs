@@ -71,7 +71,7 @@ pub(super) fn validate(
             cx.err(
                 "kubernetes-version",
                 format!(
-                    "must be a quoted string MAJOR.MINOR.PATCH, got {} (YAML may have changed it): quote it, e.g. \"1.20.2\"",
+                    "must be a quoted string MAJOR.MINOR.PATCH, got {} (YAML may have changed it): quote it, e.g. \"1.36.4\"",
                     other.describe()
                 ),
             );
