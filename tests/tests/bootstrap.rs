@@ -902,19 +902,21 @@ fn role_gating(c: &Cluster) -> Result<()> {
 /// A pod from the baked image on each minion; logs, exec, a ClusterIP
 /// service answering on the pod's node.
 fn pods_logs_exec_services(c: &Cluster, api: &AdminClient) -> Result<()> {
-    // Pods need the default service account's token, which the (slow,
-    // under TCG) controller-manager's token controller makes after start.
+    // Pods need the namespace's default service account, which the
+    // controller-manager's service account controller makes after start;
+    // their token is a projected, short-lived one from the TokenRequest API
+    // (no token Secret since v1.24).
     let t = Instant::now();
     wait_until(
-        "the default service account's token",
+        "the default service account",
         WAIT,
         Duration::from_secs(10),
         || {
             let sa = api.get(&format!("{DEFAULT_NS}/serviceaccounts/default"))?;
-            Ok(sa["secrets"][0]["name"].is_string().then_some(()))
+            Ok((sa["metadata"]["name"] == "default").then_some(()))
         },
     )?;
-    h::report("pods: -> default service account token", t.elapsed());
+    h::report("pods: -> default service account", t.elapsed());
     for m in MINIONS {
         on_master_retrying(
             c,
