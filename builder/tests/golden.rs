@@ -292,3 +292,66 @@ fn kubernetes_v136_forms() {
         }
     }
 }
+
+/// One version of everything, two ways to get it: every release artifact of
+/// the production definition has the version of the tested definition's Go
+/// build that makes the same binaries, and the Kubernetes build both
+/// definitions share is the same build (module directory, toolchain, tags,
+/// flags and stamps).
+#[test]
+fn both_definitions_carry_the_same_versions() {
+    let load = |file: &str| {
+        definition::load(
+            &repo_root().join("images").join(file),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let source = load("k8s-node-source.yaml");
+    let production = load("k8s-node.yaml");
+    // Every file a production artifact installs is installed by a Go build
+    // of the tested definition at the artifact's version.
+    for a in &production.artifacts {
+        for path in a.install.paths() {
+            let b = source
+                .builds
+                .iter()
+                .find(|b| {
+                    b.outputs
+                        .iter()
+                        .any(|o| o.install.as_ref().map(|(p, _)| p) == Some(path))
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: no build of the tested definition installs {}",
+                        a.name,
+                        path.as_str()
+                    )
+                });
+            assert!(
+                matches!(b.kind, definition::BuildKind::Go(_)),
+                "{} comes from a Go module",
+                b.name
+            );
+            assert_eq!(
+                a.version,
+                b.version,
+                "{} ({}) vs build {}",
+                a.name,
+                path.as_str(),
+                b.name
+            );
+        }
+    }
+    let k8s = |d: &definition::Definition| d.build("kubernetes").expect("kubernetes").clone();
+    let (s, p) = (k8s(&source), k8s(&production));
+    assert_eq!(s.version, p.version);
+    assert_eq!(s.kind, p.kind, "the kubernetes Go builds differ");
+    assert_eq!(
+        source.kubernetes_version.map(|v| v.to_string()),
+        Some(s.version.clone())
+    );
+    assert_eq!(source.kubernetes_version, production.kubernetes_version);
+    assert_eq!(source.base.packages, production.base.packages);
+    assert_eq!(source.container_images, production.container_images);
+}
