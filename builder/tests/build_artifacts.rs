@@ -37,12 +37,14 @@ fn definition(dir: &Path, artifacts: &str) -> PathBuf {
         std::os::unix::fs::symlink(repo_root().join(d), dir.join(d)).expect("symlink");
     }
     std::fs::create_dir_all(dir.join("images")).expect("images dir");
-    // the source-built definition's build recipes live beside it.
-    std::os::unix::fs::symlink(
-        repo_root().join("images/recipes"),
-        dir.join("images/recipes"),
-    )
-    .expect("symlink recipes");
+    // The source-built definition's recipes and Go modules live beside it.
+    for d in ["recipes", "go"] {
+        std::os::unix::fs::symlink(
+            repo_root().join("images").join(d),
+            dir.join("images").join(d),
+        )
+        .expect("symlink images/ data");
+    }
     let offline =
         std::fs::read_to_string(repo_root().join("images/k8s-node-source.yaml")).expect("read");
     assert!(

@@ -95,6 +95,9 @@ fn validate_build(
         }
     }
 
+    // Outputs are checked against the kind written, even when its own
+    // fields are invalid.
+    let is_go = b.go.is_some() && b.recipe.is_none();
     let kind = match (b.recipe, b.go) {
         (Some(recipe), None) => validate_recipe(cx, p, recipe, b.sources, b.patches, def_dir, opts)
             .map(BuildKind::Recipe),
@@ -128,7 +131,6 @@ fn validate_build(
             None
         }
     };
-    let is_go = matches!(kind, Some(BuildKind::Go(_)));
 
     if b.outputs.is_empty() {
         cx.err(

@@ -688,9 +688,10 @@ mod kubernetes_version_tests {
     #[test]
     fn parses_major_minor_patch() {
         let v = KubernetesVersion::parse("1.36.4").expect("valid");
-        assert_eq!((v.major, v.minor, v.patch), (1, 20, 2));
+        assert_eq!((v.major, v.minor, v.patch), (1, 36, 4));
         assert_eq!(v.to_string(), "1.36.4");
-        assert!(KubernetesVersion::parse("1.36.0").expect("valid") > v);
+        assert!(KubernetesVersion::parse("1.37.0").expect("valid") > v);
+        assert!(KubernetesVersion::parse("1.36.10").expect("valid") > v);
     }
 
     #[test]
