@@ -31,10 +31,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::definition::{BuildKind, GoBuild, OutputFrom};
+use crate::definition::{GoBuild, OutputFrom};
 use crate::manifest::sha256_file;
 
-use super::source_build::{entry_key, run_logged, Built, Entry, Provenance, ToolchainPackage};
+use super::source_build::{entry_key, run_logged, Built, Entry, Made};
 
 /// Bumped whenever how Go builds are run changes.
 const GO_CONTRACT: &str = "kubebake-go-v1";
@@ -70,12 +70,7 @@ pub struct GoOutputInfo {
     pub sum: String,
 }
 
-pub(crate) fn ensure_built(
-    cx: &Entry<'_>,
-    g: &GoBuild,
-    toolchain: Vec<ToolchainPackage>,
-    offline: bool,
-) -> Result<Built> {
+pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result<Built> {
     let b = cx.build;
     let go_mod = g.module_dir_path.join("go.mod");
     let go_sum = g.module_dir_path.join("go.sum");
@@ -87,7 +82,7 @@ pub(crate) fn ensure_built(
     let key = entry_key(
         b,
         GO_CONTRACT,
-        &toolchain,
+        &cx.toolchain,
         serde_json::json!({
             "go.mod": go_mod_sha256,
             "go.sum": go_sum_sha256,
@@ -142,7 +137,7 @@ pub(crate) fn ensure_built(
         let listed = go
             .list(packages.iter().map(|(_, p)| *p))
             .map_err(|e| offline_hint(e, offline, "the modules of go.sum"))?;
-        let mut described = Vec::new();
+        let mut origins = BTreeMap::new();
         for (name, pkg) in &packages {
             let l = listed
                 .iter()
@@ -155,7 +150,7 @@ pub(crate) fn ensure_built(
                 format!("output {name}: {pkg} is not in a module of the build list: add it to go.mod (`tool {pkg}`) and run `go mod tidy`")
             })?;
             let (path, version) = module.effective();
-            described.push(output_info(name, pkg, path, version, &sums)?);
+            origins.insert(name.to_string(), origin(name, pkg, path, version, &sums)?);
         }
         for (name, pkg) in &packages {
             bar.set_message(format!("{}: go build {pkg}", b.name));
@@ -194,21 +189,18 @@ pub(crate) fn ensure_built(
                 .arg(&src);
             run_logged(&mut cc, &work.log, bar)
                 .with_context(|| format!("compiling {}/{}", c.module, c.file))?;
-            described.push(output_info(
-                &o.name,
-                &format!("{}/{}", c.module, c.file),
-                &dl.path,
-                &dl.version,
-                &sums,
-            )?);
+            origins.insert(
+                o.name.clone(),
+                origin(
+                    &o.name,
+                    &format!("{}/{}", c.module, c.file),
+                    &dl.path,
+                    &dl.version,
+                    &sums,
+                )?,
+            );
         }
-        Ok(Provenance {
-            name: b.name.clone(),
-            version: b.version.clone(),
-            cache_key: String::new(),
-            recipe: None,
-            sources: Vec::new(),
-            patches: Vec::new(),
+        Ok(Made {
             go: Some(GoInfo {
                 module_dir: g.module_dir.clone(),
                 go_mod_sha256: go_mod_sha256.clone(),
@@ -218,10 +210,9 @@ pub(crate) fn ensure_built(
                 cgo: g.cgo,
                 flags: flags.clone(),
             }),
-            toolchain: toolchain.clone(),
+            origins,
             source_date_epoch: if g.uses_date() { cx.epoch } else { None },
-            outputs: described,
-            build_seconds: 0.0,
+            ..Made::default()
         })
     })
 }
@@ -280,26 +271,23 @@ fn build_flags(g: &GoBuild, ldflags: &str) -> Vec<String> {
     flags
 }
 
-fn output_info(
+/// Where one output came from: its package or C file, and the module's
+/// version and go.sum hash.
+fn origin(
     name: &str,
     source: &str,
     module: &str,
     version: &str,
     sums: &GoSum,
-) -> Result<super::source_build::OutputInfo> {
+) -> Result<GoOutputInfo> {
     let sum = sums.get(module, version).with_context(|| {
         format!("output {name}: go.sum has no hash for {module} {version}: run `go mod tidy` in the build's module directory")
     })?;
-    Ok(super::source_build::OutputInfo {
-        name: name.to_string(),
-        sha256: String::new(),
-        size: 0,
-        go: Some(GoOutputInfo {
-            source: source.to_string(),
-            module: module.to_string(),
-            version: version.to_string(),
-            sum: sum.to_string(),
-        }),
+    Ok(GoOutputInfo {
+        source: source.to_string(),
+        module: module.to_string(),
+        version: version.to_string(),
+        sum: sum.to_string(),
     })
 }
 
@@ -493,11 +481,4 @@ impl GoSum {
             .get(&(module.to_string(), version.to_string()))
             .map(String::as_str)
     }
-}
-
-/// Whether a definition has Go builds (the host then needs `go`).
-pub fn needs_go(def: &crate::definition::Definition) -> bool {
-    def.builds
-        .iter()
-        .any(|b| matches!(b.kind, BuildKind::Go(_)))
 }

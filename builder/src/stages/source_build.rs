@@ -170,29 +170,27 @@ pub fn build_all(
     def.builds
         .iter()
         .map(|b| {
-            let toolchain = check_toolchain(b)?;
+            let cx = Entry {
+                build: b,
+                toolchain: check_toolchain(b)?,
+                cache_dir,
+                epoch,
+                progress,
+            };
             match &b.kind {
-                BuildKind::Recipe(r) => {
-                    ensure_recipe_built(b, r, toolchain, fetched, cache_dir, epoch, progress)
-                }
-                BuildKind::Go(g) => {
-                    let cx = Entry {
-                        build: b,
-                        cache_dir,
-                        epoch,
-                        progress,
-                    };
-                    go_build::ensure_built(&cx, g, toolchain, offline)
-                }
+                BuildKind::Recipe(r) => ensure_recipe_built(&cx, r, fetched),
+                BuildKind::Go(g) => go_build::ensure_built(&cx, g, offline),
             }
             .with_context(|| format!("build {} {}", b.name, b.version))
         })
         .collect()
 }
 
-/// What every kind of build shares: the build, the cache and the epoch.
+/// What every kind of build shares: the build, its checked Debian
+/// toolchain, the cache and the epoch.
 pub(crate) struct Entry<'a> {
     pub build: &'a Build,
+    pub toolchain: Vec<ToolchainPackage>,
     pub cache_dir: &'a Path,
     pub epoch: Option<i64>,
     pub progress: &'a Progress,
@@ -209,16 +207,29 @@ pub(crate) struct Workdir {
     staged: PathBuf,
 }
 
+/// What a build run reports besides the output files: the kind's own
+/// provenance. The entry adds name, version, toolchain, cache key, time and
+/// the checked outputs.
+#[derive(Debug, Default)]
+pub(crate) struct Made {
+    pub recipe: Option<RecipeInfo>,
+    pub sources: Vec<SourceInfo>,
+    pub patches: Vec<PatchInfo>,
+    pub go: Option<GoInfo>,
+    /// Go builds: where each output came from, by output name.
+    pub origins: BTreeMap<String, GoOutputInfo>,
+    pub source_date_epoch: Option<i64>,
+}
+
 impl Entry<'_> {
     /// Reuses the cache entry for `key`, or runs `make` in a fresh
     /// [`Workdir`] and moves the result into place. `make` writes the
-    /// outputs into `Workdir::out` and returns the provenance without its
-    /// outputs, cache key and time, which are filled in here; `describe`
-    /// adds per-output details (Go modules) to each checked output.
+    /// outputs into `Workdir::out` and reports its provenance ([`Made`]);
+    /// the outputs are checked and hashed here.
     pub fn cached_or_build(
         &self,
         key: &str,
-        make: impl FnOnce(&Workdir, &indicatif::ProgressBar) -> Result<Provenance>,
+        make: impl FnOnce(&Workdir, &indicatif::ProgressBar) -> Result<Made>,
     ) -> Result<Built> {
         let b = self.build;
         let entry_name = format!("{}-{}", b.name, &key[..32]);
@@ -264,25 +275,31 @@ impl Entry<'_> {
             .stage(&format!("source-build {} {}", b.name, b.version));
         let result = make(&work, &bar);
         bar.finish_and_clear();
-        let mut provenance = match result {
-            Ok(p) => p,
+        let made = match result {
+            Ok(m) => m,
             Err(e) => {
                 let kept = keep_log(self.cache_dir, &b.name, key, &work.log);
                 return Err(e.context(format!("its full log is {}", kept.display())));
             }
         };
         let build_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
-        let described = std::mem::take(&mut provenance.outputs);
         let mut outputs = check_outputs(b, &work.out)?;
         for o in &mut outputs {
-            o.go = described
-                .iter()
-                .find(|d| d.name == o.name)
-                .and_then(|d| d.go.clone());
+            o.go = made.origins.get(&o.name).cloned();
         }
-        provenance.outputs = outputs;
-        provenance.cache_key = key.to_string();
-        provenance.build_seconds = build_seconds;
+        let provenance = Provenance {
+            name: b.name.clone(),
+            version: b.version.clone(),
+            cache_key: key.to_string(),
+            recipe: made.recipe,
+            sources: made.sources,
+            patches: made.patches,
+            go: made.go,
+            toolchain: self.toolchain.clone(),
+            source_date_epoch: made.source_date_epoch,
+            outputs,
+            build_seconds,
+        };
         write_durable(
             &work.staged.join("provenance.json"),
             serde_json::to_string_pretty(&provenance)?.as_bytes(),
@@ -340,16 +357,8 @@ pub(crate) fn entry_key(
     hex::encode(Sha256::digest(doc.to_string().as_bytes()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn ensure_recipe_built(
-    b: &Build,
-    r: &RecipeBuild,
-    toolchain: Vec<ToolchainPackage>,
-    fetched: &[Fetched],
-    cache_dir: &Path,
-    epoch: Option<i64>,
-    progress: &Progress,
-) -> Result<Built> {
+fn ensure_recipe_built(cx: &Entry<'_>, r: &RecipeBuild, fetched: &[Fetched]) -> Result<Built> {
+    let (b, epoch) = (cx.build, cx.epoch);
     let sources = r
         .sources
         .iter()
@@ -369,14 +378,16 @@ fn ensure_recipe_built(
             patch_files.push((file.clone(), sha256_file(path)?));
         }
     }
-    let key = recipe_key(b, r, &sources, &recipe_sha, &patch_files, &toolchain, epoch);
-    let entry = Entry {
-        build: b,
-        cache_dir,
+    let key = recipe_key(
+        b,
+        r,
+        &sources,
+        &recipe_sha,
+        &patch_files,
+        &cx.toolchain,
         epoch,
-        progress,
-    };
-    entry.cached_or_build(&key, |work, bar| {
+    );
+    cx.cached_or_build(&key, |work, bar| {
         let src_dir = work.root.join("sources");
         fs::create_dir_all(&src_dir).with_context(|| format!("creating {}", src_dir.display()))?;
         let mut source_infos = Vec::new();
@@ -405,21 +416,15 @@ fn ensure_recipe_built(
         let patches = apply_patches(r, &work.tree)?;
         run_recipe(b, r, work, &src_dir, epoch, bar)
             .with_context(|| format!("the recipe {} failed", r.recipe_path.display()))?;
-        Ok(Provenance {
-            name: b.name.clone(),
-            version: b.version.clone(),
-            cache_key: String::new(),
+        Ok(Made {
             recipe: Some(RecipeInfo {
                 path: r.recipe.clone(),
                 sha256: recipe_sha.clone(),
             }),
             sources: source_infos,
             patches,
-            go: None,
-            toolchain: toolchain.clone(),
             source_date_epoch: epoch,
-            outputs: Vec::new(),
-            build_seconds: 0.0,
+            ..Made::default()
         })
     })
 }

@@ -217,7 +217,7 @@ pub(super) fn output_from(
 }
 
 /// `go1.N.P` (a released toolchain, as GOTOOLCHAIN takes it).
-pub fn is_go_toolchain(s: &str) -> bool {
+fn is_go_toolchain(s: &str) -> bool {
     let Some(v) = s.strip_prefix("go") else {
         return false;
     };
@@ -230,7 +230,7 @@ pub fn is_go_toolchain(s: &str) -> bool {
 }
 
 /// A Go import path: `/`-separated elements of letters, digits and `._~-`.
-pub fn is_import_path(s: &str) -> bool {
+fn is_import_path(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 512
         && s.split('/').all(|e| {
