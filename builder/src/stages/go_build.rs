@@ -304,14 +304,12 @@ fn host_go() -> Result<PathBuf> {
 }
 
 /// Environment variables passed through from the caller: where modules come
-/// from and how to reach it. Checksum verification itself cannot be turned
-/// off here: go.sum is always checked (`-mod=readonly`).
-const PASSED_THROUGH: [&str; 11] = [
+/// from and how to reach it, never how they are checked. go.sum is always
+/// checked (`-mod=readonly`), and toolchains against the default checksum
+/// database: GOSUMDB, GONOSUMDB, GOPRIVATE, GONOPROXY, GOINSECURE and
+/// GOFLAGS are not taken from the caller.
+const PASSED_THROUGH: [&str; 7] = [
     "GOPROXY",
-    "GOSUMDB",
-    "GOPRIVATE",
-    "GONOPROXY",
-    "GONOSUMDB",
     "http_proxy",
     "https_proxy",
     "no_proxy",
