@@ -646,7 +646,11 @@ const GO_BUILD: &str = r#"  - name: kubernetes
     outputs:
       - { name: kubelet, package: k8s.io/kubernetes/cmd/kubelet, path: /usr/local/bin/kubelet2, mode: "0755" }
       - name: pause
-        c-program: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c, cflags: [-Os, -static] }"#;
+        c-program: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c, cflags: [-Os, -static] }
+      - name: pause-source
+        module-file: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c }
+        path: /usr/share/kubebake/pause.c
+        mode: "0644""#;
 
 #[test]
 fn go_build_parses_into_model() {
@@ -668,6 +672,13 @@ fn go_build_parses_into_model() {
         b.output("pause").unwrap().from,
         definition::OutputFrom::C(_)
     ));
+    assert_eq!(
+        b.output("pause-source").unwrap().from,
+        definition::OutputFrom::ModuleFile(definition::ModuleFile {
+            module: "k8s.io/kubernetes".into(),
+            file: "build/pause/linux/pause.c".into(),
+        })
+    );
     assert!(def
         .downloads()
         .iter()
@@ -715,6 +726,28 @@ fn go_build_outputs_need_a_package_and_no_sources() {
     let errs = fx.errors(&with_go_build(&fx, &bad, true));
     assert_error(&errs, "builds[0].outputs[0]", &["package:"]);
     assert_error(&errs, "builds[0].sources", &["go.sum"]);
+}
+
+#[test]
+fn go_build_module_files_name_one_file_of_one_module() {
+    let fx = Fixture::new();
+    let bad = GO_BUILD
+        .replace(
+            "module-file: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c }",
+            "module-file: { module: \"k8s io\", file: ../etc/passwd }",
+        )
+        .replace(
+            "        c-program: { module: k8s.io/kubernetes,",
+            "        package: k8s.io/kubernetes/cmd/pause\n        c-program: { module: k8s.io/kubernetes,",
+        );
+    let errs = fx.errors(&with_go_build(&fx, &bad, true));
+    assert_error(&errs, "builds[0].outputs[1]", &["one of"]);
+    assert_error(
+        &errs,
+        "builds[0].outputs[2].module-file.module",
+        &["module path"],
+    );
+    assert_error(&errs, "builds[0].outputs[2].module-file.file", &[".."]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! public module (golang.org/x/example/hello) built with the host's Go
 //! version as the pinned toolchain (no toolchain download). Provenance
 //! (module, version and `h1:` hash from go.sum, flags with the stamps
-//! expanded), the cache entry reused, a byte-identical rebuild in a second
+//! expanded), a file of the module copied as it is, the cache entry reused, a byte-identical rebuild in a second
 //! cache, a tampered go.sum failing the build naming the module, and
 //! `--offline` with an empty module cache failing with what to do.
 
@@ -76,6 +76,10 @@ builds:
         main.built: "{{date}}"
     outputs:
       - {{ name: hello, package: {MODULE}, path: /usr/local/bin/hello, mode: "0755" }}
+      - name: hello.go
+        module-file: {{ module: {MODULE}, file: hello.go }}
+        path: /usr/share/hello/hello.go
+        mode: "0644"
 outputs:
   raw: true
   disk-size: 1GiB
@@ -127,6 +131,19 @@ fn go_build_records_provenance_reuses_its_entry_and_is_reproducible() {
     assert_eq!(origin.module, MODULE);
     assert_eq!(origin.version, VERSION);
     assert_eq!(origin.sum, SUM);
+    // A module's file: copied as it is from the verified module, with the
+    // same provenance.
+    let copied = p
+        .outputs
+        .iter()
+        .find(|o| o.name == "hello.go")
+        .expect("module-file output");
+    let from = copied.go.as_ref().expect("module of the file");
+    assert_eq!(from.source, format!("{MODULE}/hello.go"));
+    assert_eq!(from.sum, SUM);
+    let text = std::fs::read_to_string(b.output_path("hello.go")).expect("copied file");
+    assert!(text.starts_with("// Copyright"), "{text}");
+    assert!(text.contains("package main"), "{text}");
     let binary = b.output_path("hello");
     let ran = Command::new(&binary).output().expect("run hello");
     assert!(ran.status.success());

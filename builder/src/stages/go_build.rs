@@ -17,7 +17,8 @@
 //! fresh directory with a cleared environment. Version stamps expand
 //! `{version}` and `{date}` (from `SOURCE_DATE_EPOCH`), so two builds give
 //! byte-identical binaries. C programs of a module (Kubernetes' pause) are
-//! compiled with the host's `cc` from the module's verified source.
+//! compiled with the host's `cc` from the module's verified source; a
+//! module's file (Weave Net's `weave` script) is copied from it as it is.
 //!
 //! The cache entry's key covers go.mod, go.sum, the toolchain, CGO, tags,
 //! ldflags, the expanded stamps, the outputs and their packages, the Debian
@@ -60,7 +61,8 @@ pub struct GoInfo {
 /// Where one output of a Go build came from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GoOutputInfo {
-    /// The main package (`go build`) or `module/file.c` (`cc`).
+    /// The main package (`go build`), `module/file.c` (`cc`) or
+    /// `module/file` (copied).
     pub source: String,
     /// The module that provides it, at the version of the build list.
     pub module: String,
@@ -162,6 +164,33 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
             args.push((*pkg).to_string());
             run_logged(&mut go.command(&args), &work.log, bar)
                 .with_context(|| format!("building {pkg}"))?;
+        }
+        for o in &b.outputs {
+            let OutputFrom::ModuleFile(f) = &o.from else { continue };
+            bar.set_message(format!("{}: {}/{}", b.name, f.module, f.file));
+            let dl = go.download(&f.module).map_err(|e| offline_hint(e, offline, &f.module))?;
+            let src = dl.dir.join(&f.file);
+            if !src.is_file() {
+                bail!(
+                    "output {}: {} has no file {} (looked in {}): fix module-file.file",
+                    o.name,
+                    f.module,
+                    f.file,
+                    dl.dir.display()
+                );
+            }
+            fs::copy(&src, work.out.join(&o.name))
+                .with_context(|| format!("copying {}", src.display()))?;
+            origins.insert(
+                o.name.clone(),
+                origin(
+                    &o.name,
+                    &format!("{}/{}", f.module, f.file),
+                    &dl.path,
+                    &dl.version,
+                    &sums,
+                )?,
+            );
         }
         for o in &b.outputs {
             let OutputFrom::C(c) = &o.from else { continue };

@@ -159,7 +159,7 @@ fn validate_build(
             );
             continue;
         }
-        let from = output_from(cx, &op, is_go, o.package, o.c_program);
+        let from = output_from(cx, &op, is_go, o.package, o.c_program, o.module_file);
         let install = match (o.path, o.mode) {
             (None, None) => None,
             (Some(path), Some(mode)) => {

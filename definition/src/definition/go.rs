@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::builds::relative_file;
-use super::raw::{RawCProgram, RawGo};
+use super::raw::{RawCProgram, RawGo, RawModuleFile};
 use super::validate::Ctx;
-use super::{CProgram, GoBuild, OutputFrom};
+use super::{CProgram, GoBuild, ModuleFile, OutputFrom};
 
 /// Placeholders a stamp value may use.
 const STAMP_PLACEHOLDERS: [&str; 2] = ["{version}", "{date}"];
@@ -138,81 +138,100 @@ fn check_stamps(cx: &mut Ctx<'_>, p: &str, stamps: &BTreeMap<String, String>) {
     }
 }
 
-/// The output's origin: a Go package or a C program for Go builds, the
-/// recipe's `$KUBEBAKE_OUT` otherwise.
+/// The output's origin: a Go package, a C program or a module's file for
+/// Go builds, the recipe's `$KUBEBAKE_OUT` otherwise.
 pub(super) fn output_from(
     cx: &mut Ctx<'_>,
     op: &str,
     is_go: bool,
     package: Option<String>,
     c_program: Option<RawCProgram>,
+    module_file: Option<RawModuleFile>,
 ) -> Option<OutputFrom> {
-    match (is_go, package, c_program) {
-        (false, None, None) => Some(OutputFrom::Recipe),
-        (false, _, _) => {
-            cx.err(
-                op,
-                "`package` and `c-program` name what a Go build compiles: a recipe build's outputs are the files the recipe writes",
-            );
-            None
+    let named = [
+        package.is_some(),
+        c_program.is_some(),
+        module_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if !is_go {
+        if named == 0 {
+            return Some(OutputFrom::Recipe);
         }
-        (true, Some(pkg), None) => {
-            if is_import_path(&pkg) {
-                Some(OutputFrom::Package(pkg))
+        cx.err(
+            op,
+            "`package`, `c-program` and `module-file` name what a Go build makes: a recipe build's outputs are the files the recipe writes",
+        );
+        return None;
+    }
+    if named != 1 {
+        cx.err(
+            op,
+            if named == 0 {
+                "a Go build's output needs `package: <main package import path>` (or `c-program:` for a C file in a module, `module-file:` for a file copied from a module)"
             } else {
-                cx.err(
-                    format!("{op}.package"),
-                    format!("invalid package {pkg:?}: a main package's import path, e.g. k8s.io/kubernetes/cmd/kubelet"),
-                );
-                None
-            }
+                "set one of `package`, `c-program` and `module-file`"
+            },
+        );
+        return None;
+    }
+    if let Some(pkg) = package {
+        if is_import_path(&pkg) {
+            return Some(OutputFrom::Package(pkg));
         }
-        (true, None, Some(c)) => {
-            let before = cx.errors.len();
-            if !is_import_path(&c.module) {
-                cx.err(
-                    format!("{op}.c-program.module"),
-                    format!("invalid module path {:?}: a module of the build's go.mod, e.g. k8s.io/kubernetes", c.module),
-                );
-            }
-            if let Err(msg) = relative_file(&c.file) {
-                cx.err(
-                    format!("{op}.c-program.file"),
-                    msg.replace("the definition's directory", "the module's root"),
-                );
-            } else if !c.file.ends_with(".c") {
-                cx.err(
-                    format!("{op}.c-program.file"),
-                    format!("{:?} is not a C file (.c)", c.file),
-                );
-            }
-            for (j, flag) in c.cflags.iter().enumerate() {
-                if !flag.starts_with('-') || flag.chars().any(char::is_whitespace) {
-                    cx.err(
-                        format!("{op}.c-program.cflags[{j}]"),
-                        format!(
-                            "invalid compiler flag {flag:?}: one flag starting with '-', no spaces"
-                        ),
-                    );
-                }
-            }
-            (cx.errors.len() == before).then_some(OutputFrom::C(CProgram {
-                module: c.module,
-                file: c.file,
-                cflags: c.cflags,
-            }))
-        }
-        (true, None, None) => {
+        cx.err(
+            format!("{op}.package"),
+            format!("invalid package {pkg:?}: a main package's import path, e.g. k8s.io/kubernetes/cmd/kubelet"),
+        );
+        return None;
+    }
+    let before = cx.errors.len();
+    if let Some(f) = module_file {
+        module_and_file(cx, &format!("{op}.module-file"), &f.module, &f.file);
+        return (cx.errors.len() == before).then_some(OutputFrom::ModuleFile(ModuleFile {
+            module: f.module,
+            file: f.file,
+        }));
+    }
+    let c = c_program?;
+    let cp = format!("{op}.c-program");
+    module_and_file(cx, &cp, &c.module, &c.file);
+    if cx.errors.len() == before && !c.file.ends_with(".c") {
+        cx.err(
+            format!("{cp}.file"),
+            format!("{:?} is not a C file (.c)", c.file),
+        );
+    }
+    for (j, flag) in c.cflags.iter().enumerate() {
+        if !flag.starts_with('-') || flag.chars().any(char::is_whitespace) {
             cx.err(
-                op,
-                "a Go build's output needs `package: <main package import path>` (or `c-program:` for a C file in a module)",
+                format!("{cp}.cflags[{j}]"),
+                format!("invalid compiler flag {flag:?}: one flag starting with '-', no spaces"),
             );
-            None
         }
-        (true, Some(_), Some(_)) => {
-            cx.err(op, "set `package` or `c-program`, not both");
-            None
-        }
+    }
+    (cx.errors.len() == before).then_some(OutputFrom::C(CProgram {
+        module: c.module,
+        file: c.file,
+        cflags: c.cflags,
+    }))
+}
+
+/// A module path of the build list and a file relative to its root.
+fn module_and_file(cx: &mut Ctx<'_>, at: &str, module: &str, file: &str) {
+    if !is_import_path(module) {
+        cx.err(
+            format!("{at}.module"),
+            format!("invalid module path {module:?}: a module of the build's go.mod, e.g. k8s.io/kubernetes"),
+        );
+    }
+    if let Err(msg) = relative_file(file) {
+        cx.err(
+            format!("{at}.file"),
+            msg.replace("the definition's directory", "the module's root"),
+        );
     }
 }
 

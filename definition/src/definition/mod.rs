@@ -304,6 +304,17 @@ pub enum OutputFrom {
     /// One C file inside a module of the build list, compiled by the host's
     /// `cc` (e.g. Kubernetes' `build/pause/linux/pause.c`).
     C(CProgram),
+    /// One file of a module of the build list, copied as it is (Weave
+    /// Net's `weave` script).
+    ModuleFile(ModuleFile),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleFile {
+    /// A module of the build's `go.mod` build list.
+    pub module: String,
+    /// The file, relative to the module's root.
+    pub file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -161,6 +161,8 @@ pub(crate) struct RawBuildOutput {
     #[serde(default)]
     pub c_program: Option<RawCProgram>,
     #[serde(default)]
+    pub module_file: Option<RawModuleFile>,
+    #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]
     pub mode: Option<Scalar>,
@@ -173,6 +175,13 @@ pub(crate) struct RawCProgram {
     pub file: String,
     #[serde(default)]
     pub cflags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawModuleFile {
+    pub module: String,
+    pub file: String,
 }
 
 /// A container image the node needs without a registry.
