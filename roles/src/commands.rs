@@ -386,7 +386,7 @@ pub fn weave(
     own: Option<Vec<IpAddr>>,
     launch: Vec<String>,
 ) -> Result<u8> {
-    let (_, settings) = wait::marker_settings(root)
+    let (role, settings) = wait::marker_settings(root)
         .map_err(|e| anyhow!(e))
         .context("reading the role marker")?;
     let n = match expected.or(settings.expected_minions.map(ExpectedMinions::get)) {
@@ -415,18 +415,18 @@ pub fn weave(
     let own = own.unwrap_or_else(weave::own_addresses);
     let peers = weave::peers(&minions, &own);
     let launch = if launch.is_empty() {
-        weave::DEFAULT_LAUNCH
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        weave::default_launch()
     } else {
         launch
     };
-    let command = weave::build_command(&launch, &settings, n, &peers);
+    let init = weave::IpallocInit::for_role(role, n);
+    let command = weave::build_command(&launch, &settings, init, &peers);
     let password = settings.weave.password.clone();
     let plan = weave::Plan {
+        role: role.as_str().to_string(),
         command: command.clone(),
         peers,
+        ipalloc_init: init.arg(),
         consensus: n,
         minions_seen: minions.len(),
         minions,
@@ -437,8 +437,9 @@ pub fn weave(
     // One line in both modes (weave.service copies it to the console):
     // operators and `kubebake bench-vm` see the launch without logging in.
     eprintln!(
-        "{WEAVE_LAUNCH_LINE} with {} peer(s), consensus={n}{}",
+        "{WEAVE_LAUNCH_LINE} with {} peer(s), ipalloc-init {}{}",
         plan.peers.len(),
+        plan.ipalloc_init,
         if dry_run { " (dry run)" } else { "" }
     );
     if dry_run {

@@ -1,7 +1,17 @@
 //! `rolectl weave`: wait until `minions.<cluster>.<domain>` lists the
-//! expected number of minions, then launch the weave router with
-//! `--ipalloc-init consensus=N` and every other minion as a peer (the seed's
-//! `getent hosts minions... | weave launch-router` done safely).
+//! expected number of minions, then exec Weave Net's router, `weaver`, with
+//! every other minion as a peer (the seed's `getent hosts minions... |
+//! weave launch-router` done safely).
+//!
+//! The router runs on the host as Weave's own `prog/weave-kube/launch.sh`
+//! runs it in the weave-kube pod, without docker: its fast-datapath bridge
+//! `weave`, the HTTP API on 127.0.0.1:6784 (the `weave` script's
+//! `--local` commands talk to it), no docker API, no weaveDNS (cluster DNS
+//! is CoreDNS), IPAM state under `/var/lib/weave`. Minions start IP
+//! allocation by consensus among the N minions of user-data
+//! (`--ipalloc-init consensus=N`); masters join the pod network as
+//! observers (`--ipalloc-init observer`: they take part in the network and
+//! borrow address space, but N stays the minions' count).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,17 +20,66 @@ use serde::Serialize;
 
 use crate::marker;
 use crate::retry::{Backoff, GaveUp};
-use crate::settings::{check_weave_arg, Settings};
+use crate::settings::{check_weave_arg, Role, Settings};
 use crate::wait::{secs, Resolver};
 
-pub const DEFAULT_LAUNCH: &[&str] = &["/usr/local/bin/weave", "launch-router"];
+/// Weave Net's router.
+pub const WEAVER: &str = "/usr/local/bin/weaver";
+/// The router's HTTP API (launch.sh's default; the `weave` script's too).
+pub const HTTP_ADDR: &str = "127.0.0.1:6784";
+/// The address pods get addresses from unless user-data sets
+/// `weave.ipalloc_range` (Weave's default).
+pub const DEFAULT_IPALLOC_RANGE: &str = "10.32.0.0/12";
+/// The router's arguments before the user-data options: launch.sh's, with
+/// the host's root as the host root and the metrics on loopback only.
+pub const ROUTER_ARGS: &[&str] = &[
+    "--port=6783",
+    "--datapath=datapath",
+    "--host-root=/",
+    "--http-addr=127.0.0.1:6784",
+    "--metrics-addr=127.0.0.1:6782",
+    "--docker-api=",
+    "--no-dns",
+    "--db-prefix=/var/lib/weave/weave-net",
+    "--conn-limit=200",
+];
 pub const PLAN_PATH: &str = "/run/rolectl/weave.json";
+
+/// How this peer joins IP allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpallocInit {
+    /// A minion: one of the N peers whose quorum initialises the ring.
+    Consensus(u32),
+    /// A master: joins the network, not the quorum.
+    Observer,
+}
+
+impl IpallocInit {
+    pub fn for_role(role: Role, minions: u32) -> Self {
+        match role {
+            Role::Minion => IpallocInit::Consensus(minions),
+            Role::Master => IpallocInit::Observer,
+        }
+    }
+
+    /// The value of `--ipalloc-init`.
+    pub fn arg(self) -> String {
+        match self {
+            IpallocInit::Consensus(n) => format!("consensus={n}"),
+            IpallocInit::Observer => "observer".to_string(),
+        }
+    }
+}
 
 /// What `rolectl weave` runs (or would run, with `--dry-run`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Plan {
+    pub role: String,
     pub command: Vec<String>,
     pub peers: Vec<IpAddr>,
+    /// `--ipalloc-init`: `consensus=N` (minion) or `observer` (master).
+    pub ipalloc_init: String,
+    /// N: the minions' count from user-data.
     pub consensus: u32,
     pub minions_seen: usize,
     pub minions: Vec<IpAddr>,
@@ -29,21 +88,33 @@ pub struct Plan {
     pub password_in_env: bool,
 }
 
-/// Builds the command line: launch command, validated extra args,
-/// `--ipalloc-init consensus=N`, then the sorted peers.
+/// The default launch command: `weaver` and [`ROUTER_ARGS`].
+pub fn default_launch() -> Vec<String> {
+    std::iter::once(WEAVER)
+        .chain(ROUTER_ARGS.iter().copied())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Builds the command line: launch command, validated extra args (with
+/// Weave's default allocation range unless one is set),
+/// `--ipalloc-init <init>`, then the sorted peers.
 pub fn build_command(
     launch: &[String],
     settings: &Settings,
-    consensus: u32,
+    init: IpallocInit,
     peers: &[IpAddr],
 ) -> Vec<String> {
     let mut cmd: Vec<String> = launch.to_vec();
+    if settings.weave.ipalloc_range.is_none() {
+        cmd.push(format!("--ipalloc-range={DEFAULT_IPALLOC_RANGE}"));
+    }
     for a in settings.weave.extra_args() {
         debug_assert!(check_weave_arg(&a).is_ok());
         cmd.push(a);
     }
     cmd.push("--ipalloc-init".to_string());
-    cmd.push(format!("consensus={consensus}"));
+    cmd.push(init.arg());
     cmd.extend(peers.iter().map(IpAddr::to_string));
     cmd
 }
@@ -137,12 +208,28 @@ mod tests {
             .collect();
         let p = peers(&minions, &own);
         assert_eq!(p.len(), 2);
-        let launch: Vec<String> = DEFAULT_LAUNCH.iter().map(|s| s.to_string()).collect();
-        let cmd = build_command(&launch, &s, 3, &p);
+        let launch = vec!["weaver".to_string()];
+        let init = IpallocInit::for_role(Role::Minion, 3);
+        let cmd = build_command(&launch, &s, init, &p);
         assert_eq!(
             shell_quote(&cmd),
-            "/usr/local/bin/weave launch-router --ipalloc-range=10.32.0.0/12 --mtu=1400 --ipalloc-init consensus=3 10.0.0.3 10.0.0.10"
+            "weaver --ipalloc-range=10.32.0.0/12 --mtu=1400 --ipalloc-init consensus=3 10.0.0.3 10.0.0.10"
         );
+        // A master observes; without a range in user-data, Weave's default.
+        let master = build_command(
+            &launch,
+            &Settings::default(),
+            IpallocInit::for_role(Role::Master, 3),
+            &p,
+        );
+        assert_eq!(
+            shell_quote(&master),
+            "weaver --ipalloc-range=10.32.0.0/12 --ipalloc-init observer 10.0.0.3 10.0.0.10"
+        );
+        let full = default_launch();
+        assert_eq!(full[0], WEAVER);
+        assert!(full.contains(&"--docker-api=".to_string()));
+        assert!(full.contains(&format!("--http-addr={HTTP_ADDR}")));
         assert_eq!(
             shell_quote(&["a b".into(), "it's".into()]),
             "'a b' 'it'\\''s'"

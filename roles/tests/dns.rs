@@ -329,11 +329,11 @@ fn weave_waits_for_expected_minions_then_plans_consensus() {
     );
     assert_eq!(
         out.trim(),
-        "/usr/local/bin/weave launch-router --mtu=1400 --ipalloc-init consensus=3 10.99.0.3 10.99.0.10"
+        "/usr/local/bin/weaver --port=6783 --datapath=datapath --host-root=/ --http-addr=127.0.0.1:6784 --metrics-addr=127.0.0.1:6782 --docker-api= --no-dns --db-prefix=/var/lib/weave/weave-net --conn-limit=200 --ipalloc-range=10.32.0.0/12 --mtu=1400 --ipalloc-init consensus=3 10.99.0.3 10.99.0.10"
     );
     assert!(!out.contains("s3cret") && !err.contains("s3cret"));
     assert!(
-        err.contains("rolectl: weave launch with 2 peer(s), consensus=3 (dry run)"),
+        err.contains("rolectl: weave launch with 2 peer(s), ipalloc-init consensus=3 (dry run)"),
         "{err}"
     );
     let plan = read_plan(t.path());
@@ -345,7 +345,9 @@ fn weave_waits_for_expected_minions_then_plans_consensus() {
         plan["peers"],
         serde_json::json!(["10.99.0.3", "10.99.0.10"])
     );
-    assert_eq!(plan["command"][0], "/usr/local/bin/weave");
+    assert_eq!(plan["command"][0], "/usr/local/bin/weaver");
+    assert_eq!(plan["role"], "minion");
+    assert_eq!(plan["ipalloc_init"], "consensus=3");
     assert!(!plan.to_string().contains("s3cret"));
 }
 
@@ -377,9 +379,46 @@ fn weave_execs_launch_command_with_password_in_env() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out.trim(),
-        "pw=s3cret-pass args=--ipalloc-init consensus=2 10.99.0.1"
+        "pw=s3cret-pass args=--ipalloc-range=10.32.0.0/12 --ipalloc-init consensus=2 10.99.0.1"
     );
     assert_eq!(read_plan(t.path())["dry_run"], false);
+}
+
+#[test]
+fn weave_on_a_master_joins_as_an_observer_peering_with_every_minion() {
+    let dns = Dns::start();
+    let t = tempfile::tempdir().unwrap();
+    let ud = "#cloud-config\nkubernetes:\n  role: master\n  cluster: demo\n  expected_minions: 2\n";
+    put_user_data(t.path(), ud.as_bytes());
+    let o = activate(t.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    dns.add_a("minions.demo.k8s", "10.99.0.7");
+    dns.add_a("minions.demo.k8s", "10.99.0.5");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let (code, out, err) = finish(spawn(&[
+        "weave",
+        "--root",
+        &root,
+        "--dry-run",
+        "--poll",
+        "0.2",
+        "--timeout",
+        "5",
+        "--dns-server",
+        &d,
+        "--own-addr",
+        "10.99.0.2",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.trim()
+            .ends_with("--ipalloc-range=10.32.0.0/12 --ipalloc-init observer 10.99.0.5 10.99.0.7"),
+        "{out}"
+    );
+    let plan = read_plan(t.path());
+    assert_eq!(plan["role"], "master");
+    assert_eq!(plan["ipalloc_init"], "observer");
+    assert_eq!(plan["consensus"], 2);
 }
 
 #[test]
