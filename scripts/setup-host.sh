@@ -35,9 +35,11 @@ PKGS=(
   # (/usr/local/go, checked below), which fetches each build's pinned
   # toolchain from the module proxy; the C compiler and headers they pin:
   # gcc + libc6-dev (the static pause, runc's cgo), libseccomp-dev and
-  # pkgconf (runc's seccomp). Recipe builds: tar, patch, dpkg-deb (busybox).
+  # pkgconf (runc's seccomp), libpcap0.8-dev (weaver). Recipe builds: tar,
+  # patch, dpkg-deb (busybox).
   gcc-12=12.2.0-14+deb12u1 gcc libc6-dev=2.36-9+deb12u14
   libseccomp-dev=2.5.4-1+deb12u1 pkgconf=1.8.1-1 binutils patch
+  libpcap0.8-dev=1.10.3-1
   # cargo-fuzz (scripts/fuzz.sh): libfuzzer-sys compiles libFuzzer's C++.
   g++
 )

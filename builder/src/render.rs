@@ -347,8 +347,10 @@ pub struct RoleCheckError {
 
 /// Proves from the rendered files that every role unit carries exactly one
 /// `ConditionPathExists=<its marker>` (unit + drop-ins, in systemd's order,
-/// honouring empty resets) and no other marker condition, and that no shared
-/// unit has any `ConditionPathExists=` on a kubernetes marker.
+/// honouring empty resets) and no other marker condition, and that a shared
+/// unit has no `ConditionPathExists=` on a kubernetes marker, or exactly one
+/// triggering `ConditionPathExists=|<marker>` per role (it runs on every
+/// node with a role, e.g. the pod network).
 pub fn check_role_conditions(
     def: &Definition,
     files: &[RenderedFile],
@@ -387,10 +389,11 @@ pub fn check_role_conditions(
         let marker_conds = unitfile::marker_conditions(&texts);
 
         match unit.role {
+            None if gated_on_any_role(&marker_conds) => {}
             None => {
                 for (v, file) in marker_conds.iter() {
                     problems.push(format!(
-                        "shared unit {} must not be gated on a role marker, but {file} has ConditionPathExists={v}: remove it or give the unit a role",
+                        "shared unit {} must not be gated on one role's marker, but {file} has ConditionPathExists={v}: remove it, give the unit a role, or gate it on every role's marker with ConditionPathExists=|<marker> (one line per role: it runs on any node with a role)",
                         unit.name
                     ));
                 }
@@ -421,6 +424,20 @@ pub fn check_role_conditions(
     } else {
         Err(RoleCheckError { problems })
     }
+}
+
+/// Whether a shared unit's marker conditions are exactly one triggering
+/// (`|`) condition on each role's marker: systemd starts it when any of
+/// them exists.
+fn gated_on_any_role(conds: &[(String, &str)]) -> bool {
+    let mut values: Vec<&str> = conds.iter().map(|(v, _)| v.as_str()).collect();
+    values.sort_unstable();
+    let mut every: Vec<String> = crate::definition::Role::ALL
+        .iter()
+        .map(|r| format!("|{}", r.marker_path()))
+        .collect();
+    every.sort_unstable();
+    values == every
 }
 
 /// The workspace's one unit-file parser (rolectl's; `inspect` and

@@ -246,7 +246,7 @@ fn kubernetes_v136_forms() {
         assert!(pki.contains("init phase kubeconfig super-admin"), "{pki}");
 
         // containerd 2.x: config version 3, the pause image as the pinned
-        // sandbox image, the CNI bridge template.
+        // sandbox image, no CNI template: Weave writes the network config.
         let toml = get("/etc/containerd/config.toml");
         assert!(toml.starts_with("version = 3\n"), "{toml}");
         assert!(!toml.contains("io.containerd.grpc.v1.cri"), "{toml}");
@@ -254,14 +254,39 @@ fn kubernetes_v136_forms() {
             toml.contains("sandbox = 'localhost/kubebake/pause:"),
             "{toml}"
         );
+        assert!(!toml.contains("conf_template"), "{toml}");
+
+        // Weave Net on every node with a role, launched by rolectl, its CNI
+        // config written by Weave's own script once the router answers.
+        let weave = uncommented(&files, "/etc/systemd/system/weave.service");
         assert!(
-            toml.contains("conf_template = '/etc/containerd/cni-bridge.conflist.tmpl'"),
-            "{toml}"
+            weave.contains("ExecStart=/usr/local/bin/rolectl weave\n"),
+            "{weave}"
         );
-        // containerd's Go template survives handlebars untouched.
-        let tmpl = get("/etc/containerd/cni-bridge.conflist.tmpl");
-        assert!(tmpl.contains(r#""subnet": "{{.PodCIDR}}""#), "{tmpl}");
-        assert!(!tmpl.contains("raw"), "{tmpl}");
+        assert!(!weave.contains("--dry-run"), "{weave}");
+        assert!(
+            weave.contains("ExecStartPost=/usr/local/bin/weave --local setup-cni"),
+            "{weave}"
+        );
+        assert!(weave.contains("ConditionPathExists=|/etc/sysconfig/kubernetes-master"));
+        assert!(weave.contains("ConditionPathExists=|/etc/sysconfig/kubernetes-minion"));
+        assert!(!get("/etc/systemd/system/kube-controller-manager.service")
+            .contains("--allocate-node-cidrs=true"));
+        let proxy = get("/etc/kubernetes/kube-proxy-config.yaml");
+        assert!(proxy.contains("bridgeInterface: weave"), "{proxy}");
+
+        // Cluster DNS by kubeadm's addon phase, with the baked image.
+        let bootstrap = get("/etc/systemd/system/kube-bootstrap.service");
+        assert!(
+            bootstrap.contains("init phase addon coredns"),
+            "{bootstrap}"
+        );
+        let addons = get("/etc/kubernetes/kubeadm-addons.yaml");
+        assert!(addons.contains("kubernetesVersion: v1.36."), "{addons}");
+        assert!(
+            addons.contains("imageRepository: localhost/kubebake"),
+            "{addons}"
+        );
 
         // etcd 3.6: reachable on loopback only, no v2 API.
         let etcd = get("/etc/systemd/system/etcd.service");

@@ -234,6 +234,24 @@ fn shared_unit_with_condition() {
 }
 
 #[test]
+fn shared_unit_gated_on_every_roles_marker() {
+    let fx = Fx::new();
+    let both = "[Unit]\nConditionPathExists=|/etc/sysconfig/kubernetes-master\nConditionPathExists=|/etc/sysconfig/kubernetes-minion\n";
+    fx.unit("rolectl.service", both);
+    let def = fx.def(DEF);
+    let files = render_all(&def).unwrap();
+    check_role_conditions(&def, &files).expect("any role: one triggering condition per role");
+    // One role's marker alone, as a trigger, is still a role gate.
+    fx.unit(
+        "rolectl.service",
+        "[Unit]\nConditionPathExists=|/etc/sysconfig/kubernetes-minion\n",
+    );
+    let msg = role_check(&fx);
+    assert!(msg.contains("shared unit rolectl.service"), "{msg}");
+    assert!(msg.contains("every role's marker"), "{msg}");
+}
+
+#[test]
 fn role_unit_with_two_conditions() {
     let fx = Fx::new();
     fx.unit(

@@ -389,13 +389,21 @@ pub fn weave(
     let (role, settings) = wait::marker_settings(root)
         .map_err(|e| anyhow!(e))
         .context("reading the role marker")?;
-    let n = match expected.or(settings.expected_minions.map(ExpectedMinions::get)) {
-        Some(n) => n,
-        None => bail!(
+    let count = expected.or(settings.expected_minions.map(ExpectedMinions::get));
+    let Some(init) = weave::IpallocInit::for_role(role, count) else {
+        bail!(
             "number of minions unknown: set kubernetes.expected_minions in user-data (EXPECTED_MINIONS in the marker) or pass --expected N"
-        ),
+        );
     };
     let name = settings.minions_name();
+    let resumed = weave::has_persisted_ring(root);
+    let n = init.peers_to_wait_for(resumed);
+    if resumed {
+        eprintln!(
+            "rolectl: weave has run here before ({} exists): rejoining without waiting for the minions' quorum",
+            weave::PERSISTED_RING
+        );
+    }
     let minions = match weave::wait_minions(
         &name,
         n,
@@ -419,7 +427,6 @@ pub fn weave(
     } else {
         launch
     };
-    let init = weave::IpallocInit::for_role(role, n);
     let command = weave::build_command(&launch, &settings, init, &peers);
     let password = settings.weave.password.clone();
     let plan = weave::Plan {
@@ -427,10 +434,11 @@ pub fn weave(
         command: command.clone(),
         peers,
         ipalloc_init: init.arg(),
-        consensus: n,
+        consensus: count,
         minions_seen: minions.len(),
         minions,
         dry_run,
+        resumed,
         password_in_env: password.is_some(),
     };
     weave::write_plan(root, &plan).context("writing weave.json")?;

@@ -44,6 +44,16 @@ pub const ROUTER_ARGS: &[&str] = &[
     "--conn-limit=200",
 ];
 pub const PLAN_PATH: &str = "/run/rolectl/weave.json";
+/// Where weaver persists its IPAM ring (`--db-prefix` + `data.db`).
+pub const PERSISTED_RING: &str = "/var/lib/weave/weave-netdata.db";
+
+/// Whether this node's router has run before and persisted its share of
+/// the address ring: it rejoins without a new consensus, so it need not
+/// wait for the minions' quorum again (after a reboot some minions may be
+/// gone for good).
+pub fn has_persisted_ring(root: &Path) -> bool {
+    marker::under(root, PERSISTED_RING).is_file()
+}
 
 /// How this peer joins IP allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +65,22 @@ pub enum IpallocInit {
 }
 
 impl IpallocInit {
-    pub fn for_role(role: Role, minions: u32) -> Self {
-        match role {
-            Role::Minion => IpallocInit::Consensus(minions),
-            Role::Master => IpallocInit::Observer,
+    /// A minion's needs the minions' count; a master's does not.
+    pub fn for_role(role: Role, minions: Option<u32>) -> Option<Self> {
+        match (role, minions) {
+            (Role::Minion, Some(n)) => Some(IpallocInit::Consensus(n)),
+            (Role::Minion, None) => None,
+            (Role::Master, _) => Some(IpallocInit::Observer),
+        }
+    }
+
+    /// How many minion addresses to wait for before launching: the quorum
+    /// on a minion's first launch, one peer on a master or once the ring
+    /// is persisted.
+    pub fn peers_to_wait_for(self, resumed: bool) -> u32 {
+        match self {
+            IpallocInit::Consensus(n) if !resumed => n,
+            _ => 1,
         }
     }
 
@@ -79,11 +101,14 @@ pub struct Plan {
     pub peers: Vec<IpAddr>,
     /// `--ipalloc-init`: `consensus=N` (minion) or `observer` (master).
     pub ipalloc_init: String,
-    /// N: the minions' count from user-data.
-    pub consensus: u32,
+    /// N: the minions' count from user-data (a master may not know it).
+    pub consensus: Option<u32>,
     pub minions_seen: usize,
     pub minions: Vec<IpAddr>,
     pub dry_run: bool,
+    /// The router had persisted its ring: it waited for one minion
+    /// address, not for the quorum.
+    pub resumed: bool,
     /// WEAVE_PASSWORD is set in the command's environment (never argv).
     pub password_in_env: bool,
 }
@@ -209,7 +234,7 @@ mod tests {
         let p = peers(&minions, &own);
         assert_eq!(p.len(), 2);
         let launch = vec!["weaver".to_string()];
-        let init = IpallocInit::for_role(Role::Minion, 3);
+        let init = IpallocInit::for_role(Role::Minion, Some(3)).unwrap();
         let cmd = build_command(&launch, &s, init, &p);
         assert_eq!(
             shell_quote(&cmd),
@@ -219,13 +244,17 @@ mod tests {
         let master = build_command(
             &launch,
             &Settings::default(),
-            IpallocInit::for_role(Role::Master, 3),
+            IpallocInit::for_role(Role::Master, None).unwrap(),
             &p,
         );
         assert_eq!(
             shell_quote(&master),
             "weaver --ipalloc-range=10.32.0.0/12 --ipalloc-init observer 10.0.0.3 10.0.0.10"
         );
+        assert_eq!(IpallocInit::for_role(Role::Minion, None), None);
+        assert_eq!(init.peers_to_wait_for(false), 3);
+        assert_eq!(init.peers_to_wait_for(true), 1);
+        assert_eq!(IpallocInit::Observer.peers_to_wait_for(false), 1);
         let full = default_launch();
         assert_eq!(full[0], WEAVER);
         assert!(full.contains(&"--docker-api=".to_string()));

@@ -388,7 +388,7 @@ fn weave_execs_launch_command_with_password_in_env() {
 fn weave_on_a_master_joins_as_an_observer_peering_with_every_minion() {
     let dns = Dns::start();
     let t = tempfile::tempdir().unwrap();
-    let ud = "#cloud-config\nkubernetes:\n  role: master\n  cluster: demo\n  expected_minions: 2\n";
+    let ud = "#cloud-config\nkubernetes:\n  role: master\n  cluster: demo\n";
     put_user_data(t.path(), ud.as_bytes());
     let o = activate(t.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -418,7 +418,45 @@ fn weave_on_a_master_joins_as_an_observer_peering_with_every_minion() {
     let plan = read_plan(t.path());
     assert_eq!(plan["role"], "master");
     assert_eq!(plan["ipalloc_init"], "observer");
-    assert_eq!(plan["consensus"], 2);
+    assert_eq!(plan["consensus"], serde_json::Value::Null);
+    assert_eq!(plan["resumed"], false);
+}
+
+#[test]
+fn weave_with_a_persisted_ring_rejoins_without_waiting_for_the_quorum() {
+    let dns = Dns::start();
+    let t = minion_root("  expected_minions: 3\n");
+    let db = t.path().join("var/lib/weave/weave-netdata.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, b"ring").unwrap();
+    // One minion of three is left in DNS (the others are gone).
+    dns.add_a("minions.demo.k8s", "10.99.0.2");
+    dns.add_a("minions.demo.k8s", "10.99.0.4");
+    let (root, d) = (root_arg(t.path()), dns.arg());
+    let (code, out, err) = finish(spawn(&[
+        "weave",
+        "--root",
+        &root,
+        "--dry-run",
+        "--poll",
+        "0.2",
+        "--timeout",
+        "3",
+        "--dns-server",
+        &d,
+        "--own-addr",
+        "10.99.0.2",
+    ]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("rejoining without waiting for the minions' quorum"),
+        "{err}"
+    );
+    assert!(
+        out.trim().ends_with("--ipalloc-init consensus=3 10.99.0.4"),
+        "{out}"
+    );
+    assert_eq!(read_plan(t.path())["resumed"], true);
 }
 
 #[test]
