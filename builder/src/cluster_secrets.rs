@@ -52,9 +52,12 @@ pub const KUBE_PROXY_CERT: &str = "kube-proxy.crt";
 pub const KUBE_PROXY_KEY: &str = "kube-proxy.key";
 pub const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
 pub const CLUSTER_JSON: &str = "cluster.json";
+/// Weave Net's network password (encrypts and authenticates the pod
+/// network between peers). Directories made before it existed have none.
+pub const WEAVE_PASSWORD: &str = "weave-password";
 
 /// Every file [`init`] writes, in the order it writes them.
-pub const FILES: [&str; 10] = [
+pub const FILES: [&str; 11] = [
     CA_CERT,
     CA_KEY,
     FRONT_PROXY_CA_CERT,
@@ -64,6 +67,7 @@ pub const FILES: [&str; 10] = [
     KUBE_PROXY_CERT,
     KUBE_PROXY_KEY,
     BOOTSTRAP_TOKEN,
+    WEAVE_PASSWORD,
     CLUSTER_JSON,
 ];
 
@@ -156,6 +160,30 @@ pub struct ClusterSecrets {
     pub dir: PathBuf,
     pub info: ClusterInfo,
     pub token: BootstrapToken,
+    /// `None` for a directory made before kubebake wrote one.
+    pub weave_password: Option<WeavePassword>,
+}
+
+/// Weave Net's password. `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WeavePassword(String);
+
+impl std::fmt::Debug for WeavePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeavePassword(<redacted>)")
+    }
+}
+
+impl WeavePassword {
+    /// 32 characters of `[a-z0-9]` from the OS CSPRNG (165 bits).
+    pub fn generate() -> Result<Self> {
+        Ok(WeavePassword(random_token_chars(32)?))
+    }
+
+    /// The password itself, for user-data.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ClusterSecrets {
@@ -236,6 +264,9 @@ impl ClusterSecrets {
                 self.info.ca_cert_hash
             ));
         }
+        if let Some(pw) = &self.weave_password {
+            s.push_str(&format!("  weave:\n    password: \"{}\"\n", pw.expose()));
+        }
         Ok(s)
     }
 }
@@ -302,6 +333,7 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         .context("kube-proxy certificate")?;
 
     let token = BootstrapToken::generate()?;
+    let weave_password = WeavePassword::generate()?;
     let info = ClusterInfo {
         name: name.as_str().to_string(),
         created: rfc3339(now),
@@ -310,7 +342,7 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         ca_cert_hash: ca_cert_hash_of_spki(&ca_key.subject_public_key_info()),
     };
 
-    let contents: [(&str, Vec<u8>); 10] = [
+    let contents: [(&str, Vec<u8>); 11] = [
         (CA_CERT, ca_cert.pem().into_bytes()),
         (CA_KEY, ca_key.serialize_pem().into_bytes()),
         (FRONT_PROXY_CA_CERT, fp_cert.pem().into_bytes()),
@@ -322,6 +354,10 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         (
             BOOTSTRAP_TOKEN,
             format!("{}\n", token.expose()).into_bytes(),
+        ),
+        (
+            WEAVE_PASSWORD,
+            format!("{}\n", weave_password.expose()).into_bytes(),
         ),
         (CLUSTER_JSON, cluster_json(&info)?),
     ];
@@ -341,17 +377,19 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         dir: dir.to_path_buf(),
         info,
         token,
+        weave_password: Some(weave_password),
     })
 }
 
-/// Reads a cluster directory made by [`init`]: every file must be there,
+/// Reads a cluster directory made by [`init`]: every file must be there
+/// (the weave password may be missing from an older directory),
 /// `bootstrap-token` well-formed and matching `cluster.json`, and the CA pin
 /// in `cluster.json` must be the pin of `ca.crt`.
 pub fn load(dir: &Path) -> Result<ClusterSecrets> {
     let missing: Vec<&str> = FILES
         .iter()
         .copied()
-        .filter(|f| !dir.join(f).is_file())
+        .filter(|f| *f != WEAVE_PASSWORD && !dir.join(f).is_file())
         .collect();
     if !missing.is_empty() {
         bail!(
@@ -395,10 +433,22 @@ pub fn load(dir: &Path) -> Result<ClusterSecrets> {
             ca_path.display()
         );
     }
+    let weave_path = dir.join(WEAVE_PASSWORD);
+    let weave_password = match fs::read_to_string(&weave_path) {
+        Ok(text) => {
+            let pw = text.trim();
+            rolectl::settings::WeavePassword::try_from(pw)
+                .map_err(|e| anyhow!("{}: {e}", weave_path.display()))?;
+            Some(WeavePassword(pw.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", weave_path.display())),
+    };
     Ok(ClusterSecrets {
         dir: dir.to_path_buf(),
         info,
         token,
+        weave_password,
     })
 }
 
@@ -648,10 +698,17 @@ mod tests {
                 Ok(Request::Assign {
                     role: got,
                     credentials,
+                    settings,
                     ..
                 }) => {
                     assert_eq!(got, role);
                     assert!(credentials.is_some(), "{role}: credentials parsed");
+                    let pw = settings.weave.password.expect("weave password parsed");
+                    assert_eq!(
+                        Some(pw.expose()),
+                        secrets.weave_password.as_ref().map(WeavePassword::expose),
+                        "{role}: the cluster's weave password"
+                    );
                 }
                 other => panic!("{role}: {other:?}\n{text}"),
             }
@@ -662,6 +719,31 @@ mod tests {
                 "only a master gets ca_key"
             );
         }
+    }
+
+    #[test]
+    fn a_directory_without_a_weave_password_still_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("s");
+        let made = init(&name(), &d, &InitOptions::default()).expect("init");
+        let pw = made.weave_password.expect("init makes a weave password");
+        assert_eq!(pw.expose().len(), 32);
+        assert!(!format!("{pw:?}").contains(pw.expose()));
+        assert_eq!(
+            load(&d)
+                .expect("load")
+                .weave_password
+                .as_ref()
+                .map(WeavePassword::expose),
+            Some(pw.expose())
+        );
+        fs::remove_file(d.join(WEAVE_PASSWORD)).expect("rm");
+        let old = load(&d).expect("an older directory loads");
+        assert!(old.weave_password.is_none());
+        assert!(!old
+            .userdata_section(rolectl::settings::Role::Minion, None)
+            .expect("section")
+            .contains("weave:"));
     }
 
     fn name() -> ClusterName {

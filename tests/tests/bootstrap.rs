@@ -11,9 +11,11 @@
 //! - a third minion with a wrong bootstrap token (booted with the others)
 //!   never joins and says why (rolectl status, journal), while its DNS
 //!   record completes the other two minions' weave quorum: they launch
-//!   weave with consensus=3 and the other two minions as peers (weave
-//!   membership is the weave password's business, not the Kubernetes
-//!   token's: the refused minion's weave does not wait for the API);
+//!   Weave Net's router with consensus=3 and the other two minions as
+//!   peers (weave membership is the weave password's business, not the
+//!   Kubernetes token's: the refused minion's weave does not wait for the
+//!   API); the master joins as an observer; `weave status` shows IPAM
+//!   ready and every node a connected peer;
 //! - the node prerequisites baked into the image hold on every node
 //!   (bridge-netfilter sysctls, modules, `rolectl preflight`, docker on
 //!   overlay2), every binary built from a Go module prints the version
@@ -26,8 +28,17 @@
 //! - a pod from the baked busybox image runs on each minion; `kubectl logs`
 //!   and `kubectl exec` work (API server → kubelet over TLS); a ClusterIP
 //!   service through kube-proxy answers from the node that hosts its pod;
-//! - no private key or token appears in any process's argv or the journal;
-//! - a rebooted minion keeps its identity (no second CSR);
+//! - cluster DNS: kubeadm's CoreDNS (baked image) answers names from a pod
+//!   on each minion; through Weave, a pod on one minion reaches the other
+//!   minion's pod by IP and its Service by name, the master reaches pods
+//!   directly and through the API server's proxy;
+//! - no private key, token or weave password appears in any process's argv
+//!   or the journal; the weave password (from `kubebake cluster init`, in
+//!   user-data) is in weaver's environment alone, and encrypts weave's
+//!   traffic;
+//! - a rebooted minion keeps its identity (no second CSR), its weave
+//!   rejoins (persisted ring: no quorum wait with minion3 gone), its pods
+//!   get addresses again and traffic across nodes resumes both ways;
 //! - faults, on the same cluster (no second one booted: CI time): the
 //!   master's power cut for 60 s and then restored (its disk kept): the
 //!   minions carry on without help (their kubelets neither fail nor restart
@@ -326,9 +337,16 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     role_gating(c)?;
     pods_logs_exec_services(c, &api)?;
     h::report("start -> pods + services verified", t0.elapsed());
+    cluster_dns(c, &api)?;
+    pod_network_across_nodes(c, &api, "first boot")?;
+    h::report(
+        "start -> pod network and DNS across nodes verified",
+        t0.elapsed(),
+    );
     no_secret_exposed(c, secrets)?;
 
     reboot_keeps_identity(c, &api, "minion1")?;
+    pod_network_across_nodes(c, &api, "after minion1's reboot")?;
     h::report("start -> reboot checked", t0.elapsed());
 
     let tf = Instant::now();
@@ -416,10 +434,10 @@ fn no_restart_loop(
     Ok(())
 }
 
-/// weave on a minion: launched (active), or still waiting for the minions'
-/// quorum: after minion1's reboot only two of the three expected minions
-/// are left in DNS (minion3 was stopped), so its `rolectl weave` waits, as
-/// it must (activating, "2 of 3 addresses, waiting" in its journal).
+/// weave on a minion: launched (active). After minion1's reboot only two of
+/// the three expected minions are left in DNS (minion3 was stopped), but its
+/// router had persisted its share of the address ring, so `rolectl weave`
+/// rejoins without waiting for the quorum again.
 fn weave_settled(c: &Cluster, vm: &str) -> Result<String> {
     let state = active(c, vm, "weave.service")?;
     if state == "active" {
@@ -429,11 +447,7 @@ fn weave_settled(c: &Cluster, vm: &str) -> Result<String> {
         vm,
         "sudo journalctl -b -u weave.service --no-pager | tail -n 20",
     )?;
-    ensure!(
-        state == "activating" && j.contains(&format!("of {EXPECTED_MINIONS} addresses, waiting")),
-        "{vm}: weave.service is {state}, not waiting for the minions' quorum:\n{j}"
-    );
-    Ok("waiting for quorum".into())
+    anyhow::bail!("{vm}: weave.service is {state}, not active:\n{j}")
 }
 
 /// The Ready minions' state before a fault: boot id, NRestarts and weave.
@@ -460,7 +474,7 @@ fn minions_before(c: &Cluster) -> Result<MinionsBefore> {
 }
 
 /// The minions went through `fault` on their own: same boot, no unit
-/// restarting in a loop, none failed, weave launched or waiting for quorum.
+/// restarting in a loop, none failed, weave launched.
 fn minions_after(c: &Cluster, fault: &str, before: &MinionsBefore) -> Result<()> {
     for m in MINIONS {
         ensure!(
@@ -940,8 +954,8 @@ fn pods_logs_exec_services(c: &Cluster, api: &AdminClient) -> Result<()> {
         h::report(&format!("pods: -> {pod} Running"), t.elapsed());
         let ip = status["podIP"].as_str().unwrap_or_default();
         ensure!(
-            ip.starts_with("10.244."),
-            "{pod}: pod IP {ip:?} not from the pod CIDR"
+            in_weave_range(ip),
+            "{pod}: pod IP {ip:?} not from Weave's range {WEAVE_RANGE}"
         );
         let logs = api.get_text(&format!("{DEFAULT_NS}/pods/{pod}/log"))?;
         ensure!(
@@ -981,10 +995,34 @@ fn pods_logs_exec_services(c: &Cluster, api: &AdminClient) -> Result<()> {
     Ok(())
 }
 
-/// No secret in any process's argv or in the journal, on any VM.
+/// No secret in any process's argv or in the journal, on any VM; the weave
+/// password is in weaver's environment and no other process's.
 fn no_secret_exposed(c: &Cluster, secrets: &ClusterSecrets) -> Result<()> {
     let token_secret = secrets.token.secret().to_string();
+    let weave_password = secrets
+        .weave_password
+        .as_ref()
+        .context("cluster init makes a weave password")?
+        .expose()
+        .to_string();
     for vm in ["master1", "minion1", "minion2"] {
+        let holders = c.ssh(
+            vm,
+            "sudo sh -c 'for p in /proc/[0-9]*; do if tr \"\\0\" \"\\n\" < $p/environ 2>/dev/null | grep -q ^WEAVE_PASSWORD=; then cat $p/comm; fi; done'",
+        )?;
+        let holders: BTreeSet<&str> = holders.split_whitespace().collect();
+        ensure!(
+            holders == BTreeSet::from(["weaver"]),
+            "{vm}: WEAVE_PASSWORD in the environment of {holders:?}, not weaver's alone"
+        );
+        let argv_has_pw = c.ssh(
+            vm,
+            &format!("sudo sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \" | grep -c -e {weave_password} || true'"),
+        )?;
+        ensure!(
+            argv_has_pw.trim() == "0",
+            "{vm}: the weave password is in a process's argv"
+        );
         let argv = c.ssh(
             vm,
             "sudo sh -c 'for f in /proc/[0-9]*/cmdline; do tr \"\\0\" \" \" < $f; echo; done'",
@@ -1000,7 +1038,7 @@ fn no_secret_exposed(c: &Cluster, secrets: &ClusterSecrets) -> Result<()> {
         let hits = c.ssh(
             vm,
             &format!(
-                "sudo journalctl -b --no-pager | grep -c -e '{token_secret}' -e 'PRIVATE KEY' || true"
+                "sudo journalctl -b --no-pager | grep -c -e '{token_secret}' -e 'PRIVATE KEY' -e '{weave_password}' || true"
             ),
         )?;
         ensure!(
@@ -1048,11 +1086,220 @@ fn weave_quorum(c: &Cluster) -> Result<()> {
         ensure!(peers == want, "{m}: peers {peers:?}, want {want:?}");
         let cmd = plan["command"].to_string();
         ensure!(cmd.contains("consensus=3"), "{m}: command {cmd}");
+        ensure!(cmd.contains("/usr/local/bin/weaver"), "{m}: command {cmd}");
         ensure!(
             active(c, m, "weave.service")? == "active",
             "{m}: weave.service is not active"
         );
     }
+    // The master joined the pod network as an observer, peering with the
+    // minions (the API server reaches pods through it).
+    let text = c.ssh("master1", "cat /run/rolectl/weave.json")?;
+    let plan: serde_json::Value = serde_json::from_str(&text).context("master's weave.json")?;
+    ensure!(
+        plan["ipalloc_init"] == "observer",
+        "master1: weave {}",
+        plan["ipalloc_init"]
+    );
+    // `weave status`: IPAM ready (the consensus was reached), every node a
+    // peer, the minions connected to each other and to the master.
+    let status = wait_until(
+        "weave status: IPAM ready, 4 peers",
+        WAIT,
+        Duration::from_secs(5),
+        || {
+            let s = c.ssh("minion1", "sudo /usr/local/bin/weave --local status")?;
+            Ok((s.contains("Status: ready") && s.contains("Peers: 4")).then_some(s))
+        },
+    )?;
+    eprintln!("minion1 weave status:\n{status}");
+    ensure!(
+        status.contains("Encryption: enabled"),
+        "minion1: weave traffic not encrypted with the cluster's password:\n{status}"
+    );
+    let peers = c.ssh("minion1", "sudo /usr/local/bin/weave --local status peers")?;
+    for vm in ["master1", "minion2", REFUSED] {
+        ensure!(
+            peers.contains(&format!("({vm})")),
+            "{vm} is not a weave peer of minion1:\n{peers}"
+        );
+    }
+    let conns = c.ssh(
+        "minion1",
+        "sudo /usr/local/bin/weave --local status connections",
+    )?;
+    let established = conns.lines().filter(|l| l.contains("established")).count();
+    ensure!(
+        established >= 3,
+        "minion1: {established} established weave connections:\n{conns}"
+    );
+    Ok(())
+}
+
+/// Weave's default allocation range (user-data sets none here).
+const WEAVE_RANGE: &str = "10.32.0.0/12";
+
+fn in_weave_range(ip: &str) -> bool {
+    let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    let o = ip.octets();
+    o[0] == 10 && (32..48).contains(&o[1])
+}
+
+/// A busybox pod that sleeps on `node` (a client for network checks).
+fn client_manifest(node: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: client-{node}
+spec:
+  nodeName: {node}
+  shareProcessNamespace: true
+  containers:
+    - name: client
+      image: localhost/kubebake/busybox:1.35.0
+      imagePullPolicy: Never
+      command: ["/bin/busybox", "sleep", "86400"]
+"#
+    )
+}
+
+/// The pod's IP once it is Running.
+fn running_pod_ip(api: &AdminClient, pod: &str) -> Result<String> {
+    wait_until(
+        &format!("{pod} Running"),
+        WAIT,
+        Duration::from_secs(5),
+        || {
+            let p = api.get(&format!("{DEFAULT_NS}/pods/{pod}"))?;
+            let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+            Ok((p["status"]["phase"] == "Running" && in_weave_range(ip)).then(|| ip.to_string()))
+        },
+    )
+}
+
+/// An HTTP GET of `/index.html` from pod `from` to `host:port` (busybox
+/// `nc`: bookworm's busybox-static `wget` segfaults in pods), until the
+/// answer carries `want`.
+fn http_from_pod(c: &Cluster, from: &str, host: &str, port: u16, want: &str) -> Result<()> {
+    wait_until(
+        &format!("{from} -> http://{host}:{port}/index.html"),
+        Duration::from_secs(180),
+        Duration::from_secs(5),
+        || {
+            let out = kubectl(
+                c,
+                &format!(
+                    "exec {from} -- /bin/busybox sh -c 'printf \"GET /index.html HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n\" | /bin/busybox nc -w 5 {host} {port}; true'"
+                ),
+            )
+            .unwrap_or_default();
+            Ok(out.contains(want).then_some(()))
+        },
+    )
+}
+
+/// Cluster DNS: kubeadm's CoreDNS Deployment available (its pods on the
+/// minions, the image baked), names resolving from a pod on each minion.
+fn cluster_dns(c: &Cluster, api: &AdminClient) -> Result<()> {
+    let t = Instant::now();
+    let d = wait_until(
+        "CoreDNS available (2 replicas)",
+        WAIT,
+        Duration::from_secs(5),
+        || {
+            let d = api.get("/apis/apps/v1/namespaces/kube-system/deployments/coredns")?;
+            Ok((d["status"]["availableReplicas"] == 2).then_some(d))
+        },
+    )?;
+    h::report("dns: -> CoreDNS available", t.elapsed());
+    let image = d["spec"]["template"]["spec"]["containers"][0]["image"].to_string();
+    ensure!(
+        image.contains("localhost/kubebake/coredns:v1.14.2"),
+        "CoreDNS image {image}"
+    );
+    let svc = api.get("/api/v1/namespaces/kube-system/services/kube-dns")?;
+    ensure!(
+        svc["spec"]["clusterIP"] == "10.96.0.10",
+        "kube-dns at {}",
+        svc["spec"]["clusterIP"]
+    );
+    for m in MINIONS {
+        on_master_retrying(
+            c,
+            &format!(
+                "cat > /tmp/client-{m}.yaml <<'EOF'\n{}EOF\n{KUBECTL} apply -f /tmp/client-{m}.yaml",
+                client_manifest(m)
+            ),
+        )?;
+    }
+    for m in MINIONS {
+        let client = format!("client-{m}");
+        running_pod_ip(api, &client)?;
+        for (name, want) in [
+            ("kubernetes.default.svc.cluster.local", "10.96.0.1"),
+            ("kube-dns.kube-system.svc.cluster.local", "10.96.0.10"),
+        ] {
+            let out = wait_until(
+                &format!("{client}: {name} resolves"),
+                Duration::from_secs(180),
+                Duration::from_secs(5),
+                || {
+                    let out = kubectl(
+                        c,
+                        &format!("exec {client} -- /bin/busybox sh -c '/bin/busybox nslookup {name} 2>&1; true'"),
+                    )
+                    .unwrap_or_default();
+                    Ok(out.contains(&format!("Address: {want}")).then_some(out))
+                },
+            )?;
+            ensure!(
+                out.contains("10.96.0.10"),
+                "{client}: not asked of kube-dns:\n{out}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Through Weave, across nodes: a pod on each minion reaches the other
+/// minion's web pod by its IP and its Service by name (DNS, then
+/// kube-proxy to a pod on the other node); the master reaches the pods
+/// directly and through the API server's proxy.
+fn pod_network_across_nodes(c: &Cluster, api: &AdminClient, when: &str) -> Result<()> {
+    let t = Instant::now();
+    for (from, to) in [("minion1", "minion2"), ("minion2", "minion1")] {
+        let client = format!("client-{from}");
+        running_pod_ip(api, &client)?;
+        let web = format!("web-{to}");
+        let ip = running_pod_ip(api, &web)?;
+        let want = format!("hello from {to}");
+        http_from_pod(c, &client, &ip, 8080, &want)?;
+        http_from_pod(
+            c,
+            &client,
+            &format!("{web}.default.svc.cluster.local"),
+            80,
+            &want,
+        )?;
+        http_from_pod(c, &client, &web, 80, &want)?;
+        let direct = on_master_retrying(
+            c,
+            &format!("curl -sS --max-time 10 http://{ip}:8080/index.html"),
+        )?;
+        ensure!(direct.trim() == want, "master1 -> {web} ({ip}): {direct:?}");
+        let proxied = kubectl(
+            c,
+            &format!("get --raw /api/v1/namespaces/default/pods/{web}:8080/proxy/index.html"),
+        )?;
+        ensure!(
+            proxied.trim() == want,
+            "API server proxy -> {web}: {proxied:?}"
+        );
+    }
+    h::report(&format!("pod network across nodes ({when})"), t.elapsed());
     Ok(())
 }
 
