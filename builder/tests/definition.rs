@@ -647,6 +647,7 @@ const GO_BUILD: &str = r#"  - name: kubernetes
       - { name: kubelet, package: k8s.io/kubernetes/cmd/kubelet, path: /usr/local/bin/kubelet2, mode: "0755" }
       - name: pause
         c-program: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c, cflags: [-Os, -static] }
+      - { name: e2e.test, test-package: k8s.io/kubernetes/test/e2e }
       - name: pause-source
         module-file: { module: k8s.io/kubernetes, file: build/pause/linux/pause.c }
         path: /usr/share/kubebake/pause.c
@@ -672,6 +673,10 @@ fn go_build_parses_into_model() {
         b.output("pause").unwrap().from,
         definition::OutputFrom::C(_)
     ));
+    assert_eq!(
+        b.output("e2e.test").unwrap().from,
+        definition::OutputFrom::TestPackage("k8s.io/kubernetes/test/e2e".into())
+    );
     assert_eq!(
         b.output("pause-source").unwrap().from,
         definition::OutputFrom::ModuleFile(definition::ModuleFile {
@@ -744,10 +749,10 @@ fn go_build_module_files_name_one_file_of_one_module() {
     assert_error(&errs, "builds[0].outputs[1]", &["one of"]);
     assert_error(
         &errs,
-        "builds[0].outputs[2].module-file.module",
+        "builds[0].outputs[3].module-file.module",
         &["module path"],
     );
-    assert_error(&errs, "builds[0].outputs[2].module-file.file", &[".."]);
+    assert_error(&errs, "builds[0].outputs[3].module-file.file", &[".."]);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! public module (golang.org/x/example/hello) built with the host's Go
 //! version as the pinned toolchain (no toolchain download). Provenance
 //! (module, version and `h1:` hash from go.sum, flags with the stamps
-//! expanded), a file of the module copied as it is, the cache entry reused, a byte-identical rebuild in a second
+//! expanded), a package's test binary, a file of the module copied as it
+//! is, the cache entry reused, a byte-identical rebuild in a second
 //! cache, a tampered go.sum failing the build naming the module, and
 //! `--offline` with an empty module cache failing with what to do.
 
@@ -76,6 +77,7 @@ builds:
         main.built: "{{date}}"
     outputs:
       - {{ name: hello, package: {MODULE}, path: /usr/local/bin/hello, mode: "0755" }}
+      - {{ name: reverse.test, test-package: {MODULE}/reverse }}
       - name: hello.go
         module-file: {{ module: {MODULE}, file: hello.go }}
         path: /usr/share/hello/hello.go
@@ -144,6 +146,25 @@ fn go_build_records_provenance_reuses_its_entry_and_is_reproducible() {
     let text = std::fs::read_to_string(b.output_path("hello.go")).expect("copied file");
     assert!(text.starts_with("// Copyright"), "{text}");
     assert!(text.contains("package main"), "{text}");
+    // A package's test binary (go test -c): it runs the package's tests.
+    let tests = Command::new(b.output_path("reverse.test"))
+        .arg("-test.v")
+        .output()
+        .expect("run reverse.test");
+    let said = String::from_utf8_lossy(&tests.stdout);
+    assert!(tests.status.success(), "{said}");
+    assert!(
+        said.contains("--- PASS") && said.ends_with("PASS\n"),
+        "{said}"
+    );
+    let test_origin = p
+        .outputs
+        .iter()
+        .find(|o| o.name == "reverse.test")
+        .and_then(|o| o.go.as_ref())
+        .expect("test binary provenance");
+    assert_eq!(test_origin.source, format!("{MODULE}/reverse"));
+    assert_eq!(test_origin.sum, SUM);
     let binary = b.output_path("hello");
     let ran = Command::new(&binary).output().expect("run hello");
     assert!(ran.status.success());

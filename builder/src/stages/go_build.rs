@@ -13,6 +13,7 @@
 //!
 //! Every binary is built alone:
 //! `go build -trimpath -buildvcs=false [-tags …] -ldflags "<ldflags> -buildid= -X …" -o OUT PKG`
+//! (a test binary: `go test -c -vet=off` with the same flags)
 //! with `CGO_ENABLED` as declared, from a copy of go.mod and go.sum in a
 //! fresh directory with a cleared environment. Version stamps expand
 //! `{version}` and `{date}` (from `SOURCE_DATE_EPOCH`), so two builds give
@@ -127,26 +128,28 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
             );
         }
 
-        let packages: Vec<(&str, &str)> = b
+        // (output, package, is a test binary)
+        let packages: Vec<(&str, &str, bool)> = b
             .outputs
             .iter()
             .filter_map(|o| match &o.from {
-                OutputFrom::Package(p) => Some((o.name.as_str(), p.as_str())),
+                OutputFrom::Package(p) => Some((o.name.as_str(), p.as_str(), false)),
+                OutputFrom::TestPackage(p) => Some((o.name.as_str(), p.as_str(), true)),
                 _ => None,
             })
             .collect();
         bar.set_message(format!("{}: loading packages and modules", b.name));
         let listed = go
-            .list(packages.iter().map(|(_, p)| *p))
+            .list(packages.iter().map(|(_, p, _)| *p))
             .map_err(|e| offline_hint(e, offline, "the modules of go.sum"))?;
         let mut origins = BTreeMap::new();
-        for (name, pkg) in &packages {
+        for (name, pkg, test) in &packages {
             let l = listed
                 .iter()
                 .find(|l| l.import_path == *pkg)
                 .with_context(|| format!("go list did not report {pkg}"))?;
-            if l.name != "main" {
-                bail!("output {name}: {pkg} is package {}, not a main package: name a command's package", l.name);
+            if !test && l.name != "main" {
+                bail!("output {name}: {pkg} is package {}, not a main package: name a command's package (or use test-package: for its test binary)", l.name);
             }
             let module = l.module.as_ref().with_context(|| {
                 format!("output {name}: {pkg} is not in a module of the build list: add it to go.mod (`tool {pkg}`) and run `go mod tidy`")
@@ -154,10 +157,17 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
             let (path, version) = module.effective();
             origins.insert(name.to_string(), origin(name, pkg, path, version, &sums)?);
         }
-        for (name, pkg) in &packages {
-            bar.set_message(format!("{}: go build {pkg}", b.name));
+        for (name, pkg, test) in &packages {
             let out = work.out.join(name);
-            let mut args: Vec<String> = vec!["build".into()];
+            let mut args: Vec<String> = if *test {
+                // A package's test binary; vet is the test runner's
+                // business, not a build's.
+                bar.set_message(format!("{}: go test -c {pkg}", b.name));
+                vec!["test".into(), "-c".into(), "-vet=off".into()]
+            } else {
+                bar.set_message(format!("{}: go build {pkg}", b.name));
+                vec!["build".into()]
+            };
             args.extend(flags.iter().cloned());
             args.push("-o".into());
             args.push(out.display().to_string());

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path};
 
-use super::go::{output_from, validate_go};
+use super::go::{output_from, validate_go, OutputSource};
 use super::raw::{RawBuild, RawContainerImage, RawPatch, RawSource, Scalar};
 use super::validate::{
     claim, image_path, is_file_name, is_image_name, one_digest, parse_digest, parse_mode,
@@ -159,7 +159,17 @@ fn validate_build(
             );
             continue;
         }
-        let from = output_from(cx, &op, is_go, o.package, o.c_program, o.module_file);
+        let from = output_from(
+            cx,
+            &op,
+            is_go,
+            OutputSource {
+                package: o.package,
+                c_program: o.c_program,
+                module_file: o.module_file,
+                test_package: o.test_package,
+            },
+        );
         let install = match (o.path, o.mode) {
             (None, None) => None,
             (Some(path), Some(mode)) => {

@@ -138,20 +138,28 @@ fn check_stamps(cx: &mut Ctx<'_>, p: &str, stamps: &BTreeMap<String, String>) {
     }
 }
 
-/// The output's origin: a Go package, a C program or a module's file for
-/// Go builds, the recipe's `$KUBEBAKE_OUT` otherwise.
+/// What a build output names as its origin (at most one for a Go build,
+/// none for a recipe build).
+pub(super) struct OutputSource {
+    pub package: Option<String>,
+    pub c_program: Option<RawCProgram>,
+    pub module_file: Option<RawModuleFile>,
+    pub test_package: Option<String>,
+}
+
+/// The output's origin: a Go package, a test binary, a C program or a
+/// module's file for Go builds, the recipe's `$KUBEBAKE_OUT` otherwise.
 pub(super) fn output_from(
     cx: &mut Ctx<'_>,
     op: &str,
     is_go: bool,
-    package: Option<String>,
-    c_program: Option<RawCProgram>,
-    module_file: Option<RawModuleFile>,
+    src: OutputSource,
 ) -> Option<OutputFrom> {
     let named = [
-        package.is_some(),
-        c_program.is_some(),
-        module_file.is_some(),
+        src.package.is_some(),
+        src.c_program.is_some(),
+        src.module_file.is_some(),
+        src.test_package.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -162,7 +170,7 @@ pub(super) fn output_from(
         }
         cx.err(
             op,
-            "`package`, `c-program` and `module-file` name what a Go build makes: a recipe build's outputs are the files the recipe writes",
+            "`package`, `test-package`, `c-program` and `module-file` name what a Go build makes: a recipe build's outputs are the files the recipe writes",
         );
         return None;
     }
@@ -170,32 +178,49 @@ pub(super) fn output_from(
         cx.err(
             op,
             if named == 0 {
-                "a Go build's output needs `package: <main package import path>` (or `c-program:` for a C file in a module, `module-file:` for a file copied from a module)"
+                "a Go build's output needs `package: <main package import path>` (or `test-package:` for a package's test binary, `c-program:` for a C file in a module, `module-file:` for a file copied from a module)"
             } else {
-                "set one of `package`, `c-program` and `module-file`"
+                "set one of `package`, `test-package`, `c-program` and `module-file`"
             },
         );
         return None;
     }
-    if let Some(pkg) = package {
-        if is_import_path(&pkg) {
-            return Some(OutputFrom::Package(pkg));
+    for (key, pkg, what) in [
+        (
+            "package",
+            &src.package,
+            "a main package's import path, e.g. k8s.io/kubernetes/cmd/kubelet",
+        ),
+        (
+            "test-package",
+            &src.test_package,
+            "the import path of a package with tests, e.g. k8s.io/kubernetes/test/e2e",
+        ),
+    ] {
+        if let Some(pkg) = pkg {
+            if is_import_path(pkg) {
+                return Some(if key == "package" {
+                    OutputFrom::Package(pkg.clone())
+                } else {
+                    OutputFrom::TestPackage(pkg.clone())
+                });
+            }
+            cx.err(
+                format!("{op}.{key}"),
+                format!("invalid package {pkg:?}: {what}"),
+            );
+            return None;
         }
-        cx.err(
-            format!("{op}.package"),
-            format!("invalid package {pkg:?}: a main package's import path, e.g. k8s.io/kubernetes/cmd/kubelet"),
-        );
-        return None;
     }
     let before = cx.errors.len();
-    if let Some(f) = module_file {
+    if let Some(f) = src.module_file {
         module_and_file(cx, &format!("{op}.module-file"), &f.module, &f.file);
         return (cx.errors.len() == before).then_some(OutputFrom::ModuleFile(ModuleFile {
             module: f.module,
             file: f.file,
         }));
     }
-    let c = c_program?;
+    let c = src.c_program?;
     let cp = format!("{op}.c-program");
     module_and_file(cx, &cp, &c.module, &c.file);
     if cx.errors.len() == before && !c.file.ends_with(".c") {

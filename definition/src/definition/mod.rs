@@ -307,6 +307,9 @@ pub enum OutputFrom {
     /// One file of a module of the build list, copied as it is (Weave
     /// Net's `weave` script).
     ModuleFile(ModuleFile),
+    /// `go test -c` of this package: a test binary (Kubernetes'
+    /// `e2e.test`).
+    TestPackage(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -163,6 +163,8 @@ pub(crate) struct RawBuildOutput {
     #[serde(default)]
     pub module_file: Option<RawModuleFile>,
     #[serde(default)]
+    pub test_package: Option<String>,
+    #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]
     pub mode: Option<Scalar>,
