@@ -118,6 +118,9 @@ pub enum Command {
     Userdata(UserdataArgs),
     /// Boot 1 master + 2 minions and time the boot stages.
     BenchVm(BenchVmArgs),
+    /// Run Kubernetes' conformance suite (built from the image's Kubernetes
+    /// module) against a cluster started with `up --detach`.
+    Conformance(ConformanceArgs),
     /// Cluster secrets: CAs, service-account keys, kube-proxy certificate,
     /// bootstrap token; made once per cluster, never baked into an image.
     #[command(subcommand)]
@@ -313,6 +316,46 @@ pub struct DownArgs {
     /// harness runs on this host use that prefix too).
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConformanceArgs {
+    #[arg(long, default_value = "demo")]
+    pub cluster: String,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The definition whose `kubernetes` Go build the suite is built from
+    /// (the cluster's image).
+    #[arg(
+        long,
+        value_name = "DEF",
+        default_value = "images/k8s-node-source.yaml"
+    )]
+    pub definition: PathBuf,
+    /// The serial conformance tests (`[Serial].*[Conformance]`, one at a
+    /// time) instead of the parallel ones.
+    #[arg(long)]
+    pub serial: bool,
+    /// Ginkgo's focus regex, instead of the conformance tests.
+    #[arg(long, value_name = "REGEX")]
+    pub focus: Option<String>,
+    /// Ginkgo's skip regex, instead of `[Serial]|[Disruptive]` (parallel
+    /// runs) or nothing (serial runs).
+    #[arg(long, value_name = "REGEX")]
+    pub skip: Option<String>,
+    /// Parallel Ginkgo processes (parallel runs).
+    #[arg(long, default_value_t = 2)]
+    pub nodes: u32,
+    /// The whole run's time limit (Ginkgo's --timeout).
+    #[arg(long, default_value = "24h")]
+    pub timeout: String,
+    /// Where the JUnit report (junit_01.xml), the run's log and the
+    /// repository list go [default: <state dir>/conformance].
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// List the selected tests without running them.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

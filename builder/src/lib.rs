@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster_cache;
 pub mod cluster_secrets;
 pub mod commands;
+pub mod conformance;
 // The definition parser lives in its own crate (definition/), for its fuzz
 // target; the builder's paths stay `crate::definition` / `crate::digest`.
 pub use kubebake_definition::{definition, digest};

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(g, args),
         Command::Userdata(args) => userdata::run(g, args),
         Command::BenchVm(args) => bench_vm::run(g, args),
+        Command::Conformance(args) => conformance::run(g, args),
         Command::Cluster(cmd) => cluster::run(g, cmd),
     };
     result.unwrap_or_else(|e| {

@@ -10,6 +10,7 @@ pub mod boot;
 pub mod build;
 pub mod clean;
 pub mod cluster;
+pub mod conformance;
 pub mod down;
 pub mod fetch;
 pub mod inspect;
