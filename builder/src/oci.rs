@@ -39,6 +39,11 @@ pub struct LayerEntry {
 pub struct ImageSpec {
     pub reference: String,
     pub files: Vec<LayerEntry>,
+    /// Symbolic links: (absolute path, target).
+    pub links: Vec<(String, String)>,
+    /// Directories that must exist even when empty: (absolute path, mode),
+    /// e.g. `/tmp` 0o1777.
+    pub dirs: Vec<(String, u32)>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     /// Timestamp for the layer's entries and the config's `created`.
@@ -165,29 +170,60 @@ pub fn write_archive(spec: &ImageSpec, dest: &Path) -> Result<ImageDigests> {
     })
 }
 
-/// The layer: parent directories first, then the files, sorted by path.
+/// The layer: directories first (every parent, and the declared ones with
+/// their modes), then the files and links, sorted by path.
 fn layer_tar(spec: &ImageSpec, mtime: u64) -> Result<Vec<u8>> {
-    let mut dirs = std::collections::BTreeSet::new();
-    let mut files = BTreeMap::new();
-    for f in &spec.files {
-        let rel = f.path.trim_start_matches('/').to_string();
-        let mut parent = Path::new(&rel).parent();
+    let mut dirs: BTreeMap<String, u32> = BTreeMap::new();
+    fn parents(dirs: &mut BTreeMap<String, u32>, rel: &str) {
+        let mut parent = Path::new(rel).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.insert(p.display().to_string());
+            dirs.entry(p.display().to_string()).or_insert(0o755);
             parent = p.parent();
         }
+    }
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    for f in &spec.files {
+        let rel = f.path.trim_start_matches('/').to_string();
+        parents(&mut dirs, &rel);
         let bytes = fs::read(&f.source)
             .with_context(|| format!("reading {} for {}", f.source.display(), spec.reference))?;
-        files.insert(rel, (bytes, f.mode));
+        entries.insert(rel, Entry::File(bytes, f.mode));
     }
-    let dir_list: Vec<(&str, u32)> = dirs.iter().map(|d| (d.as_str(), 0o755)).collect();
-    tar_of(
-        &dir_list,
-        files
-            .iter()
-            .map(|(p, (b, m))| (p.as_str(), b.as_slice(), *m)),
-        mtime,
-    )
+    for (path, target) in &spec.links {
+        let rel = path.trim_start_matches('/').to_string();
+        parents(&mut dirs, &rel);
+        entries.insert(rel, Entry::Link(target.clone()));
+    }
+    for (path, mode) in &spec.dirs {
+        let rel = path.trim_start_matches('/').to_string();
+        parents(&mut dirs, &rel);
+        dirs.insert(rel, *mode);
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    for (path, mode) in &dirs {
+        let mut h = header(tar::EntryType::Directory, *mode, 0, mtime);
+        builder.append_data(&mut h, format!("{path}/"), std::io::empty())?;
+    }
+    for (path, entry) in &entries {
+        match entry {
+            Entry::File(bytes, mode) => {
+                let mut h = header(tar::EntryType::Regular, *mode, bytes.len() as u64, mtime);
+                builder.append_data(&mut h, path, bytes.as_slice())?;
+            }
+            Entry::Link(target) => {
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0, mtime);
+                builder.append_link(&mut h, path, target)?;
+            }
+        }
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// A layer entry other than a directory.
+enum Entry {
+    File(Vec<u8>, u32),
+    Link(String),
 }
 
 /// A deterministic tar: directories, then files, root-owned, one mtime.
@@ -263,6 +299,8 @@ mod tests {
                 source: bin,
                 mode: 0o755,
             }],
+            links: vec![("/bin/sh".into(), "pause".into())],
+            dirs: vec![("/tmp".into(), 0o1777)],
             entrypoint: vec!["/bin/pause".into()],
             cmd: vec![],
             epoch: 1_700_000_000,
@@ -304,6 +342,26 @@ mod tests {
                 }
             }
         }
+        // The layer holds the declared link and directory.
+        let layer_hex = da.layer.trim_start_matches("sha256:");
+        let mut layer = tar::Archive::new(std::io::Cursor::new(
+            names[&format!("blobs/sha256/{layer_hex}")].clone(),
+        ));
+        let mut seen = BTreeMap::new();
+        for e in layer.entries()? {
+            let e = e?;
+            let kind = e.header().entry_type();
+            let link = e.link_name()?.map(|l| l.display().to_string());
+            seen.insert(
+                e.path()?.display().to_string(),
+                (kind, link, e.header().mode()?),
+            );
+        }
+        assert_eq!(
+            seen["bin/sh"],
+            (tar::EntryType::Symlink, Some("pause".into()), 0o777)
+        );
+        assert_eq!(seen["tmp/"], (tar::EntryType::Directory, None, 0o1777));
         let manifest_hex = da.manifest.trim_start_matches("sha256:");
         let manifest: serde_json::Value =
             serde_json::from_slice(&names[&format!("blobs/sha256/{manifest_hex}")])?;

@@ -47,8 +47,30 @@ impl SshKey {
 
 /// Runs `command` as `debian@ip` (with sudo available) inside namespace `ns`.
 pub fn run(ns: &str, key: &Path, ip: &str, command: &str) -> Result<Output> {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "ssh"])
+    command_to(ns, key, ip, command)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ssh")
+}
+
+/// Like [`run`], with `input` as the command's standard input (e.g. an
+/// image archive for `ctr images import -`).
+pub fn run_with_input(
+    ns: &str,
+    key: &Path,
+    ip: &str,
+    command: &str,
+    input: std::fs::File,
+) -> Result<Output> {
+    command_to(ns, key, ip, command)
+        .stdin(Stdio::from(input))
+        .output()
+        .context("running ssh")
+}
+
+fn command_to(ns: &str, key: &Path, ip: &str, command: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "ssh"])
         .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
         .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
         .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=5"])
@@ -56,10 +78,8 @@ pub fn run(ns: &str, key: &Path, ip: &str, command: &str) -> Result<Output> {
         .arg(key)
         .arg(format!("debian@{ip}"))
         .arg("--")
-        .arg(command)
-        .stdin(Stdio::null())
-        .output()
-        .context("running ssh")
+        .arg(command);
+    c
 }
 
 /// True when ssh itself failed to set up the session (exit 255 and one of

@@ -8,20 +8,11 @@ use harness::state::State;
 
 use super::source_date_epoch;
 use crate::cli::{state_dir, ConformanceArgs, GlobalArgs};
-use crate::conformance::{tools, Outcome, Run, Selection};
+use crate::conformance::{images, tools, Outcome, Run, Selection};
 use crate::definition::{self, LoadOptions};
 use crate::output::emit;
 
 pub fn run(global: &GlobalArgs, args: &ConformanceArgs) -> Result<ExitCode> {
-    let dir = state_dir(&args.cluster, args.state_dir.as_ref());
-    let state = State::read(&dir)?;
-    let kubeconfig = dir.join("admin.conf");
-    if !kubeconfig.is_file() {
-        anyhow::bail!(
-            "{} is missing: start the cluster with `kubebake up --detach --wait 30m` (it writes the admin kubeconfig once every minion is Ready)",
-            kubeconfig.display()
-        );
-    }
     let def = definition::load(
         &args.definition,
         &LoadOptions {
@@ -40,6 +31,17 @@ pub fn run(global: &GlobalArgs, args: &ConformanceArgs) -> Result<ExitCode> {
         global.offline,
         &progress,
     )?;
+    // The cluster is looked for once the suite is built (a first build
+    // takes minutes; the cluster may boot meanwhile).
+    let dir = state_dir(&args.cluster, args.state_dir.as_ref());
+    let state = State::read(&dir)?;
+    let kubeconfig = dir.join("admin.conf");
+    if !kubeconfig.is_file() {
+        anyhow::bail!(
+            "{} is missing: start the cluster with `kubebake up --detach --wait 30m` (it writes the admin kubeconfig once every minion is Ready)",
+            kubeconfig.display()
+        );
+    }
     let mut selection = if args.serial {
         Selection::serial()
     } else {
@@ -69,6 +71,23 @@ pub fn run(global: &GlobalArgs, args: &ConformanceArgs) -> Result<ExitCode> {
         state.netns,
         report_dir.display()
     );
+    // The test images, on every node that runs pods.
+    let made = images::write_all(&tools, &report_dir.join("images"), epoch)
+        .context("making the suite's test images")?;
+    for vm in state
+        .vms
+        .iter()
+        .filter(|v| v.role == Some(harness::Role::Minion))
+    {
+        eprintln!(
+            "conformance: importing {} test images into {} ({})",
+            made.len(),
+            vm.name,
+            vm.ip
+        );
+        images::import(&state.netns, &state.ssh_key, &vm.ip, &made)
+            .with_context(|| format!("importing the test images into {}", vm.name))?;
+    }
     let run = Run {
         tools: &tools,
         netns: &state.netns,

@@ -10,6 +10,7 @@
 //! the suite's registries onto `localhost/kubebake`, where the baked images
 //! live (`pause:3.10.2` is the suite's pause image by name).
 
+pub mod images;
 pub mod junit;
 pub mod tools;
 
@@ -202,6 +203,8 @@ mod tests {
             ginkgo: "/c/ginkgo".into(),
             kubectl: "/c/kubectl".into(),
             agnhost: "/c/agnhost".into(),
+            busybox: "/c/busybox".into(),
+            files: "/c".into(),
             reused: true,
         }
     }

@@ -9,12 +9,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::definition::{BuildKind, BuildOutput, Definition, OutputFrom};
+use crate::definition::{BuildKind, BuildOutput, Definition, ModuleFile, OutputFrom};
 use crate::progress::Progress;
 use crate::stages::source_build::build_all;
 
 /// The definition's build the suite comes from.
 pub const SOURCE_BUILD: &str = "kubernetes";
+/// The definition's build of the busybox binary the test images use.
+pub const BUSYBOX_BUILD: &str = "busybox";
+/// agnhost's version at Kubernetes v1.36 (test/images/agnhost/VERSION, its
+/// Makefile's `main.Version` stamp and the image tag the suite asks for);
+/// checked against the module's file at every build.
+pub const AGNHOST_VERSION: &str = "2.63.0";
 
 /// (output, how it is built)
 const OUTPUTS: &[(&str, &str, bool)] = &[
@@ -22,6 +28,15 @@ const OUTPUTS: &[(&str, &str, bool)] = &[
     ("ginkgo", "github.com/onsi/ginkgo/v2/ginkgo", false),
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl", false),
     ("agnhost", "k8s.io/kubernetes/test/images/agnhost", false),
+];
+
+/// Files of the Kubernetes module the test images carry: (output, path).
+pub const MODULE_FILES: &[(&str, &str)] = &[
+    ("agnhost-VERSION", "test/images/agnhost/VERSION"),
+    ("localhost.crt", "test/images/agnhost/porter/localhost.crt"),
+    ("localhost.key", "test/images/agnhost/porter/localhost.key"),
+    ("nautilus.jpg", "test/images/nautilus/html/nautilus.jpg"),
+    ("nautilus-data.json", "test/images/nautilus/html/data.json"),
 ];
 
 /// The built programs.
@@ -33,6 +48,10 @@ pub struct Tools {
     pub ginkgo: PathBuf,
     pub kubectl: PathBuf,
     pub agnhost: PathBuf,
+    /// Debian's busybox-static, as the image's test image has it.
+    pub busybox: PathBuf,
+    /// Where [`MODULE_FILES`] are, by output name.
+    pub files: PathBuf,
     /// The cache entry was reused (nothing compiled).
     pub reused: bool,
 }
@@ -55,8 +74,22 @@ pub fn build(
                 def.source.display()
             )
         })?;
+    let busybox = def
+        .builds
+        .iter()
+        .find(|b| b.name == BUSYBOX_BUILD && b.output("busybox").is_some())
+        .with_context(|| {
+            format!(
+                "{}: no build `{BUSYBOX_BUILD}` with a `busybox` output: the suite's busybox and agnhost images use it",
+                def.source.display()
+            )
+        })?;
     let mut suite = source.clone();
     suite.name = "conformance".to_string();
+    if let BuildKind::Go(g) = &mut suite.kind {
+        g.stamps
+            .insert("main.Version".to_string(), AGNHOST_VERSION.to_string());
+    }
     suite.outputs = OUTPUTS
         .iter()
         .map(|(name, pkg, test)| BuildOutput {
@@ -68,21 +101,42 @@ pub fn build(
             },
             install: None,
         })
+        .chain(MODULE_FILES.iter().map(|(name, file)| BuildOutput {
+            name: (*name).to_string(),
+            from: OutputFrom::ModuleFile(ModuleFile {
+                module: "k8s.io/kubernetes".to_string(),
+                file: (*file).to_string(),
+            }),
+            install: None,
+        }))
         .collect();
     let mut only = def.clone();
-    only.builds = vec![suite];
+    only.builds = vec![suite, busybox.clone()];
     let built = build_all(&only, &[], cache_dir, epoch, offline, progress)
         .context("building the conformance suite from the image's Kubernetes module")?;
-    let b = built
-        .into_iter()
-        .next()
-        .context("the conformance build produced nothing")?;
+    let (b, bb) = match built.as_slice() {
+        [b, bb] => (b, bb),
+        _ => anyhow::bail!(
+            "the conformance build produced {} builds, not 2",
+            built.len()
+        ),
+    };
+    let version = std::fs::read_to_string(b.output_path("agnhost-VERSION"))
+        .context("reading agnhost's VERSION from the module")?;
+    if version.trim() != AGNHOST_VERSION {
+        anyhow::bail!(
+            "the Kubernetes module's agnhost is {} but kubebake names it {AGNHOST_VERSION}: update conformance::tools::AGNHOST_VERSION",
+            version.trim()
+        );
+    }
     Ok(Tools {
         version: source.version.clone(),
         e2e_test: b.output_path("e2e.test"),
         ginkgo: b.output_path("ginkgo"),
         kubectl: b.output_path("kubectl"),
         agnhost: b.output_path("agnhost"),
+        busybox: bb.output_path("busybox"),
+        files: b.output_path(""),
         reused: b.reused,
     })
 }

@@ -178,6 +178,8 @@ pub fn bake_container_images(
                     &oci::ImageSpec {
                         reference: c.reference.clone(),
                         files: entries,
+                        links: Vec::new(),
+                        dirs: Vec::new(),
                         entrypoint: entrypoint.clone(),
                         cmd: cmd.clone(),
                         epoch,
