@@ -99,7 +99,15 @@ impl Run<'_> {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", self.netns])
             .arg(&self.tools.ginkgo)
-            .arg(format!("--nodes={}", self.selection.nodes))
+            // Ginkgo lists (--dry-run) only in series.
+            .arg(format!(
+                "--nodes={}",
+                if self.dry_run {
+                    1
+                } else {
+                    self.selection.nodes
+                }
+            ))
             .arg(format!("--timeout={}", self.timeout))
             .arg("--no-color")
             .arg(format!("--focus={}", self.selection.focus));

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::definition::{BuildKind, BuildOutput, Definition, ModuleFile, OutputFrom};
+use crate::fetch::{fetch_artifacts_blocking, FetchOptions};
 use crate::progress::Progress;
 use crate::stages::source_build::build_all;
 
@@ -111,8 +112,16 @@ pub fn build(
         }))
         .collect();
     let mut only = def.clone();
+    only.artifacts = Vec::new();
     only.builds = vec![suite, busybox.clone()];
-    let built = build_all(&only, &[], cache_dir, epoch, offline, progress)
+    // busybox is a recipe build from a pinned Debian package: fetched (or
+    // found in the cache) like any build source.
+    let mut fo = FetchOptions::new(cache_dir.to_path_buf());
+    fo.offline = offline;
+    fo.progress = progress.clone();
+    let fetched = fetch_artifacts_blocking(&only, &fo)
+        .context("fetching the sources of the suite's test images")?;
+    let built = build_all(&only, &fetched, cache_dir, epoch, offline, progress)
         .context("building the conformance suite from the image's Kubernetes module")?;
     let (b, bb) = match built.as_slice() {
         [b, bb] => (b, bb),
