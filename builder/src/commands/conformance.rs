@@ -79,14 +79,14 @@ pub fn run(global: &GlobalArgs, args: &ConformanceArgs) -> Result<ExitCode> {
         .iter()
         .filter(|v| v.role == Some(harness::Role::Minion))
     {
-        eprintln!(
-            "conformance: importing {} test images into {} ({})",
-            made.len(),
-            vm.name,
-            vm.ip
-        );
-        images::import(&state.netns, &state.ssh_key, &vm.ip, &made)
+        let n = images::import(&state.netns, &state.ssh_key, &vm.ip, &made)
             .with_context(|| format!("importing the test images into {}", vm.name))?;
+        eprintln!(
+            "conformance: {} ({}): {n} of {} test images imported, the rest already there",
+            vm.name,
+            vm.ip,
+            made.len()
+        );
     }
     let run = Run {
         tools: &tools,

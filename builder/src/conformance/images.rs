@@ -204,10 +204,27 @@ pub fn write_all(tools: &Tools, dir: &Path, epoch: i64) -> Result<Vec<Made>> {
         .collect()
 }
 
+/// Whether `ctr images ls` output lists `m` at its digest already.
+fn present(listing: &str, m: &Made) -> bool {
+    listing.lines().any(|l| {
+        let mut cols = l.split_whitespace();
+        cols.next() == Some(m.reference.as_str()) && cols.any(|c| c == m.digest)
+    })
+}
+
 /// Imports `images` into the containerd (namespace k8s.io) of the VM at
-/// `ip`, over ssh in the cluster's namespace.
-pub fn import(netns: &str, key: &Path, ip: &str, images: &[Made]) -> Result<()> {
-    for m in images {
+/// `ip`, over ssh in the cluster's namespace; an image already there at the
+/// same digest is left alone. Returns how many were imported.
+pub fn import(netns: &str, key: &Path, ip: &str, images: &[Made]) -> Result<usize> {
+    let listing = harness::ssh::run(
+        netns,
+        key,
+        ip,
+        "sudo /usr/local/bin/ctr -n k8s.io images ls",
+    )?;
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let mut imported = 0;
+    for m in images.iter().filter(|m| !present(&listing, m)) {
         let input = std::fs::File::open(&m.archive)
             .with_context(|| format!("opening {}", m.archive.display()))?;
         // As kubebake-images.service imports the baked images: into the
@@ -231,13 +248,27 @@ pub fn import(netns: &str, key: &Path, ip: &str, images: &[Made]) -> Result<()> 
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+        imported += 1;
     }
-    Ok(())
+    Ok(imported)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_at_the_same_digest_is_not_imported_again() {
+        let m = Made {
+            reference: "localhost/kubebake/agnhost:2.63.0".into(),
+            archive: "/x".into(),
+            digest: "sha256:aa".into(),
+        };
+        let listing = "REF TYPE DIGEST SIZE PLATFORMS LABELS\nlocalhost/kubebake/agnhost:2.63.0 application/vnd.oci.image.manifest.v1+json sha256:aa 30.1 MiB linux/amd64 -\n";
+        assert!(present(listing, &m));
+        assert!(!present(&listing.replace("sha256:aa", "sha256:bb"), &m));
+        assert!(!present(&listing.replace("2.63.0", "2.55"), &m));
+    }
 
     #[test]
     fn images_have_the_names_the_suite_asks_for_and_busybox_applets() {
