@@ -1164,7 +1164,7 @@ const CONFORMANCE_SLICE: &[&str] = &[
     "Pods should support retrieving logs from the container over websockets",
     "\\[sig-node\\] ConfigMap should be consumable via environment variable",
     "\\[sig-storage\\] Secrets should be consumable from pods in volume \\[",
-    "Kubectl logs should be able to retrieve and filter logs",
+    "Kubectl logs logs should be able to retrieve and filter logs",
 ];
 
 /// The conformance slice, run as `kubebake conformance` runs the suite:
