@@ -351,6 +351,33 @@ fn weave_waits_for_expected_minions_then_plans_consensus() {
     assert!(!plan.to_string().contains("s3cret"));
 }
 
+/// `rolectl weave` against `dns`, as the host with address `own`, polling
+/// every 0.2 s for up to `timeout` seconds; `extra` follows (`--dry-run`,
+/// `-- LAUNCH...`).
+fn weave_as(
+    root: &str,
+    dns: &str,
+    own: &str,
+    timeout: &str,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        "weave",
+        "--root",
+        root,
+        "--poll",
+        "0.2",
+        "--timeout",
+        timeout,
+        "--dns-server",
+        dns,
+        "--own-addr",
+        own,
+    ];
+    args.extend_from_slice(extra);
+    finish(spawn(&args))
+}
+
 #[test]
 fn weave_execs_launch_command_with_password_in_env() {
     let dns = Dns::start();
@@ -358,24 +385,19 @@ fn weave_execs_launch_command_with_password_in_env() {
     dns.add_a("minions.demo.k8s", "10.99.0.1");
     dns.add_a("minions.demo.k8s", "10.99.0.5");
     let (root, d) = (root_arg(t.path()), dns.arg());
-    let (code, out, err) = finish(spawn(&[
-        "weave",
-        "--root",
+    let (code, out, err) = weave_as(
         &root,
-        "--poll",
-        "0.2",
-        "--timeout",
-        "5",
-        "--dns-server",
         &d,
-        "--own-addr",
         "10.99.0.5",
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo \"pw=$WEAVE_PASSWORD args=$*\"",
-        "sh",
-    ]));
+        "5",
+        &[
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"pw=$WEAVE_PASSWORD args=$*\"",
+            "sh",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out.trim(),
@@ -395,20 +417,7 @@ fn weave_on_a_master_joins_as_an_observer_peering_with_every_minion() {
     dns.add_a("minions.demo.k8s", "10.99.0.7");
     dns.add_a("minions.demo.k8s", "10.99.0.5");
     let (root, d) = (root_arg(t.path()), dns.arg());
-    let (code, out, err) = finish(spawn(&[
-        "weave",
-        "--root",
-        &root,
-        "--dry-run",
-        "--poll",
-        "0.2",
-        "--timeout",
-        "5",
-        "--dns-server",
-        &d,
-        "--own-addr",
-        "10.99.0.2",
-    ]));
+    let (code, out, err) = weave_as(&root, &d, "10.99.0.2", "5", &["--dry-run"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.trim()
@@ -433,20 +442,7 @@ fn weave_with_a_persisted_ring_rejoins_without_waiting_for_the_quorum() {
     dns.add_a("minions.demo.k8s", "10.99.0.2");
     dns.add_a("minions.demo.k8s", "10.99.0.4");
     let (root, d) = (root_arg(t.path()), dns.arg());
-    let (code, out, err) = finish(spawn(&[
-        "weave",
-        "--root",
-        &root,
-        "--dry-run",
-        "--poll",
-        "0.2",
-        "--timeout",
-        "3",
-        "--dns-server",
-        &d,
-        "--own-addr",
-        "10.99.0.2",
-    ]));
+    let (code, out, err) = weave_as(&root, &d, "10.99.0.2", "3", &["--dry-run"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("rejoining without waiting for the minions' quorum"),

@@ -178,17 +178,8 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
         for o in &b.outputs {
             let OutputFrom::ModuleFile(f) = &o.from else { continue };
             bar.set_message(format!("{}: {}/{}", b.name, f.module, f.file));
-            let dl = go.download(&f.module).map_err(|e| offline_hint(e, offline, &f.module))?;
-            let src = dl.dir.join(&f.file);
-            if !src.is_file() {
-                bail!(
-                    "output {}: {} has no file {} (looked in {}): fix module-file.file",
-                    o.name,
-                    f.module,
-                    f.file,
-                    dl.dir.display()
-                );
-            }
+            let (src, dl) =
+                file_of_module(&go, offline, &o.name, &f.module, &f.file, "module-file")?;
             fs::copy(&src, work.out.join(&o.name))
                 .with_context(|| format!("copying {}", src.display()))?;
             origins.insert(
@@ -205,17 +196,8 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
         for o in &b.outputs {
             let OutputFrom::C(c) = &o.from else { continue };
             bar.set_message(format!("{}: cc {}/{}", b.name, c.module, c.file));
-            let dl = go.download(&c.module).map_err(|e| offline_hint(e, offline, &c.module))?;
-            let src = dl.dir.join(&c.file);
-            if !src.is_file() {
-                bail!(
-                    "output {}: {} has no file {} (looked in {}): fix c-program.file",
-                    o.name,
-                    c.module,
-                    c.file,
-                    dl.dir.display()
-                );
-            }
+            let (src, dl) =
+                file_of_module(&go, offline, &o.name, &c.module, &c.file, "c-program")?;
             let mut cc = Command::new("cc");
             cc.env_clear()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -254,6 +236,29 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
             ..Made::default()
         })
     })
+}
+
+/// `file` of `module` (at the build list's version, verified against
+/// go.sum by `go mod download`), for output `output` whose `field` names it.
+fn file_of_module(
+    go: &GoCommand<'_>,
+    offline: bool,
+    output: &str,
+    module: &str,
+    file: &str,
+    field: &str,
+) -> Result<(PathBuf, Downloaded)> {
+    let dl = go
+        .download(module)
+        .map_err(|e| offline_hint(e, offline, module))?;
+    let src = dl.dir.join(file);
+    if !src.is_file() {
+        bail!(
+            "output {output}: {module} has no file {file} (looked in {}): fix {field}.file",
+            dl.dir.display()
+        );
+    }
+    Ok((src, dl))
 }
 
 /// The build's `-X` stamps with `{version}` and `{date}` expanded.
