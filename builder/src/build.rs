@@ -343,7 +343,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         container_images,
         packages,
         files,
-        units: unit_infos(&def),
+        units: unit_infos(&def, &rendered),
     };
     manifest.write(&staging.path().join(&names.manifest))?;
 
@@ -415,21 +415,21 @@ fn publish(staging: &Path, out_dir: &Path, file: &str) -> Result<()> {
         .with_context(|| format!("moving {} into place", dest.display()))
 }
 
-fn unit_infos(def: &Definition) -> Vec<UnitInfo> {
+fn unit_infos(def: &Definition, rendered: &[crate::render::RenderedFile]) -> Vec<UnitInfo> {
     let mut units: Vec<UnitInfo> = def
         .units
         .iter()
         .map(|u| UnitInfo {
             name: u.name.clone(),
             role: u.role.map(|r| r.as_str().to_string()),
-            condition: u.role.map(|r| r.marker_path().to_string()),
+            conditions: crate::render::unit_marker_conditions(&u.name, rendered),
             masked: false,
         })
         .collect();
     units.extend(def.mask.iter().map(|m| UnitInfo {
         name: m.clone(),
         role: None,
-        condition: None,
+        conditions: Vec::new(),
         masked: true,
     }));
     units

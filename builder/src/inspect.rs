@@ -248,7 +248,7 @@ fn role_units(g: &guestfs::Handle, manifest: &Manifest) -> Result<(Vec<Check>, V
             continue;
         }
         let conditions = unit_conditions(g, &u.name)?;
-        let want: Vec<String> = u.condition.iter().cloned().collect();
+        let want = u.conditions.clone();
         checks.push(Check {
             what: format!("{} role condition", u.name),
             ok: conditions == want,

@@ -104,8 +104,11 @@ pub struct UnitInfo {
     pub name: String,
     /// master, minion, or absent for units every node runs.
     pub role: Option<String>,
-    /// The role condition (`ConditionPathExists=` path), if any.
-    pub condition: Option<String>,
+    /// The role-marker conditions systemd reads for it (`ConditionPathExists=`
+    /// values: its role's marker, or `|<marker>` per role for a unit every
+    /// node with a role runs), none for a shared unit.
+    #[serde(default)]
+    pub conditions: Vec<String>,
     pub masked: bool,
 }
 

@@ -357,36 +357,13 @@ pub fn check_role_conditions(
 ) -> Result<(), RoleCheckError> {
     let mut problems = Vec::new();
     for unit in &def.units {
-        let unit_path = format!("{UNIT_DIR}/{}", unit.name);
-        let dropin_dir = format!("{UNIT_DIR}/{}.d/", unit.name);
-        let Some(main) = files.iter().find(|f| f.path.as_str() == unit_path) else {
-            problems.push(format!("unit {}: {unit_path} was not rendered", unit.name));
+        let Some((names, marker_conds)) = unit_files_conditions(&unit.name, files) else {
+            problems.push(format!(
+                "unit {}: {UNIT_DIR}/{} was not rendered",
+                unit.name, unit.name
+            ));
             continue;
         };
-        // systemd reads the unit, then drop-ins sorted by file name.
-        let mut dropins: Vec<&RenderedFile> = files
-            .iter()
-            .filter(|f| {
-                f.path
-                    .as_str()
-                    .strip_prefix(&dropin_dir)
-                    .is_some_and(|rest| rest.ends_with(".conf") && !rest.contains('/'))
-            })
-            .collect();
-        dropins.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
-        let sources: Vec<&RenderedFile> = std::iter::once(main).chain(dropins).collect();
-        let names = sources
-            .iter()
-            .map(|f| f.path.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-
-        // Effective role-marker conditions, with the file each came from.
-        let texts: Vec<(&str, &str)> = sources
-            .iter()
-            .map(|f| (f.path.as_str(), f.content.as_str()))
-            .collect();
-        let marker_conds = unitfile::marker_conditions(&texts);
 
         match unit.role {
             None if gated_on_any_role(&marker_conds) => {}
@@ -424,6 +401,49 @@ pub fn check_role_conditions(
     } else {
         Err(RoleCheckError { problems })
     }
+}
+
+/// The rendered files systemd reads for `unit` (the unit, then its
+/// drop-ins sorted by file name), joined for messages, and the effective
+/// role-marker conditions they set, each with the file it came from.
+/// `None` if the unit was not rendered.
+fn unit_files_conditions<'a>(
+    unit: &str,
+    files: &'a [RenderedFile],
+) -> Option<(String, Vec<(String, &'a str)>)> {
+    let unit_path = format!("{UNIT_DIR}/{unit}");
+    let dropin_dir = format!("{UNIT_DIR}/{unit}.d/");
+    let main = files.iter().find(|f| f.path.as_str() == unit_path)?;
+    let mut dropins: Vec<&RenderedFile> = files
+        .iter()
+        .filter(|f| {
+            f.path
+                .as_str()
+                .strip_prefix(&dropin_dir)
+                .is_some_and(|rest| rest.ends_with(".conf") && !rest.contains('/'))
+        })
+        .collect();
+    dropins.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+    let sources: Vec<&RenderedFile> = std::iter::once(main).chain(dropins).collect();
+    let names = sources
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let texts: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|f| (f.path.as_str(), f.content.as_str()))
+        .collect();
+    Some((names, unitfile::marker_conditions(&texts)))
+}
+
+/// The role-marker conditions (`ConditionPathExists=` values, `|` kept)
+/// systemd will read for `unit` from the rendered files: what the manifest
+/// records and `kubebake inspect` finds again in the image.
+pub fn unit_marker_conditions(unit: &str, files: &[RenderedFile]) -> Vec<String> {
+    unit_files_conditions(unit, files)
+        .map(|(_, c)| c.into_iter().map(|(v, _)| v).collect())
+        .unwrap_or_default()
 }
 
 /// Whether a shared unit's marker conditions are exactly one triggering
