@@ -1,11 +1,12 @@
 //! The tested definition's builds are reproducible.
 //!
 //! - Every Go build (Kubernetes, etcd, containerd, runc, CNI plugins,
-//!   crictl, and the pause program): the build the README's test command
-//!   made for the golden image must have exactly the digests recorded below.
-//!   They come from two independent builds on 2026-12-07, one into the
-//!   default cache and one cold into an empty cache (another GOMODCACHE,
-//!   GOCACHE and build directory), which gave the same bytes. A fresh
+//!   crictl, Weave Net with its script, CoreDNS, and the pause program):
+//!   the build the README's test command made for the golden image must
+//!   have exactly the digests recorded below. They come from two
+//!   independent builds on 2026-12-07, one into the default cache and one
+//!   cold into an empty cache (another GOMODCACHE, GOCACHE and build
+//!   directory), which gave the same bytes. A fresh
 //!   machine builds cold, so this compares a new build against the recorded
 //!   one without compiling Kubernetes twice in CI.
 //! - The cheap builds (CNI plugins from Go modules, busybox from its
@@ -142,6 +143,26 @@ const RECORDED: &[(&str, &str, &str)] = &[
         "cri-tools",
         "crictl",
         "5094f41c875d625567563a639895a8b733f064d3fa97b949672a26b62cdc1525",
+    ),
+    (
+        "weave",
+        "weaver",
+        "4edf6831f35b83a0a6ad7de57051bd65dfbb22640576b01d11596ec20ad84162",
+    ),
+    (
+        "weaveutil",
+        "weaveutil",
+        "c090d4af15a4a71787ceb45a87ea70339785f820309fbaa3a8c338db5a2ab0a7",
+    ),
+    (
+        "weaveutil",
+        "weave",
+        "5f9b3209d58f489e7a2c5df7db0cabba590f5615689a6fa4f47f6fce3bcb4d4d",
+    ),
+    (
+        "coredns",
+        "coredns",
+        "97f2da46df3ada478b82121ca9745a82e4acdd4ea6d1f6c0931aa0f9c654abaa",
     ),
 ];
 
