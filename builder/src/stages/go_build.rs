@@ -178,26 +178,31 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
         for o in &b.outputs {
             let OutputFrom::ModuleFile(f) = &o.from else { continue };
             bar.set_message(format!("{}: {}/{}", b.name, f.module, f.file));
-            let (src, dl) =
-                file_of_module(&go, offline, &o.name, &f.module, &f.file, "module-file")?;
+            let (src, from) = file_of_module(
+                &go,
+                &sums,
+                offline,
+                &o.name,
+                &f.module,
+                &f.file,
+                "module-file",
+            )?;
             fs::copy(&src, work.out.join(&o.name))
                 .with_context(|| format!("copying {}", src.display()))?;
-            origins.insert(
-                o.name.clone(),
-                origin(
-                    &o.name,
-                    &format!("{}/{}", f.module, f.file),
-                    &dl.path,
-                    &dl.version,
-                    &sums,
-                )?,
-            );
+            origins.insert(o.name.clone(), from);
         }
         for o in &b.outputs {
             let OutputFrom::C(c) = &o.from else { continue };
             bar.set_message(format!("{}: cc {}/{}", b.name, c.module, c.file));
-            let (src, dl) =
-                file_of_module(&go, offline, &o.name, &c.module, &c.file, "c-program")?;
+            let (src, from) = file_of_module(
+                &go,
+                &sums,
+                offline,
+                &o.name,
+                &c.module,
+                &c.file,
+                "c-program",
+            )?;
             let mut cc = Command::new("cc");
             cc.env_clear()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -210,16 +215,7 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
                 .arg(&src);
             run_logged(&mut cc, &work.log, bar)
                 .with_context(|| format!("compiling {}/{}", c.module, c.file))?;
-            origins.insert(
-                o.name.clone(),
-                origin(
-                    &o.name,
-                    &format!("{}/{}", c.module, c.file),
-                    &dl.path,
-                    &dl.version,
-                    &sums,
-                )?,
-            );
+            origins.insert(o.name.clone(), from);
         }
         Ok(Made {
             go: Some(GoInfo {
@@ -239,15 +235,18 @@ pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result
 }
 
 /// `file` of `module` (at the build list's version, verified against
-/// go.sum by `go mod download`), for output `output` whose `field` names it.
+/// go.sum by `go mod download`), for output `output` whose `field` names it,
+/// and where it came from.
+#[allow(clippy::too_many_arguments)]
 fn file_of_module(
     go: &GoCommand<'_>,
+    sums: &GoSum,
     offline: bool,
     output: &str,
     module: &str,
     file: &str,
     field: &str,
-) -> Result<(PathBuf, Downloaded)> {
+) -> Result<(PathBuf, GoOutputInfo)> {
     let dl = go
         .download(module)
         .map_err(|e| offline_hint(e, offline, module))?;
@@ -258,7 +257,14 @@ fn file_of_module(
             dl.dir.display()
         );
     }
-    Ok((src, dl))
+    let from = origin(
+        output,
+        &format!("{module}/{file}"),
+        &dl.path,
+        &dl.version,
+        sums,
+    )?;
+    Ok((src, from))
 }
 
 /// The build's `-X` stamps with `{version}` and `{date}` expanded.
