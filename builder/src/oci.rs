@@ -1,13 +1,17 @@
-//! Container images baked into the node image as OCI archives.
+//! Container images as OCI archives: the node's baked images and the
+//! conformance suite's test images.
 //!
-//! An assembled image is one uncompressed layer made of build outputs, an
-//! image configuration (entrypoint, cmd), a manifest and an index, written as
-//! an OCI image layout in a tar archive — the format `ctr images import`
-//! reads. Everything is deterministic: layer entries are sorted, owned by
-//! root, stamped with `SOURCE_DATE_EPOCH`; the JSON documents come from the
-//! `oci-spec` types. The index names the image twice, with
-//! `io.containerd.image.name` (the full reference, which `ctr images import`
-//! uses) and `org.opencontainers.image.ref.name` (the tag, per the OCI spec).
+//! An assembled image is its own uncompressed layer made of build outputs,
+//! optionally on top of a base layer used as it is (a Debian root from
+//! mmdebstrap), an image configuration (entrypoint, cmd), a manifest and an
+//! index, written as an OCI image layout in a tar archive — the format `ctr
+//! images import` reads. One archive may hold several images; a blob they
+//! share (a base layer) is stored once. Everything is deterministic: layer
+//! entries are sorted, owned by root, stamped with `SOURCE_DATE_EPOCH`; the
+//! JSON documents come from the `oci-spec` types. The index names each image
+//! twice, with `io.containerd.image.name` (the full reference, which `ctr
+//! images import` uses) and `org.opencontainers.image.ref.name` (the tag,
+//! per the OCI spec).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,7 +28,7 @@ use oci_spec::image::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-/// One file of the image's single layer.
+/// One file of the image's own layer.
 #[derive(Debug, Clone)]
 pub struct LayerEntry {
     /// Absolute path inside the container.
@@ -38,6 +42,9 @@ pub struct LayerEntry {
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
     pub reference: String,
+    /// A lower layer used as it is: an uncompressed tar of a root file
+    /// system. The image's own layer goes on top.
+    pub base: Option<PathBuf>,
     pub files: Vec<LayerEntry>,
     /// Symbolic links: (absolute path, target).
     pub links: Vec<(String, String)>,
@@ -57,7 +64,7 @@ pub struct ImageDigests {
     /// image's digest (`ctr images ls`, `crictl images --digests`).
     pub manifest: String,
     pub config: String,
-    /// `sha256:…` of the (uncompressed) layer: its diff ID.
+    /// `sha256:…` of the image's own (uncompressed) layer: its diff ID.
     pub layer: String,
 }
 
@@ -65,9 +72,92 @@ const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// Writes the OCI archive of `spec` to `dest` and returns its digests.
 pub fn write_archive(spec: &ImageSpec, dest: &Path) -> Result<ImageDigests> {
+    let mut digests = write_archive_of(std::slice::from_ref(spec), dest)?;
+    Ok(digests.remove(0))
+}
+
+/// Writes one OCI archive holding every image of `specs` (in that order in
+/// its index) to `dest`; returns their digests in the same order.
+pub fn write_archive_of(specs: &[ImageSpec], dest: &Path) -> Result<Vec<ImageDigests>> {
+    let mtime = specs.first().map_or(0, |s| s.epoch.max(0) as u64);
+    let mut blobs = Blobs::default();
+    let mut index_manifests = Vec::new();
+    let mut digests = Vec::new();
+    for spec in specs {
+        let (desc, d) = add_image(spec, &mut blobs)?;
+        index_manifests.push(desc);
+        digests.push(d);
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(index_manifests)
+        .build()?;
+    // The annotations are a HashMap: serialize through a BTreeMap-backed
+    // Value so their order (and the archive's bytes) never vary.
+    let index_json = serde_json::to_vec(&sorted(serde_json::to_value(&index)?))?;
+    let layout_json = serde_json::to_vec(
+        &OciLayoutBuilder::default()
+            .image_layout_version("1.0.0".to_string())
+            .build()?,
+    )?;
+
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let file = fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let mut tar = DeterministicTar::new(std::io::BufWriter::new(file), mtime);
+    tar.dir("blobs", 0o755)?;
+    tar.dir("blobs/sha256", 0o755)?;
+    let mut files: BTreeMap<String, &[u8]> = BTreeMap::new();
+    files.insert("oci-layout".into(), &layout_json);
+    files.insert("index.json".into(), &index_json);
+    for (hex, bytes) in &blobs.0 {
+        files.insert(format!("blobs/sha256/{hex}"), bytes);
+    }
+    for (path, bytes) in files {
+        tar.file(&path, bytes, 0o644)?;
+    }
+    tar.finish()?
+        .flush()
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(digests)
+}
+
+/// Blobs by the hex of their sha256: a blob two images share is kept once.
+#[derive(Default)]
+struct Blobs(BTreeMap<String, Vec<u8>>);
+
+impl Blobs {
+    /// Stores `bytes` and returns its descriptor.
+    fn add(&mut self, media_type: MediaType, bytes: Vec<u8>) -> Result<Descriptor> {
+        let d = descriptor(media_type, &bytes)?;
+        self.0
+            .entry(d.digest().digest().to_string())
+            .or_insert(bytes);
+        Ok(d)
+    }
+}
+
+/// Adds `spec`'s layers, config and manifest to `blobs`; returns the index's
+/// descriptor of the image and its digests.
+fn add_image(spec: &ImageSpec, blobs: &mut Blobs) -> Result<(Descriptor, ImageDigests)> {
     let mtime = spec.epoch.max(0) as u64;
-    let layer = layer_tar(spec, mtime)?;
-    let layer_digest = sha256_digest(&layer);
+    let layer_type = || MediaType::Other(LAYER_MEDIA_TYPE.to_string());
+    let mut layers = Vec::new();
+    if let Some(base) = &spec.base {
+        let bytes = fs::read(base).with_context(|| {
+            format!(
+                "reading the base layer {} of {}",
+                base.display(),
+                spec.reference
+            )
+        })?;
+        layers.push(blobs.add(layer_type(), bytes)?);
+    }
+    let own = blobs.add(layer_type(), layer_tar(spec, mtime)?)?;
+    let layer_digest = own.digest().to_string();
+    layers.push(own);
 
     let created = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime),
@@ -82,6 +172,15 @@ pub fn write_archive(spec: &ImageSpec, dest: &Path) -> Result<ImageDigests> {
     if !spec.cmd.is_empty() {
         config = config.cmd(spec.cmd.clone());
     }
+    let history = layers
+        .iter()
+        .map(|_| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!("kubebake {}", env!("CARGO_PKG_VERSION")))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let image_config = ImageConfigurationBuilder::default()
         .created(created.clone())
         .architecture(Arch::Amd64)
@@ -90,28 +189,27 @@ pub fn write_archive(spec: &ImageSpec, dest: &Path) -> Result<ImageDigests> {
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers".to_string())
-                .diff_ids(vec![layer_digest.to_string()])
+                .diff_ids(
+                    layers
+                        .iter()
+                        .map(|l| l.digest().to_string())
+                        .collect::<Vec<_>>(),
+                )
                 .build()?,
         )
-        .history(vec![HistoryBuilder::default()
-            .created(created)
-            .created_by(format!("kubebake {}", env!("CARGO_PKG_VERSION")))
-            .build()?])
+        .history(history)
         .build()?;
-    let config_json = serde_json::to_vec(&image_config)?;
-    let config_digest = sha256_digest(&config_json);
+    let config_desc = blobs.add(MediaType::ImageConfig, serde_json::to_vec(&image_config)?)?;
+    let config_digest = config_desc.digest().to_string();
 
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(descriptor(MediaType::ImageConfig, &config_json)?)
-        .layers(vec![descriptor(
-            MediaType::Other(LAYER_MEDIA_TYPE.to_string()),
-            &layer,
-        )?])
+        .config(config_desc)
+        .layers(layers)
         .build()?;
-    let manifest_json = serde_json::to_vec(&manifest)?;
-    let manifest_digest = sha256_digest(&manifest_json);
+    let mut index_desc = blobs.add(MediaType::ImageManifest, serde_json::to_vec(&manifest)?)?;
+    let manifest_digest = index_desc.digest().to_string();
 
     let tag = spec
         .reference
@@ -124,54 +222,20 @@ pub fn write_archive(spec: &ImageSpec, dest: &Path) -> Result<ImageDigests> {
         spec.reference.clone(),
     );
     annotations.insert("org.opencontainers.image.ref.name".to_string(), tag);
-    let mut index_desc = descriptor(MediaType::ImageManifest, &manifest_json)?;
     index_desc.set_annotations(Some(annotations));
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![index_desc])
-        .build()?;
-    // The annotations are a HashMap: serialize through a BTreeMap-backed
-    // Value so their order (and the archive's bytes) never vary.
-    let index_json = serde_json::to_vec(&sorted(serde_json::to_value(&index)?))?;
-    let layout_json = serde_json::to_vec(
-        &OciLayoutBuilder::default()
-            .image_layout_version("1.0.0".to_string())
-            .build()?,
-    )?;
-
-    let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    entries.insert("oci-layout".into(), layout_json);
-    entries.insert("index.json".into(), index_json);
-    for (digest, bytes) in [
-        (&layer_digest, layer),
-        (&config_digest, config_json),
-        (&manifest_digest, manifest_json),
-    ] {
-        entries.insert(format!("blobs/sha256/{}", digest.digest()), bytes);
-    }
-    let archive = tar_of(
-        &[("blobs", 0o755), ("blobs/sha256", 0o755)],
-        entries
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice(), 0o644)),
-        mtime,
-    )?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let mut f = fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    f.write_all(&archive)
-        .with_context(|| format!("writing {}", dest.display()))?;
-    Ok(ImageDigests {
-        manifest: manifest_digest.to_string(),
-        config: config_digest.to_string(),
-        layer: layer_digest.to_string(),
-    })
+    Ok((
+        index_desc,
+        ImageDigests {
+            manifest: manifest_digest,
+            config: config_digest,
+            layer: layer_digest,
+        },
+    ))
 }
 
-/// The layer: directories first (every parent, and the declared ones with
-/// their modes), then the files and links, sorted by path.
+/// The image's own layer: directories first (every parent, and the
+/// declared ones with their modes), then the files and links, sorted by
+/// path.
 fn layer_tar(spec: &ImageSpec, mtime: u64) -> Result<Vec<u8>> {
     let mut dirs: BTreeMap<String, u32> = BTreeMap::new();
     fn parents(dirs: &mut BTreeMap<String, u32>, rel: &str) {
@@ -199,25 +263,17 @@ fn layer_tar(spec: &ImageSpec, mtime: u64) -> Result<Vec<u8>> {
         parents(&mut dirs, &rel);
         dirs.insert(rel, *mode);
     }
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.mode(tar::HeaderMode::Deterministic);
+    let mut tar = DeterministicTar::new(Vec::new(), mtime);
     for (path, mode) in &dirs {
-        let mut h = header(tar::EntryType::Directory, *mode, 0, mtime);
-        builder.append_data(&mut h, format!("{path}/"), std::io::empty())?;
+        tar.dir(path, *mode)?;
     }
     for (path, entry) in &entries {
         match entry {
-            Entry::File(bytes, mode) => {
-                let mut h = header(tar::EntryType::Regular, *mode, bytes.len() as u64, mtime);
-                builder.append_data(&mut h, path, bytes.as_slice())?;
-            }
-            Entry::Link(target) => {
-                let mut h = header(tar::EntryType::Symlink, 0o777, 0, mtime);
-                builder.append_link(&mut h, path, target)?;
-            }
+            Entry::File(bytes, mode) => tar.file(path, bytes, *mode)?,
+            Entry::Link(target) => tar.link(path, target)?,
         }
     }
-    Ok(builder.into_inner()?)
+    tar.finish()
 }
 
 /// A layer entry other than a directory.
@@ -226,34 +282,53 @@ enum Entry {
     Link(String),
 }
 
-/// A deterministic tar: directories, then files, root-owned, one mtime.
-fn tar_of<'a>(
-    dirs: &[(&str, u32)],
-    files: impl Iterator<Item = (&'a str, &'a [u8], u32)>,
+/// A tar whose bytes depend only on what is put in it: root-owned entries,
+/// one mtime, no host metadata.
+struct DeterministicTar<W: Write> {
+    builder: tar::Builder<W>,
     mtime: u64,
-) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.mode(tar::HeaderMode::Deterministic);
-    for (path, mode) in dirs {
-        let mut h = header(tar::EntryType::Directory, *mode, 0, mtime);
-        builder.append_data(&mut h, format!("{path}/"), std::io::empty())?;
-    }
-    for (path, bytes, mode) in files {
-        let mut h = header(tar::EntryType::Regular, mode, bytes.len() as u64, mtime);
-        builder.append_data(&mut h, path, bytes)?;
-    }
-    Ok(builder.into_inner()?)
 }
 
-fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(mtime);
-    h.set_uid(0);
-    h.set_gid(0);
-    h
+impl<W: Write> DeterministicTar<W> {
+    fn new(w: W, mtime: u64) -> Self {
+        let mut builder = tar::Builder::new(w);
+        builder.mode(tar::HeaderMode::Deterministic);
+        Self { builder, mtime }
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(self.mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    fn dir(&mut self, path: &str, mode: u32) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, mode, 0);
+        self.builder
+            .append_data(&mut h, format!("{path}/"), std::io::empty())?;
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, bytes: &[u8], mode: u32) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, mode, bytes.len() as u64);
+        self.builder.append_data(&mut h, path, bytes)?;
+        Ok(())
+    }
+
+    fn link(&mut self, path: &str, target: &str) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Symlink, 0o777, 0);
+        self.builder.append_link(&mut h, path, target)?;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<W> {
+        Ok(self.builder.into_inner()?)
+    }
 }
 
 fn sha256_digest(bytes: &[u8]) -> OciDigest {
@@ -294,6 +369,7 @@ mod tests {
         fs::write(&bin, b"\x7fELF not really").unwrap_or_else(|e| panic!("{e}"));
         ImageSpec {
             reference: "localhost/kubebake/pause:1.0".into(),
+            base: None,
             files: vec![LayerEntry {
                 path: "/bin/pause".into(),
                 source: bin,
@@ -366,6 +442,74 @@ mod tests {
         let manifest: serde_json::Value =
             serde_json::from_slice(&names[&format!("blobs/sha256/{manifest_hex}")])?;
         assert_eq!(manifest["layers"][0]["digest"], da.layer);
+        Ok(())
+    }
+
+    #[test]
+    fn images_of_one_archive_share_their_base_layer() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("root.tar");
+        let mut root = DeterministicTar::new(Vec::new(), 1);
+        root.dir("usr/bin", 0o755)?;
+        root.file("usr/bin/dig", b"dig", 0o755)?;
+        fs::write(&base, root.finish()?)?;
+        let mut a = spec(dir.path());
+        a.base = Some(base.clone());
+        let mut b = a.clone();
+        b.reference = "localhost/kubebake/other:2".into();
+        b.cmd = vec!["x".into()];
+        let archive = dir.path().join("both.tar");
+        let d = write_archive_of(&[a, b], &archive)?;
+        assert_eq!(d.len(), 2);
+        assert_ne!(d[0].manifest, d[1].manifest);
+        assert_eq!(d[0].layer, d[1].layer);
+
+        let mut names = BTreeMap::new();
+        for e in tar::Archive::new(fs::File::open(&archive)?).entries()? {
+            let mut e = e?;
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf)?;
+            names.insert(e.path()?.display().to_string(), buf);
+        }
+        let base_hex = hex::encode(Sha256::digest(fs::read(&base)?));
+        let index: serde_json::Value = serde_json::from_slice(&names["index.json"])?;
+        let refs: Vec<&str> = index["manifests"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| m["annotations"]["io.containerd.image.name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            refs,
+            ["localhost/kubebake/pause:1.0", "localhost/kubebake/other:2"]
+        );
+        // Two manifests, two configs, the shared base and the shared own layer.
+        let blobs = names
+            .keys()
+            .filter(|n| n.starts_with("blobs/sha256/") && n.len() > "blobs/sha256/".len())
+            .count();
+        assert_eq!(blobs, 6);
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &names[&format!(
+                "blobs/sha256/{}",
+                d[1].manifest.trim_start_matches("sha256:")
+            )],
+        )?;
+        assert_eq!(
+            manifest["layers"][0]["digest"],
+            format!("sha256:{base_hex}")
+        );
+        assert_eq!(manifest["layers"][1]["digest"], d[1].layer);
+        let config: serde_json::Value = serde_json::from_slice(
+            &names[&format!("blobs/sha256/{}", d[1].config.trim_start_matches("sha256:"))],
+        )?;
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(config["history"].as_array().map(Vec::len), Some(2));
         Ok(())
     }
 }

@@ -1197,7 +1197,14 @@ fn conformance_slice(c: &Cluster) -> Result<()> {
         &kubeconfig,
         harness::kube::admin_kubeconfig(c.netns(), &c.key.private, master_ip)?.as_bytes(),
     )?;
-    let made = images::write_all(&tools, &report_dir.join("images"), EPOCH)?;
+    let made = images::make(
+        &def,
+        &cache,
+        &tools,
+        &report_dir.join("images"),
+        EPOCH,
+        false,
+    )?;
     for m in MINIONS {
         images::import(c.netns(), &c.key.private, &c.vm(m)?.ip.to_string(), &made)?;
     }

@@ -72,8 +72,15 @@ pub fn run(global: &GlobalArgs, args: &ConformanceArgs) -> Result<ExitCode> {
         report_dir.display()
     );
     // The test images, on every node that runs pods.
-    let made = images::write_all(&tools, &report_dir.join("images"), epoch)
-        .context("making the suite's test images")?;
+    let made = images::make(
+        &def,
+        &global.cache_dir()?,
+        &tools,
+        &report_dir.join("images"),
+        epoch,
+        global.offline,
+    )
+    .context("making the suite's test images")?;
     for vm in state
         .vms
         .iter()
@@ -82,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: &ConformanceArgs) -> Result<ExitCode> {
         let n = images::import(&state.netns, &state.ssh_key, &vm.ip, &made)
             .with_context(|| format!("importing the test images into {}", vm.name))?;
         eprintln!(
-            "conformance: {} ({}): {n} of {} test images imported, the rest already there",
+            "conformance: {} ({}): {n} of {} test images were missing and imported",
             vm.name,
             vm.ip,
             made.len()

@@ -1,22 +1,22 @@
 //! The suite's test images, made offline under the names the suite asks
 //! for (`localhost/kubebake/<name>:<tag>`, through the repository list),
-//! assembled as OCI archives like the node's baked images and imported
-//! into every minion's containerd (`ctr -n k8s.io images import`). They
-//! never go into the node image: only `kubebake conformance` puts them on a
-//! cluster.
+//! written as one OCI archive (a base layer two images share is in it
+//! once) and imported into every minion's containerd (`ctr -n k8s.io images
+//! import`). They never go into the node image: only `kubebake conformance`
+//! puts them on a cluster.
 //!
 //! | suite image | made of |
 //! |---|---|
 //! | `busybox:1.37.0-1` | Debian's busybox-static 1.35 with every applet linked in /bin, passwd/group, /tmp; CMD sh |
-//! | `agnhost:2.63.0`, `agnhost:2.55` | agnhost built from the Kubernetes module (`main.Version` stamped), `/agnhost-2`, porter's `localhost.crt`/`.key`, `/uploads`, the image's user and group, busybox's applets for the shell tools (sh, nc, wget, nslookup); ENTRYPOINT /agnhost, CMD pause |
+//! | `agnhost:2.63.0`, `agnhost:2.55` | on the Debian root of [`debian_root`] (curl, OpenBSD nc, dig, ip, iperf): agnhost built from the Kubernetes module (`main.Version` stamped), `/agnhost-2`, porter's `localhost.crt`/`.key`, `/uploads`, the image's user and group, busybox's applets for the tools the root lacks (wget, …); ENTRYPOINT /agnhost, CMD pause |
 //! | `nautilus:1.8` | the agnhost image with the module's `nautilus.jpg` and `data.json`; CMD test-webserver |
+//! | `glibc-dns-testing:2.0.0` | the Debian root (bookworm with dnsutils, as upstream's); CMD bash |
 //! | `nginx:1.15-4` | a stand-in: busybox `httpd` on port 80 (no conformance test talks to nginx; it must run and become ready) |
 //! | `pause:3.10.2` | the node's baked pause image |
 //!
 //! Not made (the tests that need them fail, see docs/conformance.md):
-//! agnhost's curl, dig and getent (Alpine packages upstream);
-//! `glibc-dns-testing` (Debian's dig and getent); `kitten` (pulled with
-//! `Always`); `etcd` and `sample-apiserver` for the aggregator test.
+//! `kitten` (pulled with `Always`); `etcd` and `sample-apiserver` for the
+//! aggregator test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,8 +24,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::debian_root::{self, Listing};
 use super::tools::{Tools, AGNHOST_VERSION};
-use crate::oci::{write_archive, ImageSpec, LayerEntry};
+use crate::definition::Definition;
+use crate::oci::{write_archive_of, ImageSpec, LayerEntry};
 
 /// The registry prefix the repository list points the suite at.
 pub const PREFIX: &str = "localhost/kubebake";
@@ -34,6 +36,7 @@ pub const PREFIX: &str = "localhost/kubebake";
 #[derive(Debug, Clone, Serialize)]
 pub struct Made {
     pub reference: String,
+    /// The archive holding it (every test image is in the same one).
     pub archive: PathBuf,
     /// `sha256:…` of the image manifest.
     pub digest: String,
@@ -57,30 +60,52 @@ fn applets(busybox: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// What every test image has: busybox and its applets in /bin, /tmp, the
-/// users the tests name.
-struct Base {
+/// An image's own layer, before it is named.
+#[derive(Clone)]
+struct Layer {
     files: Vec<LayerEntry>,
     links: Vec<(String, String)>,
     dirs: Vec<(String, u32)>,
 }
 
-fn base(tools: &Tools, work: &Path, extra_passwd: &str, extra_group: &str) -> Result<Base> {
-    let passwd = work.join(format!("passwd{}", extra_passwd.len()));
+impl Layer {
+    fn image(
+        &self,
+        reference: String,
+        base: Option<&Path>,
+        entrypoint: &[&str],
+        cmd: &[&str],
+        epoch: i64,
+    ) -> ImageSpec {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        ImageSpec {
+            reference,
+            base: base.map(Path::to_path_buf),
+            files: self.files.clone(),
+            links: self.links.clone(),
+            dirs: self.dirs.clone(),
+            entrypoint: strings(entrypoint),
+            cmd: strings(cmd),
+            epoch,
+        }
+    }
+}
+
+/// The busybox image's layer: busybox and its applets in /bin, /tmp, root
+/// and nobody.
+fn busybox_layer(tools: &Tools, work: &Path) -> Result<Layer> {
+    let passwd = work.join("busybox-passwd");
     std::fs::write(
         &passwd,
-        format!("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n{extra_passwd}"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )?;
-    let group = work.join(format!("group{}", extra_group.len()));
-    std::fs::write(
-        &group,
-        format!("root:x:0:\nnogroup:x:65534:\n{extra_group}"),
-    )?;
+    let group = work.join("busybox-group");
+    std::fs::write(&group, "root:x:0:\nnogroup:x:65534:\n")?;
     let links = applets(&tools.busybox)?
         .into_iter()
         .map(|a| (format!("/bin/{a}"), "busybox".to_string()))
         .collect();
-    Ok(Base {
+    Ok(Layer {
         files: vec![
             entry("/bin/busybox", &tools.busybox, 0o755),
             entry("/etc/passwd", &passwd, 0o644),
@@ -88,6 +113,44 @@ fn base(tools: &Tools, work: &Path, extra_passwd: &str, extra_group: &str) -> Re
         ],
         links,
         dirs: vec![("/tmp".into(), 0o1777), ("/root".into(), 0o700)],
+    })
+}
+
+/// agnhost's layer on the Debian root: agnhost, porter's certificate, the
+/// image's user 1000 and group 50000 (a SupplementalGroups test names
+/// them) added to the root's passwd and group, busybox for the applets the
+/// root has no program of (merged /usr: everything under /usr/bin).
+fn agnhost_layer(tools: &Tools, root: &Listing, work: &Path) -> Result<Layer> {
+    let passwd = work.join("agnhost-passwd");
+    let mut p = root.files["/etc/passwd"].clone();
+    p.extend_from_slice(
+        b"user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
+    );
+    std::fs::write(&passwd, p)?;
+    let group = work.join("agnhost-group");
+    let mut g = root.files["/etc/group"].clone();
+    g.extend_from_slice(
+        b"user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n",
+    );
+    std::fs::write(&group, g)?;
+    let file = |name: &str| tools.files.join(name);
+    let mut links: Vec<(String, String)> = applets(&tools.busybox)?
+        .into_iter()
+        .filter(|a| !debian_root::has_program(root, a))
+        .map(|a| (format!("/usr/bin/{a}"), "busybox".to_string()))
+        .collect();
+    links.push(("/agnhost-2".into(), "agnhost".into()));
+    Ok(Layer {
+        files: vec![
+            entry("/agnhost", &tools.agnhost, 0o755),
+            entry("/localhost.crt", &file("localhost.crt"), 0o644),
+            entry("/localhost.key", &file("localhost.key"), 0o644),
+            entry("/usr/bin/busybox", &tools.busybox, 0o755),
+            entry("/etc/passwd", &passwd, 0o644),
+            entry("/etc/group", &group, 0o644),
+        ],
+        links,
+        dirs: vec![("/uploads".into(), 0o755)],
     })
 }
 
@@ -99,109 +162,120 @@ fn entry(path: &str, source: &Path, mode: u32) -> LayerEntry {
     }
 }
 
-/// The specs of every test image.
-pub fn specs(tools: &Tools, work: &Path, epoch: i64) -> Result<Vec<ImageSpec>> {
+/// The specs of every test image; `root` is the Debian root tar of
+/// [`debian_root::ensure`].
+pub fn specs(tools: &Tools, root: &Path, work: &Path, epoch: i64) -> Result<Vec<ImageSpec>> {
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    let file = |name: &str| tools.files.join(name);
-    let plain = base(tools, work, "", "")?;
-    let busybox = ImageSpec {
-        reference: format!("{PREFIX}/busybox:1.37.0-1"),
-        files: plain.files.clone(),
-        links: plain.links.clone(),
-        dirs: plain.dirs.clone(),
-        entrypoint: vec![],
-        cmd: vec!["sh".into()],
+    let listing = debian_root::list(root, &["/etc/passwd", "/etc/group"])?;
+    let plain = busybox_layer(tools, work)?;
+    let busybox = plain.image(
+        format!("{PREFIX}/busybox:1.37.0-1"),
+        None,
+        &[],
+        &["sh"],
         epoch,
-    };
+    );
     let index = work.join("index.html");
     std::fs::write(
         &index,
         "<html><body>kubebake stand-in for nginx</body></html>\n",
     )?;
-    let mut nginx_files = plain.files.clone();
-    nginx_files.push(entry("/usr/share/nginx/html/index.html", &index, 0o644));
-    let nginx = ImageSpec {
-        reference: format!("{PREFIX}/nginx:1.15-4"),
-        files: nginx_files,
-        links: plain.links.clone(),
-        dirs: plain.dirs.clone(),
-        entrypoint: vec![
-            "/bin/busybox".into(),
-            "httpd".into(),
-            "-f".into(),
-            "-p".into(),
-            "80".into(),
-            "-h".into(),
-            "/usr/share/nginx/html".into(),
+    let mut nginx_layer = plain.clone();
+    nginx_layer
+        .files
+        .push(entry("/usr/share/nginx/html/index.html", &index, 0o644));
+    let nginx = nginx_layer.image(
+        format!("{PREFIX}/nginx:1.15-4"),
+        None,
+        &[
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/usr/share/nginx/html",
         ],
-        cmd: vec![],
+        &[],
         epoch,
+    );
+    let agnhost_layer = agnhost_layer(tools, &listing, work)?;
+    let agnhost = |tag: &str| {
+        agnhost_layer.image(
+            format!("{PREFIX}/agnhost:{tag}"),
+            Some(root),
+            &["/agnhost"],
+            &["pause"],
+            epoch,
+        )
     };
-    // agnhost's image user and group (a SupplementalGroups test names them).
-    let with_users = base(
-        tools,
-        work,
-        "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
-        "user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n",
-    )?;
-    let mut agnhost_files = with_users.files.clone();
-    agnhost_files.push(entry("/agnhost", &tools.agnhost, 0o755));
-    agnhost_files.push(entry("/localhost.crt", &file("localhost.crt"), 0o644));
-    agnhost_files.push(entry("/localhost.key", &file("localhost.key"), 0o644));
-    let mut agnhost_links = with_users.links.clone();
-    agnhost_links.push(("/agnhost-2".into(), "agnhost".into()));
-    let mut agnhost_dirs = with_users.dirs.clone();
-    agnhost_dirs.push(("/uploads".into(), 0o755));
-    let agnhost = |tag: &str| ImageSpec {
-        reference: format!("{PREFIX}/agnhost:{tag}"),
-        files: agnhost_files.clone(),
-        links: agnhost_links.clone(),
-        dirs: agnhost_dirs.clone(),
-        entrypoint: vec!["/agnhost".into()],
-        cmd: vec!["pause".into()],
+    let mut nautilus_layer = agnhost_layer.clone();
+    let file = |name: &str| tools.files.join(name);
+    nautilus_layer
+        .files
+        .push(entry("/nautilus.jpg", &file("nautilus.jpg"), 0o644));
+    nautilus_layer
+        .files
+        .push(entry("/data.json", &file("nautilus-data.json"), 0o644));
+    let nautilus = nautilus_layer.image(
+        format!("{PREFIX}/nautilus:1.8"),
+        Some(root),
+        &["/agnhost"],
+        &["test-webserver"],
         epoch,
-    };
-    let mut nautilus_files = agnhost_files.clone();
-    nautilus_files.push(entry("/nautilus.jpg", &file("nautilus.jpg"), 0o644));
-    nautilus_files.push(entry("/data.json", &file("nautilus-data.json"), 0o644));
-    let nautilus = ImageSpec {
-        reference: format!("{PREFIX}/nautilus:1.8"),
-        files: nautilus_files,
-        links: agnhost_links.clone(),
-        dirs: agnhost_dirs.clone(),
-        entrypoint: vec!["/agnhost".into()],
-        cmd: vec!["test-webserver".into()],
+    );
+    let dns = Layer {
+        files: vec![],
+        links: vec![],
+        dirs: vec![],
+    }
+    .image(
+        format!("{PREFIX}/glibc-dns-testing:2.0.0"),
+        Some(root),
+        &[],
+        &["bash"],
         epoch,
-    };
+    );
     Ok(vec![
         busybox,
         agnhost(AGNHOST_VERSION),
         agnhost("2.55"),
         nautilus,
+        dns,
         nginx,
     ])
 }
 
-/// Writes every test image's archive under `dir`.
-pub fn write_all(tools: &Tools, dir: &Path, epoch: i64) -> Result<Vec<Made>> {
-    let specs = specs(tools, &dir.join("work"), epoch)?;
-    specs
+/// Makes every test image of `def`'s suite into one archive under `dir`:
+/// the Debian root (cached, made by mmdebstrap if needed), then the images.
+pub fn make(
+    def: &Definition,
+    cache: &Path,
+    tools: &Tools,
+    dir: &Path,
+    epoch: i64,
+    offline: bool,
+) -> Result<Vec<Made>> {
+    let root = debian_root::ensure(def, cache, epoch, offline)?;
+    write_all(tools, &root, dir, epoch)
+}
+
+/// Writes every test image, on the Debian root tar `root`, into one
+/// archive under `dir`.
+pub fn write_all(tools: &Tools, root: &Path, dir: &Path, epoch: i64) -> Result<Vec<Made>> {
+    let specs = specs(tools, root, &dir.join("work"), epoch)?;
+    let archive = dir.join("test-images.oci.tar");
+    let digests = write_archive_of(&specs, &archive)
+        .with_context(|| format!("writing the test images to {}", archive.display()))?;
+    Ok(specs
         .iter()
-        .map(|s| {
-            let name = s
-                .reference
-                .trim_start_matches(&format!("{PREFIX}/"))
-                .replace([':', '/'], "_");
-            let archive = dir.join(format!("{name}.oci.tar"));
-            let d = write_archive(s, &archive)
-                .with_context(|| format!("writing the image {}", s.reference))?;
-            Ok(Made {
-                reference: s.reference.clone(),
-                archive,
-                digest: d.manifest,
-            })
+        .zip(digests)
+        .map(|(s, d)| Made {
+            reference: s.reference.clone(),
+            archive: archive.clone(),
+            digest: d.manifest,
         })
-        .collect()
+        .collect())
 }
 
 /// Whether `ctr images ls` output lists `m` at its digest already.
@@ -213,8 +287,9 @@ fn present(listing: &str, m: &Made) -> bool {
 }
 
 /// Imports `images` into the containerd (namespace k8s.io) of the VM at
-/// `ip`, over ssh in the cluster's namespace; an image already there at the
-/// same digest is left alone. Returns how many were imported.
+/// `ip`, over ssh in the cluster's namespace. When every image is there at
+/// its digest nothing is sent; otherwise their archive is, once. Returns
+/// how many images were missing.
 pub fn import(netns: &str, key: &Path, ip: &str, images: &[Made]) -> Result<usize> {
     let listing = harness::ssh::run(
         netns,
@@ -223,34 +298,48 @@ pub fn import(netns: &str, key: &Path, ip: &str, images: &[Made]) -> Result<usiz
         "sudo /usr/local/bin/ctr -n k8s.io images ls",
     )?;
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    let mut imported = 0;
-    for m in images.iter().filter(|m| !present(&listing, m)) {
-        let input = std::fs::File::open(&m.archive)
-            .with_context(|| format!("opening {}", m.archive.display()))?;
+    let missing = images.iter().filter(|m| !present(&listing, m)).count();
+    let mut archives: Vec<&Path> = images.iter().map(|m| m.archive.as_path()).collect();
+    archives.dedup();
+    if missing == 0 {
+        return Ok(0);
+    }
+    for archive in archives {
+        let input = std::fs::File::open(archive)
+            .with_context(|| format!("opening {}", archive.display()))?;
         // As kubebake-images.service imports the baked images: into the
         // CRI's namespace, labelled pinned (the kubelet's image garbage
         // collection leaves them).
+        let labels: Vec<String> = images
+            .iter()
+            .filter(|m| m.archive == archive)
+            .map(|m| {
+                format!(
+                    " && sudo /usr/local/bin/ctr -n k8s.io images label {} io.cri-containerd.pinned=pinned >/dev/null",
+                    m.reference
+                )
+            })
+            .collect();
         let out = harness::ssh::run_with_input(
             netns,
             key,
             ip,
             &format!(
-                "sudo /usr/local/bin/ctr -n k8s.io images import - && sudo /usr/local/bin/ctr -n k8s.io images label {} io.cri-containerd.pinned=pinned",
-                m.reference
+                "sudo /usr/local/bin/ctr -n k8s.io images import - >/dev/null{}",
+                labels.concat()
             ),
             input,
         )?;
         if !out.status.success() {
             bail!(
                 "importing {} on {ip}: {}{}",
-                m.reference,
+                archive.display(),
                 String::from_utf8_lossy(&out.stdout).trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        imported += 1;
     }
-    Ok(imported)
+    Ok(missing)
 }
 
 #[cfg(test)]
@@ -300,7 +389,23 @@ mod tests {
             files: dir.path().to_path_buf(),
             reused: true,
         };
-        let made = write_all(&tools, &dir.path().join("images"), 1_700_000_000).expect("images");
+        // A Debian root with the files and programs the images look at.
+        let root = dir.path().join("root.tar");
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, body) in [
+            ("./etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+            ("./etc/group", "root:x:0:\n"),
+            ("./usr/bin/nc", "nc"),
+            ("./usr/bin/sh", "dash"),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o755);
+            tar.append_data(&mut h, path, body.as_bytes()).expect("tar");
+        }
+        std::fs::write(&root, tar.into_inner().expect("tar")).expect("write");
+        let made =
+            write_all(&tools, &root, &dir.path().join("images"), 1_700_000_000).expect("images");
         let refs: Vec<&str> = made.iter().map(|m| m.reference.as_str()).collect();
         assert_eq!(
             refs,
@@ -309,10 +414,12 @@ mod tests {
                 "localhost/kubebake/agnhost:2.63.0",
                 "localhost/kubebake/agnhost:2.55",
                 "localhost/kubebake/nautilus:1.8",
+                "localhost/kubebake/glibc-dns-testing:2.0.0",
                 "localhost/kubebake/nginx:1.15-4",
             ]
         );
-        let specs = specs(&tools, &dir.path().join("w"), 0).expect("specs");
+        assert!(made.iter().all(|m| m.archive == made[0].archive));
+        let specs = specs(&tools, &root, &dir.path().join("w"), 0).expect("specs");
         let links: Vec<&str> = specs[0].links.iter().map(|(p, _)| p.as_str()).collect();
         for a in [
             "/bin/sh",
@@ -323,10 +430,25 @@ mod tests {
         ] {
             assert!(links.contains(&a), "busybox image lacks {a}");
         }
-        assert_eq!(specs[1].entrypoint, ["/agnhost"]);
-        assert_eq!(specs[1].cmd, ["pause"]);
-        assert!(specs[1]
-            .links
-            .contains(&("/agnhost-2".to_string(), "agnhost".to_string())));
+        let agnhost = &specs[1];
+        assert_eq!(agnhost.entrypoint, ["/agnhost"]);
+        assert_eq!(agnhost.cmd, ["pause"]);
+        assert_eq!(agnhost.base.as_deref(), Some(root.as_path()));
+        let links: Vec<&str> = agnhost.links.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(links.contains(&"/agnhost-2"));
+        // busybox fills in what the root lacks, never over the root's own.
+        assert!(links.contains(&"/usr/bin/wget"));
+        assert!(!links.contains(&"/usr/bin/nc"));
+        assert!(!links.contains(&"/usr/bin/sh"));
+        assert!(!links.iter().any(|l| l.starts_with("/bin/")));
+        let passwd = agnhost
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/passwd")
+            .map(|f| std::fs::read_to_string(&f.source).expect("passwd"))
+            .expect("agnhost has /etc/passwd");
+        assert!(passwd.starts_with("root:x:0:0:root:/root:/bin/bash\n"));
+        assert!(passwd.contains("user-defined-in-image:x:1000:1000:"));
+        assert_eq!(specs[4].base.as_deref(), Some(root.as_path()));
     }
 }

@@ -10,6 +10,7 @@
 //! the suite's registries onto `localhost/kubebake`, where the baked images
 //! live (`pause:3.10.2` is the suite's pause image by name).
 
+pub mod debian_root;
 pub mod images;
 pub mod junit;
 pub mod tools;
@@ -110,6 +111,8 @@ impl Run<'_> {
             ))
             .arg(format!("--timeout={}", self.timeout))
             .arg("--no-color")
+            // Not one `S` per skipped spec: a focused run skips ~7500.
+            .arg("--silence-skips")
             .arg(format!("--focus={}", self.selection.focus));
         if let Some(s) = &self.selection.skip {
             c.arg(format!("--skip={s}"));

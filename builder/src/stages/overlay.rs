@@ -177,6 +177,7 @@ pub fn bake_container_images(
                 let digests = oci::write_archive(
                     &oci::ImageSpec {
                         reference: c.reference.clone(),
+                        base: None,
                         files: entries,
                         links: Vec::new(),
                         dirs: Vec::new(),

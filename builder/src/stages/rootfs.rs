@@ -52,8 +52,7 @@ pub struct InstalledPackage {
 
 /// The cache key: a hash of every input of mmdebstrap.
 pub fn cache_key(def: &Definition, source_date_epoch: Option<i64>) -> Result<String> {
-    let version = hostcmd::stdout(Command::new("mmdebstrap").arg("--version"))
-        .unwrap_or_else(|_| "unknown".into());
+    let version = mmdebstrap_version();
     let mut packages: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
     packages.sort();
     let mut h = Sha256::new();
@@ -65,7 +64,7 @@ pub fn cache_key(def: &Definition, source_date_epoch: Option<i64>) -> Result<Str
         def.base.mirror.as_str(),
         &packages.join(","),
         &source_date_epoch.map_or("unset".into(), |e| e.to_string()),
-        version.trim(),
+        &version,
     ] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -141,20 +140,62 @@ pub fn mmdebstrap_command(
     source_date_epoch: Option<i64>,
 ) -> Command {
     let include: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
+    mmdebstrap(
+        &Mmdebstrap {
+            variant: VARIANT,
+            suite: &def.base.suite,
+            mirror: def.base.mirror.as_str(),
+            include: &include,
+            options: &[],
+        },
+        format,
+        target,
+        source_date_epoch,
+    )
+}
+
+/// One mmdebstrap run: what differs between the node's root and other
+/// Debian roots (the conformance suite's test images).
+pub struct Mmdebstrap<'a> {
+    pub variant: &'a str,
+    pub suite: &'a str,
+    pub mirror: &'a str,
+    /// Packages, each `name=version`.
+    pub include: &'a [String],
+    /// Further mmdebstrap options (hooks, skips).
+    pub options: &'a [String],
+}
+
+/// The mmdebstrap call for `m`, with the slim-image dpkg filters, writing
+/// `format` (tar or directory) to `target`.
+pub fn mmdebstrap(
+    m: &Mmdebstrap,
+    format: &str,
+    target: &Path,
+    source_date_epoch: Option<i64>,
+) -> Command {
     let mut cmd = Command::new("mmdebstrap");
-    cmd.arg(format!("--variant={VARIANT}"))
+    cmd.arg(format!("--variant={}", m.variant))
         .arg(format!("--format={format}"))
         .arg("--quiet")
         .args(DPKG_FILTERS.iter().map(|f| format!("--dpkgopt={f}")))
-        .arg(format!("--include={}", include.join(",")))
-        .arg(&def.base.suite)
+        .args(m.options)
+        .arg(format!("--include={}", m.include.join(",")))
+        .arg(m.suite)
         .arg(target)
-        .arg(def.base.mirror.as_str());
+        .arg(m.mirror);
     match source_date_epoch {
         Some(epoch) => cmd.env("SOURCE_DATE_EPOCH", epoch.to_string()),
         None => cmd.env_remove("SOURCE_DATE_EPOCH"),
     };
     cmd
+}
+
+/// The mmdebstrap version, for cache keys.
+pub fn mmdebstrap_version() -> String {
+    hostcmd::stdout(Command::new("mmdebstrap").arg("--version"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Unpacks the base tarball into an empty staging root, keeping owners,
