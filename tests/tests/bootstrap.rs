@@ -1151,15 +1151,18 @@ fn weave_quorum(c: &Cluster) -> Result<()> {
 }
 
 /// The slice of Kubernetes' conformance suite CI runs on this cluster:
-/// pods (exec and logs over websockets), cluster DNS, kubectl logs,
-/// ConfigMaps and Secrets in the environment and in volumes. Each must
-/// pass; `kubebake conformance` runs the rest. Not in the slice yet: the
-/// Service and pod-network conformance tests exec curl and OpenBSD nc in
-/// agnhost pods, which kubebake's agnhost image does not have yet
-/// (docs/conformance.md); Services and traffic across nodes are checked by
-/// this test itself (`pod_network_across_nodes`).
+/// pods (exec and logs over websockets), cluster DNS (the suite's Debian
+/// prober resolving the cluster's and a Service's names), Services (a
+/// basic endpoint, a NodePort), pod-to-pod http across the nodes, kubectl
+/// logs, ConfigMaps and Secrets in the environment and in volumes. Each
+/// must pass; `kubebake conformance` runs the rest.
 const CONFORMANCE_SLICE: &[&str] = &[
     "DNS should support configurable pod DNS nameservers",
+    "DNS should provide DNS for the cluster \\[Conformance\\]",
+    "DNS should provide DNS for services",
+    "Services should serve a basic endpoint from pods",
+    "\\[sig-network\\] Services should be able to create a functioning NodePort service \\[",
+    "Networking Granular Checks: Pods should function for intra-pod communication: http",
     "Pods should support remote command execution over websockets",
     "Pods should support retrieving logs from the container over websockets",
     "\\[sig-node\\] ConfigMap should be consumable via environment variable",

@@ -11,10 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest as _, Sha256};
 
 use crate::definition::Definition;
-use crate::stages::rootfs::{mmdebstrap, mmdebstrap_version, Mmdebstrap};
+use crate::stages::rootfs::{mmdebstrap, Mmdebstrap};
 use crate::{children, hostcmd, locks, space, sweep};
 
 /// Bumped whenever the way the root is made changes.
@@ -40,27 +39,23 @@ const OPTIONS: &[&str] = &[
 
 const VARIANT: &str = "essential";
 
-fn cache_key(def: &Definition, epoch: i64) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        FORMAT,
-        VARIANT,
-        &OPTIONS.join(","),
-        &def.base.suite,
-        def.base.mirror.as_str(),
-        &PACKAGES.join(","),
-        &epoch.to_string(),
-        &mmdebstrap_version(),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
+/// The run, for `def`'s suite and mirror.
+fn run<'a>(def: &'a Definition, include: &'a [String], options: &'a [String]) -> Mmdebstrap<'a> {
+    Mmdebstrap {
+        variant: VARIANT,
+        suite: &def.base.suite,
+        mirror: def.base.mirror.as_str(),
+        include,
+        options,
     }
-    hex::encode(h.finalize())
 }
 
 /// The cached root tar for `def`'s suite and mirror, made now if needed.
 pub fn ensure(def: &Definition, cache: &Path, epoch: i64, offline: bool) -> Result<PathBuf> {
-    let key = cache_key(def, epoch);
+    let include: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+    let options: Vec<String> = OPTIONS.iter().map(|o| o.to_string()).collect();
+    let mmdebstrap_run = run(def, &include, &options);
+    let key = mmdebstrap_run.cache_key(FORMAT, Some(epoch));
     let dir = cache.join("conformance-root");
     let path = dir.join(format!("{key}.tar"));
     let entry = format!("conformance-root-{key}");
@@ -84,20 +79,7 @@ pub fn ensure(def: &Definition, cache: &Path, epoch: i64, offline: bool) -> Resu
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let _interrupted = children::temporary(tmp.path());
-    let include: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
-    let options: Vec<String> = OPTIONS.iter().map(|o| o.to_string()).collect();
-    let mut cmd = mmdebstrap(
-        &Mmdebstrap {
-            variant: VARIANT,
-            suite: &def.base.suite,
-            mirror: def.base.mirror.as_str(),
-            include: &include,
-            options: &options,
-        },
-        "tar",
-        tmp.path(),
-        Some(epoch),
-    );
+    let mut cmd = mmdebstrap(&mmdebstrap_run, "tar", tmp.path(), Some(epoch));
     hostcmd::run(&mut cmd)
         .map_err(|e| space::explain(e, &dir, "the test images' Debian root", None))
         .with_context(|| {

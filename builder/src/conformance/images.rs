@@ -12,11 +12,12 @@
 //! | `nautilus:1.8` | the agnhost image with the module's `nautilus.jpg` and `data.json`; CMD test-webserver |
 //! | `glibc-dns-testing:2.0.0` | the Debian root (bookworm with dnsutils, as upstream's); CMD bash |
 //! | `nginx:1.15-4` | a stand-in: busybox `httpd` on port 80 (no conformance test talks to nginx; it must run and become ready) |
+//! | `sample-apiserver:1.29.2` | `k8s.io/sample-apiserver` at the image's Kubernetes version, built with the suite; ENTRYPOINT /sample-apiserver |
+//! | `etcd:3.6.8-0` | the node image's own etcd build at /usr/local/bin/etcd |
 //! | `pause:3.10.2` | the node's baked pause image |
 //!
-//! Not made (the tests that need them fail, see docs/conformance.md):
-//! `kitten` (pulled with `Always`); `etcd` and `sample-apiserver` for the
-//! aggregator test.
+//! Not made (the test that needs it fails, see docs/conformance.md):
+//! `kitten` (pulled with `Always`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +32,11 @@ use crate::oci::{write_archive_of, ImageSpec, LayerEntry};
 
 /// The registry prefix the repository list points the suite at.
 pub const PREFIX: &str = "localhost/kubebake";
+/// The tags the suite's image manifest (`test/utils/image/manifest.go`)
+/// gives the aggregator test's images; kubebake's hold the image's own
+/// sample-apiserver and etcd.
+const SAMPLE_APISERVER_TAG: &str = "1.29.2";
+const ETCD_TAG: &str = "3.6.8-0";
 
 /// An image written for the suite.
 #[derive(Debug, Clone, Serialize)]
@@ -236,6 +242,32 @@ pub fn specs(tools: &Tools, root: &Path, work: &Path, epoch: i64) -> Result<Vec<
         &["bash"],
         epoch,
     );
+    // The aggregator test's pod: the sample API server and its etcd.
+    let tmp = vec![("/tmp".to_string(), 0o1777)];
+    let sample_apiserver = Layer {
+        files: vec![entry("/sample-apiserver", &tools.sample_apiserver, 0o755)],
+        links: vec![],
+        dirs: tmp.clone(),
+    }
+    .image(
+        format!("{PREFIX}/sample-apiserver:{SAMPLE_APISERVER_TAG}"),
+        None,
+        &["/sample-apiserver"],
+        &[],
+        epoch,
+    );
+    let etcd = Layer {
+        files: vec![entry("/usr/local/bin/etcd", &tools.etcd, 0o755)],
+        links: vec![],
+        dirs: tmp,
+    }
+    .image(
+        format!("{PREFIX}/etcd:{ETCD_TAG}"),
+        None,
+        &["/usr/local/bin/etcd"],
+        &[],
+        epoch,
+    );
     Ok(vec![
         busybox,
         agnhost(AGNHOST_VERSION),
@@ -243,6 +275,8 @@ pub fn specs(tools: &Tools, root: &Path, work: &Path, epoch: i64) -> Result<Vec<
         nautilus,
         dns,
         nginx,
+        sample_apiserver,
+        etcd,
     ])
 }
 
@@ -384,7 +418,9 @@ mod tests {
             e2e_test: "/x".into(),
             ginkgo: "/x".into(),
             kubectl: "/x".into(),
-            agnhost,
+            agnhost: agnhost.clone(),
+            sample_apiserver: agnhost.clone(),
+            etcd: agnhost,
             busybox: bb,
             files: dir.path().to_path_buf(),
             reused: true,
@@ -416,6 +452,8 @@ mod tests {
                 "localhost/kubebake/nautilus:1.8",
                 "localhost/kubebake/glibc-dns-testing:2.0.0",
                 "localhost/kubebake/nginx:1.15-4",
+                "localhost/kubebake/sample-apiserver:1.29.2",
+                "localhost/kubebake/etcd:3.6.8-0",
             ]
         );
         assert!(made.iter().all(|m| m.archive == made[0].archive));

@@ -214,6 +214,8 @@ mod tests {
             ginkgo: "/c/ginkgo".into(),
             kubectl: "/c/kubectl".into(),
             agnhost: "/c/agnhost".into(),
+            sample_apiserver: "/c/sample-apiserver".into(),
+            etcd: "/e/etcd".into(),
             busybox: "/c/busybox".into(),
             files: "/c".into(),
             reused: true,

@@ -18,6 +18,8 @@ use crate::stages::source_build::build_all;
 pub const SOURCE_BUILD: &str = "kubernetes";
 /// The definition's build of the busybox binary the test images use.
 pub const BUSYBOX_BUILD: &str = "busybox";
+/// The definition's etcd build: the aggregator test's etcd image runs it.
+pub const ETCD_BUILD: &str = "etcd";
 /// agnhost's version at Kubernetes v1.36 (test/images/agnhost/VERSION, its
 /// Makefile's `main.Version` stamp and the image tag the suite asks for);
 /// checked against the module's file at every build.
@@ -29,6 +31,9 @@ const OUTPUTS: &[(&str, &str, bool)] = &[
     ("ginkgo", "github.com/onsi/ginkgo/v2/ginkgo", false),
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl", false),
     ("agnhost", "k8s.io/kubernetes/test/images/agnhost", false),
+    // The aggregator test's API server (go.mod pins k8s.io/sample-apiserver
+    // at the image's Kubernetes version).
+    ("sample-apiserver", "k8s.io/sample-apiserver", false),
 ];
 
 /// Files of the Kubernetes module the test images carry: (output, path).
@@ -49,6 +54,9 @@ pub struct Tools {
     pub ginkgo: PathBuf,
     pub kubectl: PathBuf,
     pub agnhost: PathBuf,
+    pub sample_apiserver: PathBuf,
+    /// The node image's own etcd.
+    pub etcd: PathBuf,
     /// Debian's busybox-static, as the image's test image has it.
     pub busybox: PathBuf,
     /// Where [`MODULE_FILES`] are, by output name.
@@ -85,6 +93,16 @@ pub fn build(
                 def.source.display()
             )
         })?;
+    let etcd = def
+        .builds
+        .iter()
+        .find(|b| b.name == ETCD_BUILD && b.output("etcd").is_some())
+        .with_context(|| {
+            format!(
+                "{}: no build `{ETCD_BUILD}` with an `etcd` output: the aggregator test's etcd image uses it",
+                def.source.display()
+            )
+        })?;
     let mut suite = source.clone();
     suite.name = "conformance".to_string();
     if let BuildKind::Go(g) = &mut suite.kind {
@@ -113,7 +131,7 @@ pub fn build(
         .collect();
     let mut only = def.clone();
     only.artifacts = Vec::new();
-    only.builds = vec![suite, busybox.clone()];
+    only.builds = vec![suite, busybox.clone(), etcd.clone()];
     // busybox is a recipe build from a pinned Debian package: fetched (or
     // found in the cache) like any build source.
     let mut fo = FetchOptions::new(cache_dir.to_path_buf());
@@ -123,10 +141,10 @@ pub fn build(
         .context("fetching the sources of the suite's test images")?;
     let built = build_all(&only, &fetched, cache_dir, epoch, offline, progress)
         .context("building the conformance suite from the image's Kubernetes module")?;
-    let (b, bb) = match built.as_slice() {
-        [b, bb] => (b, bb),
+    let (b, bb, e) = match built.as_slice() {
+        [b, bb, e] => (b, bb, e),
         _ => anyhow::bail!(
-            "the conformance build produced {} builds, not 2",
+            "the conformance build produced {} builds, not 3",
             built.len()
         ),
     };
@@ -144,6 +162,8 @@ pub fn build(
         ginkgo: b.output_path("ginkgo"),
         kubectl: b.output_path("kubectl"),
         agnhost: b.output_path("agnhost"),
+        sample_apiserver: b.output_path("sample-apiserver"),
+        etcd: e.output_path("etcd"),
         busybox: bb.output_path("busybox"),
         files: b.output_path(""),
         reused: b.reused,

@@ -52,24 +52,15 @@ pub struct InstalledPackage {
 
 /// The cache key: a hash of every input of mmdebstrap.
 pub fn cache_key(def: &Definition, source_date_epoch: Option<i64>) -> Result<String> {
-    let version = mmdebstrap_version();
-    let mut packages: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
-    packages.sort();
-    let mut h = Sha256::new();
-    for part in [
-        STAGE_FORMAT,
-        VARIANT,
-        &DPKG_FILTERS.join(","),
-        &def.base.suite,
-        def.base.mirror.as_str(),
-        &packages.join(","),
-        &source_date_epoch.map_or("unset".into(), |e| e.to_string()),
-        &version,
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
+    let include: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
+    Ok(Mmdebstrap {
+        variant: VARIANT,
+        suite: &def.base.suite,
+        mirror: def.base.mirror.as_str(),
+        include: &include,
+        options: &[],
     }
-    Ok(hex::encode(h.finalize()))
+    .cache_key(STAGE_FORMAT, source_date_epoch))
 }
 
 /// Returns the cached base tarball for `def`, running mmdebstrap if needed.
@@ -164,6 +155,32 @@ pub struct Mmdebstrap<'a> {
     pub include: &'a [String],
     /// Further mmdebstrap options (hooks, skips).
     pub options: &'a [String],
+}
+
+impl Mmdebstrap<'_> {
+    /// A hash of every input of the run (and `stage`, the caller's format
+    /// version), for a cache of its output.
+    pub fn cache_key(&self, stage: &str, source_date_epoch: Option<i64>) -> String {
+        let mut packages = self.include.to_vec();
+        packages.sort();
+        let filters = DPKG_FILTERS.join(",");
+        let options = self.options.join(",");
+        let epoch = source_date_epoch.map_or("unset".into(), |e| e.to_string());
+        let version = mmdebstrap_version();
+        let mut parts = vec![stage, self.variant, &filters];
+        // Keys of runs without options stay what they were before options.
+        if !self.options.is_empty() {
+            parts.push(&options);
+        }
+        let packages = packages.join(",");
+        parts.extend([self.suite, self.mirror, &packages, &epoch, &version]);
+        let mut h = Sha256::new();
+        for part in parts {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// The mmdebstrap call for `m`, with the slim-image dpkg filters, writing
