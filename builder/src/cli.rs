@@ -276,6 +276,11 @@ pub struct UpArgs {
     /// vCPUs of each master.
     #[arg(long, default_value_t = 2)]
     pub master_cpus: u32,
+    /// Each VM's disk in GiB, like an instance's root volume (EC2's default
+    /// is 8): the root partition and file system grow into it at first
+    /// boot. Copy-on-write: only what the VM writes takes host space.
+    #[arg(long, value_name = "GIB", default_value_t = 8)]
+    pub disk_size: u32,
     /// The same user-data file for every instance (like run-instances
     /// --user-data); without it each VM gets generated role user-data with
     /// the cluster's credentials.

@@ -16,6 +16,9 @@ use crate::cluster::{Cluster, ClusterOptions, Datasource, Sizing, UserData, VmSp
 use crate::up::RoleSections;
 use crate::{kube, wait_until, BootSpec, Role};
 
+/// The benchmarks' VMs' disks, as `kubebake up`'s default.
+const BENCH_DISK_GIB: u32 = 8;
+
 /// Measured times, seconds from the VMs' start.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
@@ -48,6 +51,7 @@ pub fn bench(
         memory_mib,
         cpus: 1,
         master: Some(master),
+        disk_gib: Some(BENCH_DISK_GIB),
         work_dir: work.path().to_path_buf(),
         die_with_parent: true,
     })?;
@@ -239,6 +243,7 @@ fn start_cluster(
         memory_mib,
         cpus: 1,
         master,
+        disk_gib: Some(BENCH_DISK_GIB),
         work_dir: work.path().to_path_buf(),
         die_with_parent: true,
     })?;

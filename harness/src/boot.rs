@@ -58,7 +58,7 @@ pub fn boot(spec: &BootSpec, opts: &BootOptions) -> Result<BootReport> {
         .clone()
         .unwrap_or_else(|| tmp.path().join("vm"));
     let overlay = tmp.path().join("overlay.qcow2");
-    create_overlay(&spec.disk, &overlay)?;
+    create_overlay(&spec.disk, &overlay, None)?;
     let (boot, boot_name) = if opts.direct_kernel {
         (spec.kernel_boot()?, "direct kernel")
     } else {

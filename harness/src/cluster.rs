@@ -29,6 +29,10 @@ pub struct ClusterOptions {
     /// Masters' size when it differs from the others' (the control plane
     /// needs more than a minion: kube-apiserver alone takes ~360 MB).
     pub master: Option<Sizing>,
+    /// Each VM's disk in GiB, like an instance's root volume larger than
+    /// its image (cloud-init's growpart and resizefs grow the root at first
+    /// boot); None: the image's own size.
+    pub disk_gib: Option<u32>,
     /// Overlays, seeds, serial logs, keys.
     pub work_dir: PathBuf,
     pub die_with_parent: bool,
@@ -277,7 +281,7 @@ impl Cluster {
             )?;
         }
         let overlay = dir.join("disk.qcow2");
-        qemu::create_overlay(&self.opts.image.disk, &overlay)?;
+        qemu::create_overlay(&self.opts.image.disk, &overlay, self.opts.disk_gib)?;
         self.ns.add_tap(&tap)?;
         self.registry.add(Entry {
             name: spec.name.clone(),

@@ -66,8 +66,10 @@ pub struct Qemu {
     pub started: Instant,
 }
 
-/// Creates `overlay` as a copy-on-write qcow2 over `golden` (never written).
-pub fn create_overlay(golden: &Path, overlay: &Path) -> Result<()> {
+/// Creates `overlay` as a copy-on-write qcow2 over `golden` (never
+/// written), of `gib` GiB when given (never smaller than `golden`: the
+/// guest grows its root into the rest), else of `golden`'s size.
+pub fn create_overlay(golden: &Path, overlay: &Path, gib: Option<u32>) -> Result<()> {
     let golden = golden
         .canonicalize()
         .with_context(|| format!("golden image {}", golden.display()))?;
@@ -77,10 +79,23 @@ pub fn create_overlay(golden: &Path, overlay: &Path) -> Result<()> {
         "qcow2"
     };
     let _ = std::fs::remove_file(overlay);
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
         .arg(&golden)
-        .arg(overlay)
+        .arg(overlay);
+    if let Some(gib) = gib {
+        let image = virtual_size(&golden)?;
+        let want = u64::from(gib) << 30;
+        if want < image {
+            bail!(
+                "a {gib} GiB disk is smaller than the image {} ({:.1} GiB): give a larger disk size",
+                golden.display(),
+                image as f64 / f64::from(1u32 << 30)
+            );
+        }
+        cmd.arg(want.to_string());
+    }
+    let out = cmd
         .output()
         .context("running qemu-img (install qemu-utils)")?;
     if !out.status.success() {
@@ -91,6 +106,27 @@ pub fn create_overlay(golden: &Path, overlay: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A disk image's virtual size in bytes (`qemu-img info`).
+fn virtual_size(image: &Path) -> Result<u64> {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(image)
+        .output()
+        .context("running qemu-img info (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "qemu-img info {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading qemu-img info of {}", image.display()))?;
+    info["virtual-size"]
+        .as_u64()
+        .with_context(|| format!("qemu-img info of {} has no virtual-size", image.display()))
 }
 
 impl Qemu {

@@ -46,6 +46,8 @@ pub struct UpPlan {
     pub minions: u32,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Each VM's disk, GiB (the root grows into it at first boot).
+    pub disk_gib: u32,
     /// The same user-data for every instance (verbatim); None: each VM gets
     /// generated role user-data.
     pub user_data: Option<Vec<u8>>,
@@ -102,6 +104,7 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
         memory_mib: plan.memory_mib,
         cpus: plan.cpus,
         master: plan.master,
+        disk_gib: Some(plan.disk_gib),
         work_dir: state_dir.join("vms"),
         die_with_parent: true,
     })?;

@@ -59,6 +59,7 @@ pub fn options(test: &str, image: BootSpec, memory_mib: u32) -> ClusterOptions {
         memory_mib,
         cpus: 1,
         master: None,
+        disk_gib: Some(8),
         work_dir: log_dir(test),
         die_with_parent: true,
     }

@@ -734,6 +734,17 @@ fn node_prerequisites(c: &Cluster, vm: &str, role: &str) -> Result<()> {
             "{vm}: module {module} is not loaded"
         );
     }
+    // The VM's 8 GiB disk (an instance's root volume) is larger than the
+    // 3 GiB image: cloud-init's growpart and resizefs grew the root.
+    let size = c.ssh(vm, "df -B1 --output=size / | tail -1")?;
+    let size: u64 = size
+        .trim()
+        .parse()
+        .with_context(|| format!("{vm}: df printed {size:?}"))?;
+    ensure!(
+        size > 7 << 30,
+        "{vm}: the root file system is {size} bytes: not grown into the 8 GiB disk"
+    );
     let out = c.ssh(vm, "sudo /usr/local/bin/rolectl preflight --json")?;
     let report: serde_json::Value =
         serde_json::from_str(&out).with_context(|| format!("{vm}: preflight said {out}"))?;

@@ -34,6 +34,7 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> Result<ExitCode> {
         minions: args.minions,
         memory_mib: args.memory,
         cpus: args.cpus,
+        disk_gib: args.disk_size,
         user_data: match &args.user_data {
             Some(p) => Some(
                 std::fs::read(p).with_context(|| format!("reading user-data {}", p.display()))?,

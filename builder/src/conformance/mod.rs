@@ -15,7 +15,7 @@ pub mod images;
 pub mod junit;
 pub mod tools;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -138,7 +138,7 @@ impl Run<'_> {
         c
     }
 
-    /// Runs the suite, copying its output to `out` line by line (and to
+    /// Runs the suite, copying its output to `out` as it comes (and to
     /// `e2e.log`), then tallies the JUnit report.
     pub fn execute(&self, out: &mut dyn Write) -> Result<Outcome> {
         std::fs::create_dir_all(self.report_dir)
@@ -157,23 +157,31 @@ impl Run<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .context("starting ginkgo in the cluster's network namespace")?;
-        let stderr = child.stderr.take().context("ginkgo's stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let tx2 = tx.clone();
-        let err_thread = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx2.send(line);
-            }
-        });
-        let stdout = child.stdout.take().context("ginkgo's stdout")?;
-        let out_thread = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        for line in rx {
-            writeln!(log, "{line}").context("writing e2e.log")?;
-            let _ = writeln!(out, "{line}");
+        // As the output comes, not by lines: Ginkgo marks each finished
+        // spec with a `•` and no newline.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let forward = |mut from: Box<dyn Read + Send>, tx: std::sync::mpsc::Sender<Vec<u8>>| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let err_thread = forward(
+            Box::new(child.stderr.take().context("ginkgo's stderr")?),
+            tx.clone(),
+        );
+        let out_thread = forward(
+            Box::new(child.stdout.take().context("ginkgo's stdout")?),
+            tx,
+        );
+        for chunk in rx {
+            log.write_all(&chunk).context("writing e2e.log")?;
+            let _ = out.write_all(&chunk);
+            let _ = out.flush();
         }
         let _ = out_thread.join();
         let _ = err_thread.join();
