@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::definition::Definition;
-use crate::stages::rootfs::{mmdebstrap, Mmdebstrap};
-use crate::{children, hostcmd, locks, space, sweep};
+use crate::locks;
+use crate::stages::rootfs::Mmdebstrap;
 
 /// Bumped whenever the way the root is made changes.
 const FORMAT: &str = "conformance-root-v1";
@@ -72,16 +72,8 @@ pub fn ensure(def: &Definition, cache: &Path, epoch: i64, offline: bool) -> Resu
             dir.display()
         );
     }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&sweep::temp_prefix(&entry))
-        .suffix(".tar")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let _interrupted = children::temporary(tmp.path());
-    let mut cmd = mmdebstrap(&mmdebstrap_run, "tar", tmp.path(), Some(epoch));
-    hostcmd::run(&mut cmd)
-        .map_err(|e| space::explain(e, &dir, "the test images' Debian root", None))
+    mmdebstrap_run
+        .write_tar(&path, &entry, Some(epoch), "the test images' Debian root")
         .with_context(|| {
             format!(
                 "making the test images' Debian {} root with mmdebstrap ({}); a pin the mirror no longer carries fails here: update conformance::debian_root::PACKAGES",
@@ -89,8 +81,6 @@ pub fn ensure(def: &Definition, cache: &Path, epoch: i64, offline: bool) -> Resu
                 PACKAGES.join(" ")
             )
         })?;
-    tmp.persist(&path)
-        .with_context(|| format!("storing {}", path.display()))?;
     Ok(path)
 }
 

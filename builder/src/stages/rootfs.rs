@@ -96,26 +96,28 @@ pub fn ensure_base(
             def.base.mirror
         );
     }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&sweep::temp_prefix(&entry))
-        .suffix(".tar")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let _interrupted = children::temporary(tmp.path());
-    let mut cmd = mmdebstrap_command(def, "tar", tmp.path(), source_date_epoch);
-    hostcmd::run(&mut cmd)
-        .map_err(|e| space::explain(e, &dir, "the base root filesystem tarball", None))
-        .with_context(|| {
-            format!(
-                "building the Debian {} base with mmdebstrap; check base.packages in {} \
+    let include: Vec<String> = def.base.packages.iter().map(|p| p.spec()).collect();
+    Mmdebstrap {
+        variant: VARIANT,
+        suite: &def.base.suite,
+        mirror: def.base.mirror.as_str(),
+        include: &include,
+        options: &[],
+    }
+    .write_tar(
+        &path,
+        &entry,
+        source_date_epoch,
+        "the base root filesystem tarball",
+    )
+    .with_context(|| {
+        format!(
+            "building the Debian {} base with mmdebstrap; check base.packages in {} \
              (a pinned version that the mirror no longer carries fails here)",
-                def.base.suite,
-                def.source.display()
-            )
-        })?;
-    tmp.persist(&path)
-        .with_context(|| format!("storing {}", path.display()))?;
+            def.base.suite,
+            def.source.display()
+        )
+    })?;
     Ok(BaseTarball {
         path,
         key,
@@ -158,6 +160,32 @@ pub struct Mmdebstrap<'a> {
 }
 
 impl Mmdebstrap<'_> {
+    /// Runs mmdebstrap into a tar at `dest`, through a temporary file in
+    /// its directory (named for the cache `entry`): a failed or interrupted
+    /// run leaves nothing under `dest`. `what` names it in a full disk's
+    /// error.
+    pub fn write_tar(
+        &self,
+        dest: &Path,
+        entry: &str,
+        source_date_epoch: Option<i64>,
+        what: &str,
+    ) -> Result<()> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&sweep::temp_prefix(entry))
+            .suffix(".tar")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let _interrupted = children::temporary(tmp.path());
+        let mut cmd = mmdebstrap(self, "tar", tmp.path(), source_date_epoch);
+        hostcmd::run(&mut cmd).map_err(|e| space::explain(e, dir, what, None))?;
+        tmp.persist(dest)
+            .with_context(|| format!("storing {}", dest.display()))?;
+        Ok(())
+    }
+
     /// A hash of every input of the run (and `stage`, the caller's format
     /// version), for a cache of its output.
     pub fn cache_key(&self, stage: &str, source_date_epoch: Option<i64>) -> String {
