@@ -112,7 +112,7 @@ pub fn write_archive_of(specs: &[ImageSpec], dest: &Path) -> Result<Vec<ImageDig
     let mut files: BTreeMap<String, &[u8]> = BTreeMap::new();
     files.insert("oci-layout".into(), &layout_json);
     files.insert("index.json".into(), &index_json);
-    for (hex, bytes) in &blobs.0 {
+    for (hex, bytes) in &blobs.by_hex {
         files.insert(format!("blobs/sha256/{hex}"), bytes);
     }
     for (path, bytes) in files {
@@ -125,14 +125,30 @@ pub fn write_archive_of(specs: &[ImageSpec], dest: &Path) -> Result<Vec<ImageDig
 }
 
 /// Blobs by the hex of their sha256: a blob two images share is kept once.
+/// A base layer file two images name is read and hashed once.
 #[derive(Default)]
-struct Blobs(BTreeMap<String, Vec<u8>>);
+struct Blobs {
+    by_hex: BTreeMap<String, Vec<u8>>,
+    bases: BTreeMap<PathBuf, Descriptor>,
+}
 
 impl Blobs {
+    /// Stores the base layer file `path` (once) and returns its descriptor.
+    fn add_base(&mut self, path: &Path, reference: &str) -> Result<Descriptor> {
+        if let Some(d) = self.bases.get(path) {
+            return Ok(d.clone());
+        }
+        let bytes = fs::read(path)
+            .with_context(|| format!("reading the base layer {} of {reference}", path.display()))?;
+        let d = self.add(MediaType::Other(LAYER_MEDIA_TYPE.to_string()), bytes)?;
+        self.bases.insert(path.to_path_buf(), d.clone());
+        Ok(d)
+    }
+
     /// Stores `bytes` and returns its descriptor.
     fn add(&mut self, media_type: MediaType, bytes: Vec<u8>) -> Result<Descriptor> {
         let d = descriptor(media_type, &bytes)?;
-        self.0
+        self.by_hex
             .entry(d.digest().digest().to_string())
             .or_insert(bytes);
         Ok(d)
@@ -143,19 +159,14 @@ impl Blobs {
 /// descriptor of the image and its digests.
 fn add_image(spec: &ImageSpec, blobs: &mut Blobs) -> Result<(Descriptor, ImageDigests)> {
     let mtime = spec.epoch.max(0) as u64;
-    let layer_type = || MediaType::Other(LAYER_MEDIA_TYPE.to_string());
     let mut layers = Vec::new();
     if let Some(base) = &spec.base {
-        let bytes = fs::read(base).with_context(|| {
-            format!(
-                "reading the base layer {} of {}",
-                base.display(),
-                spec.reference
-            )
-        })?;
-        layers.push(blobs.add(layer_type(), bytes)?);
+        layers.push(blobs.add_base(base, &spec.reference)?);
     }
-    let own = blobs.add(layer_type(), layer_tar(spec, mtime)?)?;
+    let own = blobs.add(
+        MediaType::Other(LAYER_MEDIA_TYPE.to_string()),
+        layer_tar(spec, mtime)?,
+    )?;
     let layer_digest = own.digest().to_string();
     layers.push(own);
 

@@ -6,6 +6,7 @@
 //! The serial console goes to a log file; a QMP socket allows a clean
 //! `system_powerdown` followed by `quit` after a grace period.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -79,10 +80,12 @@ pub fn create_overlay(golden: &Path, overlay: &Path, gib: Option<u32>) -> Result
         "qcow2"
     };
     let _ = std::fs::remove_file(overlay);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
-        .arg(&golden)
-        .arg(overlay);
+    let mut args: Vec<OsString> = ["create", "-q", "-f", "qcow2", "-F", fmt, "-b"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.push(golden.clone().into());
+    args.push(overlay.into());
     if let Some(gib) = gib {
         let image = virtual_size(&golden)?;
         let want = u64::from(gib) << 30;
@@ -93,40 +96,37 @@ pub fn create_overlay(golden: &Path, overlay: &Path, gib: Option<u32>) -> Result
                 image as f64 / f64::from(1u32 << 30)
             );
         }
-        cmd.arg(want.to_string());
+        args.push(want.to_string().into());
     }
-    let out = cmd
-        .output()
-        .context("running qemu-img (install qemu-utils)")?;
-    if !out.status.success() {
-        bail!(
-            "qemu-img create overlay {} failed: {}",
-            overlay.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    qemu_img(&args).with_context(|| format!("creating the overlay {}", overlay.display()))?;
     Ok(())
 }
 
 /// A disk image's virtual size in bytes (`qemu-img info`).
 fn virtual_size(image: &Path) -> Result<u64> {
-    let out = Command::new("qemu-img")
-        .args(["info", "--output=json"])
-        .arg(image)
-        .output()
-        .context("running qemu-img info (install qemu-utils)")?;
-    if !out.status.success() {
-        bail!(
-            "qemu-img info {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+    let out = qemu_img(&["info".into(), "--output=json".into(), image.into()])?;
+    let info: serde_json::Value = serde_json::from_slice(&out)
         .with_context(|| format!("reading qemu-img info of {}", image.display()))?;
     info["virtual-size"]
         .as_u64()
         .with_context(|| format!("qemu-img info of {} has no virtual-size", image.display()))
+}
+
+/// Runs `qemu-img` with `args`; its standard output, or an error with its
+/// standard error.
+fn qemu_img(args: &[OsString]) -> Result<Vec<u8>> {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .output()
+        .context("running qemu-img (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "qemu-img {} failed: {}",
+            args.first().map_or("".into(), |a| a.to_string_lossy()),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
 }
 
 impl Qemu {

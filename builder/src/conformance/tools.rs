@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::definition::{BuildKind, BuildOutput, Definition, ModuleFile, OutputFrom};
+use crate::definition::{Build, BuildKind, BuildOutput, Definition, ModuleFile, OutputFrom};
 use crate::fetch::{fetch_artifacts_blocking, FetchOptions};
 use crate::progress::Progress;
 use crate::stages::source_build::build_all;
@@ -65,6 +65,24 @@ pub struct Tools {
     pub reused: bool,
 }
 
+/// `def`'s build `name` with an output `output`; `why` says what needs it.
+fn build_with_output<'a>(
+    def: &'a Definition,
+    name: &str,
+    output: &str,
+    why: &str,
+) -> Result<&'a Build> {
+    def.builds
+        .iter()
+        .find(|b| b.name == name && b.output(output).is_some())
+        .with_context(|| {
+            format!(
+                "{}: no build `{name}` with a `{output}` output: {why}",
+                def.source.display()
+            )
+        })
+}
+
 /// Builds (or reuses) the suite's programs of `def`'s Kubernetes build.
 pub fn build(
     def: &Definition,
@@ -83,26 +101,18 @@ pub fn build(
                 def.source.display()
             )
         })?;
-    let busybox = def
-        .builds
-        .iter()
-        .find(|b| b.name == BUSYBOX_BUILD && b.output("busybox").is_some())
-        .with_context(|| {
-            format!(
-                "{}: no build `{BUSYBOX_BUILD}` with a `busybox` output: the suite's busybox and agnhost images use it",
-                def.source.display()
-            )
-        })?;
-    let etcd = def
-        .builds
-        .iter()
-        .find(|b| b.name == ETCD_BUILD && b.output("etcd").is_some())
-        .with_context(|| {
-            format!(
-                "{}: no build `{ETCD_BUILD}` with an `etcd` output: the aggregator test's etcd image uses it",
-                def.source.display()
-            )
-        })?;
+    let busybox = build_with_output(
+        def,
+        BUSYBOX_BUILD,
+        "busybox",
+        "the suite's busybox and agnhost images use it",
+    )?;
+    let etcd = build_with_output(
+        def,
+        ETCD_BUILD,
+        "etcd",
+        "the aggregator test's etcd image uses it",
+    )?;
     let mut suite = source.clone();
     suite.name = "conformance".to_string();
     if let BuildKind::Go(g) = &mut suite.kind {
