@@ -31,7 +31,7 @@ stamp "tests"
 cargo test --workspace --exclude kubebake-vmtests
 stamp "fuzz"
 # Bounded runs of the fuzz targets over their committed corpora (~2 min
-# warm); fails on a crash. Long runs: see README "Fuzzing".
+# warm); fails on a crash. Long runs: see docs/fuzzing.md.
 bash scripts/fuzz.sh ci
 stamp "VM tests"
 # Each VM test file boots its VMs in parallel; the files run one after the
