@@ -2,16 +2,20 @@
 //!
 //! The golden image holds no key material. Everything a cluster shares is
 //! made here once, kept by the operator, and handed to nodes in user-data;
-//! rolectl writes it under `/etc/kubernetes` at activation:
+//! rolectl writes it under `/etc/kubernetes` at activation. Which role gets
+//! which value, under which key, and the file it becomes on the node are the
+//! credential table of `contract::credentials` ([`ClusterSecrets::userdata_section`]
+//! is derived from it):
 //!
-//! | file | what | given to |
-//! | --- | --- | --- |
-//! | `ca.crt`, `ca.key` | cluster CA, CN=kubernetes, ECDSA P-256, 10 years | master (both), minion (`ca.crt`) |
-//! | `front-proxy-ca.crt`, `.key` | aggregation-layer CA, CN=front-proxy-ca, ECDSA P-256, 10 years | master |
-//! | `sa.key`, `sa.pub` | service-account token signing key, RSA 2048 (PKCS#8 / SPKI PEM) | master |
-//! | `kube-proxy.crt`, `.key` | CN=system:kube-proxy, clientAuth, signed by the CA, 1 year | minion (`kube-proxy.conf`) |
-//! | `bootstrap-token` | `[a-z0-9]{6}.[a-z0-9]{16}`: kubelet TLS bootstrap | master (Secret), minion (`bootstrap-kubelet.conf`) |
-//! | `cluster.json` | name, created, token expiry, CA pin (`sha256:<hex>` over the CA's SubjectPublicKeyInfo, kubeadm's `caCertHashes` format) | – |
+//! | file | what |
+//! | --- | --- |
+//! | `ca.crt`, `ca.key` | cluster CA, CN=kubernetes, ECDSA P-256, 10 years |
+//! | `front-proxy-ca.crt`, `.key` | aggregation-layer CA, CN=front-proxy-ca, ECDSA P-256, 10 years |
+//! | `sa.key`, `sa.pub` | service-account token signing key, RSA 2048 (PKCS#8 / SPKI PEM) |
+//! | `kube-proxy.crt`, `.key` | CN=system:kube-proxy, clientAuth, signed by the CA, 1 year |
+//! | `bootstrap-token` | `[a-z0-9]{6}.[a-z0-9]{16}`: kubelet TLS bootstrap |
+//! | `weave-password` | Weave Net's network password, 32 characters `[a-z0-9]` |
+//! | `cluster.json` | name, created, token expiry, CA pin (`sha256:<hex>` over the CA's SubjectPublicKeyInfo, kubeadm's `caCertHashes` format) |
 //!
 //! Why these algorithms: the bootstrap prototype (on Kubernetes v1.20, and
 //! the v1.36 image since: kubeadm phases, API server, CSR signer, kubectl, curl) accepted an ECDSA
@@ -40,17 +44,16 @@ use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use rolectl::settings::ClusterName;
+use contract::credentials::secrets_dir::{
+    BOOTSTRAP_TOKEN, CA_CRT, CA_KEY, FRONT_PROXY_CA_CRT, FRONT_PROXY_CA_KEY, KUBE_PROXY_CRT,
+    KUBE_PROXY_KEY, SA_KEY, SA_PUB,
+};
+use contract::credentials::{self as schema, Kept, Kind};
+use contract::role::Role;
 
-pub const CA_CERT: &str = "ca.crt";
-pub const CA_KEY: &str = "ca.key";
-pub const FRONT_PROXY_CA_CERT: &str = "front-proxy-ca.crt";
-pub const FRONT_PROXY_CA_KEY: &str = "front-proxy-ca.key";
-pub const SA_KEY: &str = "sa.key";
-pub const SA_PUB: &str = "sa.pub";
-pub const KUBE_PROXY_CERT: &str = "kube-proxy.crt";
-pub const KUBE_PROXY_KEY: &str = "kube-proxy.key";
-pub const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
+pub use contract::credentials::BootstrapToken;
+pub use contract::values::{ClusterName, WeavePassword};
+
 pub const CLUSTER_JSON: &str = "cluster.json";
 /// Weave Net's network password (encrypts and authenticates the pod
 /// network between peers). Directories made before it existed have none.
@@ -58,13 +61,13 @@ pub const WEAVE_PASSWORD: &str = "weave-password";
 
 /// Every file [`init`] writes, in the order it writes them.
 pub const FILES: [&str; 11] = [
-    CA_CERT,
+    CA_CRT,
     CA_KEY,
-    FRONT_PROXY_CA_CERT,
+    FRONT_PROXY_CA_CRT,
     FRONT_PROXY_CA_KEY,
     SA_KEY,
     SA_PUB,
-    KUBE_PROXY_CERT,
+    KUBE_PROXY_CRT,
     KUBE_PROXY_KEY,
     BOOTSTRAP_TOKEN,
     WEAVE_PASSWORD,
@@ -107,51 +110,16 @@ pub struct ClusterInfo {
     pub ca_cert_hash: String,
 }
 
-/// A bootstrap token `<id>.<secret>`. `Debug` does not show the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BootstrapToken {
-    id: String,
-    secret: String,
+/// A new random bootstrap token from the OS CSPRNG.
+fn generate_token() -> Result<BootstrapToken> {
+    let text = format!("{}.{}", random_token_chars(6)?, random_token_chars(16)?);
+    Ok(BootstrapToken::try_from(text.as_str())?)
 }
 
-impl std::fmt::Debug for BootstrapToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BootstrapToken({}.<redacted>)", self.id)
-    }
-}
-
-impl BootstrapToken {
-    /// A new random token from the OS CSPRNG.
-    pub fn generate() -> Result<Self> {
-        Ok(BootstrapToken {
-            id: random_token_chars(6)?,
-            secret: random_token_chars(16)?,
-        })
-    }
-
-    /// Parses `[a-z0-9]{6}.[a-z0-9]{16}` (surrounding whitespace ignored)
-    /// with rolectl's own rule, the one nodes apply to user-data.
-    pub fn parse(s: &str) -> Result<Self> {
-        let t =
-            rolectl::credentials::BootstrapToken::try_from(s.trim()).map_err(|e| anyhow!("{e}"))?;
-        Ok(BootstrapToken {
-            id: t.id().to_string(),
-            secret: t.expose_secret().to_string(),
-        })
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    pub fn secret(&self) -> &str {
-        &self.secret
-    }
-
-    /// `<id>.<secret>`: this is the secret; never log it.
-    pub fn expose(&self) -> String {
-        format!("{}.{}", self.id, self.secret)
-    }
+/// A new weave password: 32 characters of `[a-z0-9]` from the OS CSPRNG
+/// (165 bits).
+fn generate_weave_password() -> Result<WeavePassword> {
+    Ok(WeavePassword::try_from(random_token_chars(32)?.as_str())?)
 }
 
 /// The secrets of one cluster, as kept in its directory.
@@ -162,28 +130,6 @@ pub struct ClusterSecrets {
     pub token: BootstrapToken,
     /// `None` for a directory made before kubebake wrote one.
     pub weave_password: Option<WeavePassword>,
-}
-
-/// Weave Net's password. `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WeavePassword(String);
-
-impl std::fmt::Debug for WeavePassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WeavePassword(<redacted>)")
-    }
-}
-
-impl WeavePassword {
-    /// 32 characters of `[a-z0-9]` from the OS CSPRNG (165 bits).
-    pub fn generate() -> Result<Self> {
-        Ok(WeavePassword(random_token_chars(32)?))
-    }
-
-    /// The password itself, for user-data.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
 }
 
 impl ClusterSecrets {
@@ -213,57 +159,44 @@ impl ClusterSecrets {
 
 impl ClusterSecrets {
     /// The credential keys of a `kubernetes:` user-data section for `role`
-    /// (indented two spaces, to follow `kubernetes:`), in the schema rolectl
-    /// validates (roles/README.md): a master gets the CAs' keys, the
-    /// service-account keys and the token with its expiry; a minion gets only
-    /// the CA certificate and its pin, the token and kube-proxy's
-    /// certificate. `api_server` overrides a minion's default endpoint.
-    pub fn userdata_section(
-        &self,
-        role: rolectl::settings::Role,
-        api_server: Option<&str>,
-    ) -> Result<String> {
-        use rolectl::settings::Role;
-        let mut s = format!("  bootstrap_token: \"{}\"\n", self.token.expose());
-        let pems: &[(&str, &str)] = match role {
-            Role::Master => {
-                s.push_str(&format!(
-                    "  bootstrap_token_expires: \"{}\"\n",
-                    self.info.token_expiration
-                ));
-                &[
-                    ("ca_crt", CA_CERT),
-                    ("ca_key", CA_KEY),
-                    ("front_proxy_ca_crt", FRONT_PROXY_CA_CERT),
-                    ("front_proxy_ca_key", FRONT_PROXY_CA_KEY),
-                    ("sa_key", SA_KEY),
-                    ("sa_pub", SA_PUB),
-                ]
-            }
-            Role::Minion => {
-                if let Some(url) = api_server {
-                    s.push_str(&format!("  api_server: \"{url}\"\n"));
+    /// (indented two spaces, to follow `kubernetes:`), as the credential
+    /// table says (`contract::credentials`, the schema rolectl validates): a
+    /// master gets the CAs' keys, the service-account keys and the token
+    /// with its expiry; a minion gets only the CA certificate and its pin,
+    /// the token and kube-proxy's certificate. The keys directly under
+    /// `kubernetes:` come first, then `pki:` with the PEMs (block scalars)
+    /// and the pin; each in the table's order. `api_server` overrides a
+    /// minion's default endpoint.
+    pub fn userdata_section(&self, role: Role, api_server: Option<&str>) -> Result<String> {
+        let (mut top, mut pems, mut pins) = (String::new(), String::new(), String::new());
+        for c in schema::for_role(role) {
+            let value = match c.kind {
+                Kind::Pem(_) => {
+                    let Kept::File(file) = c.kept else {
+                        bail!("{}: the cluster directory keeps it in no file", c.key);
+                    };
+                    pems.push_str(&format!("    {}: |\n", c.name()));
+                    for line in self.read(file)?.lines() {
+                        pems.push_str(&format!("      {line}\n"));
+                    }
+                    continue;
                 }
-                &[
-                    ("ca_crt", CA_CERT),
-                    ("kube_proxy_crt", KUBE_PROXY_CERT),
-                    ("kube_proxy_key", KUBE_PROXY_KEY),
-                ]
+                Kind::Token => Some(self.token.expose()),
+                Kind::Expiry => Some(self.info.token_expiration.clone()),
+                Kind::CaCertHash => Some(self.info.ca_cert_hash.clone()),
+                Kind::ApiServer => api_server.map(str::to_string),
+            };
+            let Some(v) = value else { continue };
+            if c.in_pki() {
+                pins.push_str(&format!("    {}: \"{v}\"\n", c.name()));
+            } else {
+                top.push_str(&format!("  {}: \"{v}\"\n", c.name()));
             }
-        };
+        }
+        let mut s = top;
         s.push_str("  pki:\n");
-        for (key, file) in pems {
-            s.push_str(&format!("    {key}: |\n"));
-            for line in self.read(file)?.lines() {
-                s.push_str(&format!("      {line}\n"));
-            }
-        }
-        if role == Role::Minion {
-            s.push_str(&format!(
-                "    ca_cert_hash: \"{}\"\n",
-                self.info.ca_cert_hash
-            ));
-        }
+        s.push_str(&pems);
+        s.push_str(&pins);
         if let Some(pw) = &self.weave_password {
             s.push_str(&format!("  weave:\n    password: \"{}\"\n", pw.expose()));
         }
@@ -332,8 +265,8 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         .signed_by(&kp_key, &issuer)
         .context("kube-proxy certificate")?;
 
-    let token = BootstrapToken::generate()?;
-    let weave_password = WeavePassword::generate()?;
+    let token = generate_token()?;
+    let weave_password = generate_weave_password()?;
     let info = ClusterInfo {
         name: name.as_str().to_string(),
         created: rfc3339(now),
@@ -343,13 +276,13 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
     };
 
     let contents: [(&str, Vec<u8>); 11] = [
-        (CA_CERT, ca_cert.pem().into_bytes()),
+        (CA_CRT, ca_cert.pem().into_bytes()),
         (CA_KEY, ca_key.serialize_pem().into_bytes()),
-        (FRONT_PROXY_CA_CERT, fp_cert.pem().into_bytes()),
+        (FRONT_PROXY_CA_CRT, fp_cert.pem().into_bytes()),
         (FRONT_PROXY_CA_KEY, fp_key.serialize_pem().into_bytes()),
         (SA_KEY, sa_key.into_bytes()),
         (SA_PUB, sa_pub.into_bytes()),
-        (KUBE_PROXY_CERT, kp_cert.pem().into_bytes()),
+        (KUBE_PROXY_CRT, kp_cert.pem().into_bytes()),
         (KUBE_PROXY_KEY, kp_key.serialize_pem().into_bytes()),
         (
             BOOTSTRAP_TOKEN,
@@ -406,9 +339,10 @@ pub fn load(dir: &Path) -> Result<ClusterSecrets> {
     ClusterName::try_from(info.name.as_str())
         .map_err(|e| anyhow!("{}: name {:?}: {e}", json_path.display(), info.name))?;
     let token_path = dir.join(BOOTSTRAP_TOKEN);
-    let token = BootstrapToken::parse(
-        &fs::read_to_string(&token_path)
-            .with_context(|| format!("reading {}", token_path.display()))?,
+    let token = BootstrapToken::try_from(
+        fs::read_to_string(&token_path)
+            .with_context(|| format!("reading {}", token_path.display()))?
+            .trim(),
     )
     .with_context(|| format!("{}", token_path.display()))?;
     if token.id() != info.token_id {
@@ -421,7 +355,7 @@ pub fn load(dir: &Path) -> Result<ClusterSecrets> {
             dir.display()
         );
     }
-    let ca_path = dir.join(CA_CERT);
+    let ca_path = dir.join(CA_CRT);
     let ca_pem =
         fs::read_to_string(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
     let pin = ca_cert_hash_of_pem(&ca_pem).with_context(|| format!("{}", ca_path.display()))?;
@@ -435,12 +369,10 @@ pub fn load(dir: &Path) -> Result<ClusterSecrets> {
     }
     let weave_path = dir.join(WEAVE_PASSWORD);
     let weave_password = match fs::read_to_string(&weave_path) {
-        Ok(text) => {
-            let pw = text.trim();
-            rolectl::settings::WeavePassword::try_from(pw)
-                .map_err(|e| anyhow!("{}: {e}", weave_path.display()))?;
-            Some(WeavePassword(pw.to_string()))
-        }
+        Ok(text) => Some(
+            WeavePassword::try_from(text.trim())
+                .map_err(|e| anyhow!("{}: {e}", weave_path.display()))?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", weave_path.display())),
     };
@@ -457,7 +389,7 @@ pub fn load(dir: &Path) -> Result<ClusterSecrets> {
 /// not touched.
 pub fn new_token(dir: &Path, ttl: Duration) -> Result<ClusterSecrets> {
     let mut s = load(dir)?;
-    let token = BootstrapToken::generate()?;
+    let token = generate_token()?;
     s.info.token_id = token.id().to_string();
     s.info.token_expiration = rfc3339(SystemTime::now() + ttl);
     // Both files are written beside their final names, then renamed.
@@ -685,7 +617,6 @@ mod tests {
 
     #[test]
     fn userdata_sections_parse_in_rolectl_with_the_right_keys() {
-        use rolectl::settings::Role;
         use rolectl::userdata::{parse, Request};
         let dir = tempfile::tempdir().expect("tempdir");
         let secrets = init(&name(), &dir.path().join("s"), &InitOptions::default()).expect("init");
@@ -741,7 +672,7 @@ mod tests {
         let old = load(&d).expect("an older directory loads");
         assert!(old.weave_password.is_none());
         assert!(!old
-            .userdata_section(rolectl::settings::Role::Minion, None)
+            .userdata_section(Role::Minion, None)
             .expect("section")
             .contains("weave:"));
     }
@@ -786,7 +717,7 @@ mod tests {
         assert_eq!(s.info.name, "demo");
         assert_eq!(s.info.token_id, s.token.id());
         let tok = fs::read_to_string(dir.join(BOOTSTRAP_TOKEN)).expect("token");
-        let parsed = BootstrapToken::parse(&tok).expect("token format");
+        let parsed = BootstrapToken::try_from(tok.trim()).expect("token format");
         assert_eq!(parsed, s.token);
         // default expiry: 24 h after creation
         let created = humantime::parse_rfc3339(&s.info.created).expect("created");
@@ -796,7 +727,7 @@ mod tests {
             DEFAULT_TOKEN_TTL
         );
         assert!(!s.token_expired(SystemTime::now()).expect("expiry"));
-        assert!(!format!("{s:?}").contains(s.token.secret()));
+        assert!(!format!("{s:?}").contains(s.token.expose_secret()));
         let loaded = load(&dir).expect("load");
         assert_eq!(loaded.info, s.info);
         assert_eq!(loaded.token, s.token);
@@ -813,7 +744,7 @@ mod tests {
         );
         assert_eq!(s.info.ca_cert_hash, format!("sha256:{pin}"));
         assert_eq!(
-            ca_cert_hash_of_pem(&s.read(CA_CERT).expect("ca")).expect("pin"),
+            ca_cert_hash_of_pem(&s.read(CA_CRT).expect("ca")).expect("pin"),
             s.info.ca_cert_hash
         );
 
@@ -932,7 +863,7 @@ mod tests {
         let b = tmp.path().join("b");
         init(&name(), &a, &InitOptions::default()).expect("init a");
         init(&name(), &b, &InitOptions::default()).expect("init b");
-        fs::copy(b.join(CA_CERT), a.join(CA_CERT)).expect("copy");
+        fs::copy(b.join(CA_CRT), a.join(CA_CRT)).expect("copy");
         let err = load(&a).expect_err("mismatch");
         assert!(format!("{err}").contains("ca_cert_hash"), "{err}");
         fs::remove_file(a.join(SA_PUB)).expect("rm");
@@ -943,10 +874,8 @@ mod tests {
     #[test]
     fn tokens_have_the_bootstrap_format() {
         for _ in 0..50 {
-            let t = BootstrapToken::generate().expect("token");
-            BootstrapToken::parse(&t.expose()).expect("format");
+            let t = generate_token().expect("token");
+            BootstrapToken::try_from(t.expose().as_str()).expect("format");
         }
-        assert!(BootstrapToken::parse("abcdef.0123456789abcdeF").is_err());
-        assert!(BootstrapToken::parse("abcde.0123456789abcdef").is_err());
     }
 }

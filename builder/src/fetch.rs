@@ -44,8 +44,9 @@ pub struct Fetched {
 }
 
 /// Bounded retry with exponential backoff: the workspace's one retry
-/// policy (rolectl's; downloads sleep on tokio between its delays).
-pub use rolectl::retry::Backoff as RetryPolicy;
+/// policy (`kubebake-contract`'s, rolectl's too; downloads sleep on tokio
+/// between its delays).
+pub use contract::retry::Backoff as RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct FetchOptions {

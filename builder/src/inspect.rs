@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
-use rolectl::unitfile;
+use contract::credentials::node;
+use contract::unitfile;
 
 use crate::layout::ImageLayout;
 use crate::manifest::{sha256_file, Manifest};
@@ -373,10 +374,10 @@ fn show(v: &[String]) -> String {
 /// writes them from user-data, kube-pki and kubelet make them at boot.
 const CREDENTIAL_PATHS: &[&str] = &[
     "/etc/kubernetes/pki",
-    "/etc/kubernetes/bootstrap/bootstrap-token.yaml",
-    "/etc/kubernetes/bootstrap-kubelet.conf",
-    "/etc/kubernetes/kubelet.conf",
-    "/etc/kubernetes/kube-proxy.conf",
+    node::TOKEN_SECRET.path,
+    node::BOOTSTRAP_KUBELET_CONF.path,
+    node::KUBELET_CONF,
+    node::KUBE_PROXY_CONF.path,
     "/etc/kubernetes/admin.conf",
     "/etc/kubernetes/super-admin.conf",
     "/etc/kubernetes/controller-manager.conf",

@@ -20,7 +20,7 @@ use handlebars::{Handlebars, RenderErrorReason};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use rolectl::unitfile;
+use contract::unitfile;
 
 use crate::definition::{Definition, FileEntry, ImageContent, ImagePath, RoleExt, Unit};
 
@@ -460,9 +460,9 @@ fn gated_on_any_role(conds: &[(String, &str)]) -> bool {
     values == every
 }
 
-/// The workspace's one unit-file parser (rolectl's; `inspect` and
-/// `rolectl status` use it too).
-pub use rolectl::unitfile::parse as parse_unit_file;
+/// The workspace's one unit-file parser (`kubebake-contract`'s; `inspect`
+/// and `rolectl status` use it too).
+pub use contract::unitfile::parse as parse_unit_file;
 
 /// Convenience for callers holding only a path.
 pub fn template_path(def: &Definition, rel: &str) -> PathBuf {

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use contract::console;
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterOptions, Datasource, Sizing, UserData, VmSpec};
@@ -76,8 +77,8 @@ pub fn bench(
             datasource: Datasource::Seed,
         })?;
     }
-    let master_marker = c.wait_serial("master1", "rolectl: activated as master", 0, timeout)?;
-    let minion_marker = c.wait_serial("minion1", "rolectl: activated as minion", 0, timeout)?;
+    let master_marker = c.wait_serial("master1", &console::activated(Role::Master), 0, timeout)?;
+    let minion_marker = c.wait_serial("minion1", &console::activated(Role::Minion), 0, timeout)?;
     let ip = c.vm("master1")?.ip;
     let api = wait_until("API server ready", timeout, Duration::from_secs(3), || {
         Ok(kube::api_ready(c.netns(), &c.key.private, ip).then(|| t0.elapsed()))
@@ -339,7 +340,7 @@ pub fn weave_run(
     // Watched on the consoles: nothing logs into the minions before both
     // launched weave, so the figure is not slowed by its own measurement.
     for m in minions {
-        c.wait_serial(m, rolectl::commands::WEAVE_LAUNCH_LINE, 0, timeout)?;
+        c.wait_serial(m, console::WEAVE_LAUNCH, 0, timeout)?;
     }
     let mut out = WeaveTimes {
         minions: Vec::new(),

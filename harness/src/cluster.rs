@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use contract::console;
 
 use crate::accel::{self, Accel};
 use crate::dns::{Entry, Registry};
@@ -633,17 +634,15 @@ pub fn kernel_stamp(line: &str) -> Option<f64> {
 
 /// Stage of a VM derived from its serial console.
 pub fn serial_stage(log: &str) -> &'static str {
-    if log.contains("rolectl: activation failed") || log.contains("Failed to start rolectl") {
+    let has =
+        |role| log.contains(&console::activated(role)) || log.contains(&console::already(role));
+    if log.contains(&console::activation_failed()) || log.contains("Failed to start rolectl") {
         "role activation FAILED"
-    } else if log.contains("rolectl: activated as master")
-        || log.contains("rolectl: already a master")
-    {
+    } else if has(Role::Master) {
         "role master active"
-    } else if log.contains("rolectl: activated as minion")
-        || log.contains("rolectl: already a minion")
-    {
+    } else if has(Role::Minion) {
         "role minion active"
-    } else if log.contains("host stays unassigned") {
+    } else if log.contains(console::UNASSIGNED) {
         "no role (unassigned)"
     } else if log.contains("Cloud-init v.") && log.contains("running 'init'") {
         "cloud-init"
@@ -721,7 +720,7 @@ pub fn probe_stage(ns: &str, key: &Path, ip: Ipv4Addr, serial_log: &Path) -> Str
 
 #[cfg(test)]
 mod tests {
-    use super::kernel_stamp;
+    use super::{kernel_stamp, serial_stage};
 
     #[test]
     fn kernel_stamps() {
@@ -732,5 +731,19 @@ mod tests {
         assert_eq!(kernel_stamp("[  123.5] x"), Some(123.5));
         assert_eq!(kernel_stamp("Loading, please wait..."), None);
         assert_eq!(kernel_stamp("[[0;32m  OK  [0m] Started"), None);
+    }
+
+    #[test]
+    fn serial_stages_follow_rolectl_lines() {
+        let boot = "Linux version 6.1\n";
+        for (line, want) in [
+            ("rolectl: activated as master of cluster demo (domain k8s) from NoCloud seed /dev/vdb: wrote /etc/sysconfig/kubernetes-master in 0.31 ms", "role master active"),
+            ("rolectl: already a minion; same settings (user-data); /etc/sysconfig/kubernetes-minion untouched", "role minion active"),
+            ("rolectl: activation failed; no marker written: invalid user-data: x", "role activation FAILED"),
+            ("rolectl: host stays unassigned: no datasource", "no role (unassigned)"),
+            ("[    1.0] systemd[1]: Started", "booting kernel"),
+        ] {
+            assert_eq!(serial_stage(&format!("{boot}{line}\n")), want, "{line}");
+        }
     }
 }

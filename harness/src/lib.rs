@@ -28,15 +28,15 @@ pub mod state;
 pub mod up;
 pub mod userdata;
 
-pub use rolectl::settings::Role;
+pub use contract::role::Role;
 pub use spec::{BootSpec, DirectKernel};
 
 use std::time::Duration;
 
-use rolectl::retry::Backoff;
+use contract::retry::Backoff;
 
 /// Polls `op` every `interval` until it returns `Ok(Some(v))` or `timeout`
-/// passes (the workspace's one retry policy, [`rolectl::retry`]); the last
+/// passes (the workspace's one retry policy, [`contract::retry`]); the last
 /// error or "not yet" reason ends up in the timeout message.
 pub fn wait_until<T>(
     what: &str,

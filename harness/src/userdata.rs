@@ -1,5 +1,6 @@
 //! User-data the harness hands to VMs, and `kubebake userdata` for real
-//! clouds. Roles and cluster names are rolectl's own types and rules.
+//! clouds. Roles and cluster names are rolectl's own types and rules (the
+//! shared `kubebake-contract` crate).
 
 use anyhow::Result;
 
@@ -8,20 +9,20 @@ use crate::Role;
 /// Checks a cluster name with rolectl's own rule, so `up` and `userdata`
 /// refuse exactly what `rolectl activate` would refuse at boot.
 pub fn check_cluster(s: &str) -> Result<()> {
-    rolectl::settings::ClusterName::try_from(s)?;
+    contract::values::ClusterName::try_from(s)?;
     Ok(())
 }
 
 /// Checks a domain with rolectl's own rule (what `domain:` in user-data
 /// accepts).
 pub fn check_domain(s: &str) -> Result<()> {
-    rolectl::settings::Domain::try_from(s)?;
+    contract::values::Domain::try_from(s)?;
     Ok(())
 }
 
 /// Checks a DNS label used as a VM name (rolectl's label rule).
 pub fn check_label(what: &str, s: &str) -> Result<()> {
-    rolectl::settings::check_label(s)
+    contract::values::check_label(s)
         .map_err(|e| anyhow::anyhow!("{what} {s:?} must be a DNS label: {e}"))
 }
 

@@ -5,9 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use contract::role::Role;
 use lexopt::prelude::*;
-
-use crate::settings::Role;
 
 /// Exit codes (documented in README.md).
 pub mod exit {

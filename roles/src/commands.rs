@@ -7,11 +7,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use contract::console;
+use contract::retry::Backoff;
+use contract::role::Role;
 
 use crate::cli::{exit, ActivateFrom, Probe};
-use crate::retry::Backoff;
 use crate::role::{self, ActivateOptions, Activated, Input, Record};
-use crate::settings::{ExpectedMinions, Role, Settings};
+use crate::settings::{ExpectedMinions, Settings};
 use crate::wait::{self, ApiWaitError, Resolver};
 use crate::{datasource, preflight, status, weave};
 
@@ -79,7 +81,8 @@ pub fn activate(root: &Path, from: &ActivateFrom) -> Result<u8> {
                 format!(" after {} credential files", files.len())
             };
             eprintln!(
-                "rolectl: activated as {role} of cluster {} (domain {}) from {origin}: wrote {}{creds} in {:.2} ms",
+                "{} {role} of cluster {} (domain {}) from {origin}: wrote {}{creds} in {:.2} ms",
+                console::ACTIVATED_AS,
                 settings.cluster,
                 settings.domain,
                 role.marker_path(),
@@ -101,16 +104,17 @@ pub fn activate(root: &Path, from: &ActivateFrom) -> Result<u8> {
                 format!("; {} credential files in place", files.len())
             };
             eprintln!(
-                "rolectl: already a {role}; {note} ({origin}); {} untouched{creds}",
+                "{} {role}; {note} ({origin}); {} untouched{creds}",
+                console::ALREADY_A,
                 role.marker_path()
             );
             Ok(exit::OK)
         }
         Ok(Activated::Unassigned { reason }) => {
-            eprintln!("rolectl: host stays unassigned: {reason}");
+            eprintln!("{}: {reason}", console::UNASSIGNED);
             Ok(exit::OK)
         }
-        Err(e) => Err(anyhow!(e).context("activation failed; no marker written")),
+        Err(e) => Err(anyhow!(e).context(console::NO_MARKER)),
     }
 }
 
@@ -236,7 +240,7 @@ fn wait_outcome(
     mode: &str,
     host: &str,
     waiting_for: &str,
-    res: Result<(String, u32), crate::retry::GaveUp<String>>,
+    res: Result<(String, u32), contract::retry::GaveUp<String>>,
 ) -> Result<u8> {
     let rec = |outcome: &str, attempts: u32, message: String| status::WaitMasterStatus {
         outcome: outcome.to_string(),
@@ -299,7 +303,7 @@ fn wait_kubeconfig(
     // curl and the cluster CA (written by activate) make the cheap probe;
     // without either, kubectl alone polls.
     let curl = PathBuf::from(CURL);
-    let ca = crate::marker::under(root, crate::credentials::paths::CA_CRT);
+    let ca = crate::marker::under(root, contract::credentials::node::CA_CRT.path);
     let anon = match &settings.api_server {
         Some(a) if curl.is_file() && ca.is_file() => Some(wait::AnonProbe {
             curl,
@@ -369,10 +373,6 @@ fn wait_kubeconfig(
         }
     }
 }
-
-/// The line `rolectl weave` prints once the minions are known, before it
-/// launches (or, with `--dry-run`, records) the router.
-pub const WEAVE_LAUNCH_LINE: &str = "rolectl: weave launch";
 
 /// `rolectl weave`.
 #[allow(clippy::too_many_arguments)]
@@ -445,7 +445,8 @@ pub fn weave(
     // One line in both modes (weave.service copies it to the console):
     // operators and `kubebake bench-vm` see the launch without logging in.
     eprintln!(
-        "{WEAVE_LAUNCH_LINE} with {} peer(s), ipalloc-init {}{}",
+        "{} with {} peer(s), ipalloc-init {}{}",
+        console::WEAVE_LAUNCH,
         plan.peers.len(),
         plan.ipalloc_init,
         if dry_run { " (dry run)" } else { "" }

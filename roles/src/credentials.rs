@@ -1,6 +1,8 @@
 //! Cluster credentials from user-data (`kubernetes: bootstrap_token`,
-//! `bootstrap_token_expires`, `api_server` and `pki:`): validated types, the
-//! set each role needs, and the files activation writes from them.
+//! `bootstrap_token_expires`, `api_server` and `pki:`): validated types and
+//! the files activation writes from them. Which keys each role needs, their
+//! kinds and the files' paths and modes are the schema table of
+//! `contract::credentials`.
 //!
 //! Credentials arrive in user-data, never in the image. What can be checked
 //! without cryptography (token format, timestamp, PEM structure and kind,
@@ -13,58 +15,13 @@
 
 use std::fmt;
 
-use crate::settings::{ApiServer, InvalidValue, Role, Settings};
+use contract::credentials::{
+    file_list, keys, spec, BootstrapToken, Credential, Doc, Form, PemKind,
+};
+use contract::role::Role;
+use contract::values::InvalidValue;
 
-/// A bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` (id `.` secret).
-#[derive(Clone, PartialEq, Eq)]
-pub struct BootstrapToken {
-    id: String,
-    secret: String,
-}
-
-impl fmt::Debug for BootstrapToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BootstrapToken({}.***)", self.id)
-    }
-}
-
-impl BootstrapToken {
-    /// The public half (names the Secret `bootstrap-token-<id>`).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-    /// The secret half.
-    pub fn expose_secret(&self) -> &str {
-        &self.secret
-    }
-    /// `<id>.<secret>`, as a kubeconfig `token:` takes it.
-    pub fn expose(&self) -> String {
-        format!("{}.{}", self.id, self.secret)
-    }
-}
-
-impl TryFrom<&str> for BootstrapToken {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        let ok = |p: &str, n: usize| {
-            p.len() == n
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        };
-        match s.split_once('.') {
-            Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(BootstrapToken {
-                id: id.to_string(),
-                secret: secret.to_string(),
-            }),
-            // Never echo the value: it is a secret.
-            _ => Err(InvalidValue {
-                what: "bootstrap token",
-                value: "***".to_string(),
-                reason: "must be 6 characters a-z0-9, a dot, then 16 characters a-z0-9; `kubeadm token generate` makes one".to_string(),
-            }),
-        }
-    }
-}
+use crate::settings::{ApiServer, Settings};
 
 /// An RFC 3339 UTC timestamp `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,36 +139,6 @@ impl TryFrom<&str> for Expiry {
             text: s.to_string(),
             unix: days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se,
         })
-    }
-}
-
-/// What a PEM value must hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PemKind {
-    Certificate,
-    PrivateKey,
-    PublicKey,
-}
-
-impl PemKind {
-    fn labels(self) -> &'static [&'static str] {
-        match self {
-            PemKind::Certificate => &["CERTIFICATE"],
-            PemKind::PrivateKey => &["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"],
-            PemKind::PublicKey => &["PUBLIC KEY"],
-        }
-    }
-    pub fn describe(self) -> &'static str {
-        match self {
-            PemKind::Certificate => "a PEM certificate (-----BEGIN CERTIFICATE-----)",
-            PemKind::PrivateKey => {
-                "a PEM private key (-----BEGIN PRIVATE KEY----- or EC/RSA PRIVATE KEY)"
-            }
-            PemKind::PublicKey => "a PEM public key (-----BEGIN PUBLIC KEY-----)",
-        }
-    }
-    pub fn is_secret(self) -> bool {
-        self == PemKind::PrivateKey
     }
 }
 
@@ -365,17 +292,37 @@ impl TryFrom<&str> for CaCertHash {
     }
 }
 
+/// The PEM values of one role's credentials by key path, in the order
+/// user-data gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pems(Vec<(&'static str, Pem)>);
+
+impl Pems {
+    pub fn get(&self, key: &str) -> Option<&Pem> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, p)| p)
+    }
+    /// Sets (or replaces) the value of `key`.
+    pub fn set(&mut self, key: &'static str, pem: Pem) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, p)) => *p = pem,
+            None => self.0.push((key, pem)),
+        }
+    }
+}
+
+impl FromIterator<(&'static str, Pem)> for Pems {
+    fn from_iter<I: IntoIterator<Item = (&'static str, Pem)>>(iter: I) -> Self {
+        Pems(iter.into_iter().collect())
+    }
+}
+
 /// Credentials of a master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterCredentials {
     pub token: BootstrapToken,
     pub expires: Expiry,
-    pub ca_crt: Pem,
-    pub ca_key: Pem,
-    pub front_proxy_ca_crt: Pem,
-    pub front_proxy_ca_key: Pem,
-    pub sa_key: Pem,
-    pub sa_pub: Pem,
+    /// The CAs, their keys and the service-account key pair.
+    pub pems: Pems,
 }
 
 /// Credentials of a minion (never the CA key).
@@ -383,10 +330,9 @@ pub struct MasterCredentials {
 pub struct MinionCredentials {
     pub token: BootstrapToken,
     pub api_server: ApiServer,
-    pub ca_crt: Pem,
     pub ca_cert_hash: Option<CaCertHash>,
-    pub kube_proxy_crt: Pem,
-    pub kube_proxy_key: Pem,
+    /// The CA certificate and kube-proxy's certificate and key.
+    pub pems: Pems,
 }
 
 #[allow(clippy::large_enum_variant)] // one value per boot
@@ -394,6 +340,15 @@ pub struct MinionCredentials {
 pub enum RoleCredentials {
     Master(MasterCredentials),
     Minion(MinionCredentials),
+}
+
+impl RoleCredentials {
+    pub fn pems(&self) -> &Pems {
+        match self {
+            RoleCredentials::Master(m) => &m.pems,
+            RoleCredentials::Minion(n) => &n.pems,
+        }
+    }
 }
 
 /// Validated credentials plus where each key was given (for messages).
@@ -414,84 +369,21 @@ impl Credentials {
     }
 }
 
-/// Full key paths.
-pub mod keys {
-    pub const TOKEN: &str = "kubernetes.bootstrap_token";
-    pub const EXPIRES: &str = "kubernetes.bootstrap_token_expires";
-    pub const API_SERVER: &str = "kubernetes.api_server";
-    pub const CA_CRT: &str = "kubernetes.pki.ca_crt";
-    pub const CA_KEY: &str = "kubernetes.pki.ca_key";
-    pub const FRONT_PROXY_CA_CRT: &str = "kubernetes.pki.front_proxy_ca_crt";
-    pub const FRONT_PROXY_CA_KEY: &str = "kubernetes.pki.front_proxy_ca_key";
-    pub const SA_KEY: &str = "kubernetes.pki.sa_key";
-    pub const SA_PUB: &str = "kubernetes.pki.sa_pub";
-    pub const CA_CERT_HASH: &str = "kubernetes.pki.ca_cert_hash";
-    pub const KUBE_PROXY_CRT: &str = "kubernetes.pki.kube_proxy_crt";
-    pub const KUBE_PROXY_KEY: &str = "kubernetes.pki.kube_proxy_key";
-}
-
-/// Keys allowed under `kubernetes: pki:` (both roles).
-pub const PKI_KEYS: &[&str] = &[
-    "ca_crt",
-    "ca_key",
-    "front_proxy_ca_crt",
-    "front_proxy_ca_key",
-    "sa_key",
-    "sa_pub",
-    "ca_cert_hash",
-    "kube_proxy_crt",
-    "kube_proxy_key",
-];
-
-/// Credential keys a role must have (when it has any), as full paths.
-pub fn required(role: Role) -> &'static [&'static str] {
-    use keys::*;
-    match role {
-        Role::Master => &[
-            TOKEN,
-            EXPIRES,
-            CA_CRT,
-            CA_KEY,
-            FRONT_PROXY_CA_CRT,
-            FRONT_PROXY_CA_KEY,
-            SA_KEY,
-            SA_PUB,
-        ],
-        Role::Minion => &[TOKEN, CA_CRT, KUBE_PROXY_CRT, KUBE_PROXY_KEY],
-    }
-}
-
-/// Credential keys a role may have (required plus optional).
-pub fn allowed(role: Role) -> &'static [&'static str] {
-    use keys::*;
-    match role {
-        Role::Master => required(Role::Master),
-        Role::Minion => &[
-            TOKEN,
-            CA_CRT,
-            KUBE_PROXY_CRT,
-            KUBE_PROXY_KEY,
-            API_SERVER,
-            CA_CERT_HASH,
-        ],
-    }
-}
-
 /// Why `path` is not allowed for `role` (it belongs to the other role).
 pub fn not_allowed_reason(role: Role, path: &str) -> String {
-    use keys::*;
-    match (role, path) {
-        (Role::Minion, CA_KEY | FRONT_PROXY_CA_KEY | SA_KEY) => format!(
+    let private = spec(path).is_some_and(|c| c.pem_kind() == Some(PemKind::PrivateKey));
+    match role {
+        Role::Minion if private => format!(
             "is a master's private key: a minion must never receive it; remove {path} from this minion's user-data"
         ),
-        (Role::Minion, _) => {
+        Role::Minion => {
             format!("is for masters only; remove {path} from this minion's user-data")
         }
-        (Role::Master, API_SERVER) => {
+        Role::Master if path == keys::API_SERVER => {
             "is for minions only; a master's API server is https://masters.<cluster>.<domain>:6443"
                 .to_string()
         }
-        (Role::Master, _) => {
+        Role::Master => {
             format!("is for minions only; remove {path} from this master's user-data")
         }
     }
@@ -509,42 +401,6 @@ impl fmt::Debug for OutFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "OutFile({} {:o})", self.path, self.mode)
     }
-}
-
-/// Files written for each role (path, mode), in write order; the marker is
-/// written after all of them.
-pub fn file_list(role: Role) -> &'static [(&'static str, u32)] {
-    match role {
-        Role::Master => &[
-            (paths::CA_CRT, 0o644),
-            (paths::CA_KEY, 0o600),
-            (paths::FRONT_PROXY_CA_CRT, 0o644),
-            (paths::FRONT_PROXY_CA_KEY, 0o600),
-            (paths::SA_KEY, 0o600),
-            (paths::SA_PUB, 0o644),
-            (paths::BOOTSTRAP_TOKEN, 0o600),
-        ],
-        Role::Minion => &[
-            (paths::CA_CRT, 0o644),
-            (paths::BOOTSTRAP_KUBELET_CONF, 0o600),
-            (paths::KUBE_PROXY_CONF, 0o600),
-        ],
-    }
-}
-
-/// Where credentials go in the image (absolute; taken under `--root`).
-pub mod paths {
-    pub const CA_CRT: &str = "/etc/kubernetes/pki/ca.crt";
-    pub const CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
-    pub const FRONT_PROXY_CA_CRT: &str = "/etc/kubernetes/pki/front-proxy-ca.crt";
-    pub const FRONT_PROXY_CA_KEY: &str = "/etc/kubernetes/pki/front-proxy-ca.key";
-    pub const SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
-    pub const SA_PUB: &str = "/etc/kubernetes/pki/sa.pub";
-    pub const BOOTSTRAP_TOKEN: &str = "/etc/kubernetes/bootstrap/bootstrap-token.yaml";
-    pub const BOOTSTRAP_KUBELET_CONF: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
-    pub const KUBE_PROXY_CONF: &str = "/etc/kubernetes/kube-proxy.conf";
-    /// The kubelet's own kubeconfig after TLS bootstrap (not written by rolectl).
-    pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 }
 
 /// The `bootstrap.kubernetes.io/token` Secret a master applies.
@@ -613,66 +469,45 @@ impl Credentials {
 
     /// The files to write, in [`file_list`] order.
     pub fn files(&self, settings: &Settings) -> Vec<OutFile> {
-        let f = |path, mode, content: String| OutFile {
-            path,
-            mode,
-            content,
-        };
-        match &self.role {
-            RoleCredentials::Master(m) => vec![
-                f(paths::CA_CRT, 0o644, m.ca_crt.expose().to_string()),
-                f(paths::CA_KEY, 0o600, m.ca_key.expose().to_string()),
-                f(
-                    paths::FRONT_PROXY_CA_CRT,
-                    0o644,
-                    m.front_proxy_ca_crt.expose().to_string(),
-                ),
-                f(
-                    paths::FRONT_PROXY_CA_KEY,
-                    0o600,
-                    m.front_proxy_ca_key.expose().to_string(),
-                ),
-                f(paths::SA_KEY, 0o600, m.sa_key.expose().to_string()),
-                f(paths::SA_PUB, 0o644, m.sa_pub.expose().to_string()),
-                f(
-                    paths::BOOTSTRAP_TOKEN,
-                    0o600,
-                    bootstrap_token_secret(&m.token, &m.expires),
-                ),
-            ],
-            RoleCredentials::Minion(n) => {
-                let cluster = settings.cluster.as_str();
-                vec![
-                    f(paths::CA_CRT, 0o644, n.ca_crt.expose().to_string()),
-                    f(
-                        paths::BOOTSTRAP_KUBELET_CONF,
-                        0o600,
-                        kubeconfig(
-                            cluster,
-                            &n.api_server,
-                            &n.ca_crt,
-                            "kubelet-bootstrap",
-                            &format!("    token: \"{}\"\n", n.token.expose()),
-                        ),
-                    ),
-                    f(
-                        paths::KUBE_PROXY_CONF,
-                        0o600,
-                        kubeconfig(
-                            cluster,
-                            &n.api_server,
-                            &n.ca_crt,
-                            "kube-proxy",
-                            &format!(
-                                "    client-certificate-data: \"{}\"\n    client-key-data: \"{}\"\n",
-                                b64(n.kube_proxy_crt.expose()),
-                                b64(n.kube_proxy_key.expose())
-                            ),
-                        ),
-                    ),
-                ]
+        file_list(self.role())
+            .into_iter()
+            .map(|(c, f)| OutFile {
+                path: f.path,
+                mode: f.mode,
+                content: self.content(c, f.form, settings).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// What `form` holds for the row `c` (`None` for a value the role does
+    /// not have: user-data parsing guarantees the role's set).
+    fn content(&self, c: &Credential, form: Form, settings: &Settings) -> Option<String> {
+        let cluster = settings.cluster.as_str();
+        Some(match (&self.role, form) {
+            (role, Form::Value) => role.pems().get(c.key)?.expose().to_string(),
+            (RoleCredentials::Master(m), Form::Made(Doc::TokenSecret)) => {
+                bootstrap_token_secret(&m.token, &m.expires)
             }
-        }
+            (RoleCredentials::Minion(n), Form::Made(Doc::BootstrapKubeconfig)) => kubeconfig(
+                cluster,
+                &n.api_server,
+                n.pems.get(keys::CA_CRT)?,
+                "kubelet-bootstrap",
+                &format!("    token: \"{}\"\n", n.token.expose()),
+            ),
+            (RoleCredentials::Minion(n), Form::Made(Doc::KubeProxyKubeconfig)) => kubeconfig(
+                cluster,
+                &n.api_server,
+                n.pems.get(keys::CA_CRT)?,
+                "kube-proxy",
+                &format!(
+                    "    client-certificate-data: \"{}\"\n    client-key-data: \"{}\"\n",
+                    b64(n.pems.get(keys::KUBE_PROXY_CRT)?.expose()),
+                    b64(n.pems.get(keys::KUBE_PROXY_KEY)?.expose())
+                ),
+            ),
+            (_, Form::Made(_)) => return None,
+        })
     }
 }
 
@@ -681,30 +516,6 @@ mod tests {
     use super::*;
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\nAAAA==\n-----END CERTIFICATE-----\n";
-
-    #[test]
-    fn tokens() {
-        let t = BootstrapToken::try_from("abcdef.0123456789abcdef").unwrap();
-        assert_eq!(t.id(), "abcdef");
-        assert_eq!(t.expose(), "abcdef.0123456789abcdef");
-        assert!(!format!("{t:?}").contains("0123456789abcdef"));
-        for bad in [
-            "",
-            "abcdef",
-            "abcdef.0123456789abcde",
-            "abcdef.0123456789abcdefg",
-            "ABCDEF.0123456789abcdef",
-            "abcde.0123456789abcdeff",
-            "abcdef:0123456789abcdef",
-            "abcdef.0123456789abcde-",
-        ] {
-            let e = BootstrapToken::try_from(bad);
-            assert!(e.is_err(), "{bad:?} accepted");
-            if !bad.is_empty() {
-                assert!(!e.unwrap_err().to_string().contains(bad), "secret echoed");
-            }
-        }
-    }
 
     #[test]
     fn expiry() {

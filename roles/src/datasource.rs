@@ -32,8 +32,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use contract::retry::Backoff;
+
 use crate::marker;
-use crate::retry::Backoff;
 use crate::userdata::gzip;
 
 /// EC2's link-local instance metadata service.

@@ -7,9 +7,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use contract::role::Role;
+use contract::values::{ClusterName, Domain, InvalidValue, WeavePassword};
+
 use crate::settings::{
-    check_weave_arg, parse_mtu, AddonsUrl, ApiServer, Cidr, ClusterName, Domain, ExpectedMinions,
-    InvalidValue, MasterEndpoint, Role, Settings, WeaveOptions, WeavePassword,
+    check_weave_arg, parse_mtu, AddonsUrl, ApiServer, Cidr, ExpectedMinions, MasterEndpoint,
+    Settings, WeaveOptions,
 };
 
 /// Variable names in the marker (other units rely on them).

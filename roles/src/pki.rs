@@ -22,8 +22,10 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use contract::credentials::keys;
+
 use crate::credentials::{
-    format_utc, keys, Credentials, MasterCredentials, MinionCredentials, Pem, RoleCredentials,
+    format_utc, Credentials, MasterCredentials, MinionCredentials, Pem, Pems, RoleCredentials,
 };
 use crate::userdata::UserDataError;
 
@@ -256,28 +258,29 @@ impl Checker<'_> {
         }
     }
 
-    fn cert(&self, key: &str, pem: &Pem) -> Result<String, UserDataError> {
+    /// The PEM value of `key` (user-data parsing makes sure it is there).
+    fn pem<'p>(&self, pems: &'p Pems, key: &str) -> Result<&'p Pem, UserDataError> {
+        pems.get(key).ok_or_else(|| self.err(key, "is missing"))
+    }
+
+    /// The public key of the certificate at `key`.
+    fn cert(&self, pems: &Pems, key: &str) -> Result<String, UserDataError> {
         self.ssl
-            .cert_pubkey(pem)
+            .cert_pubkey(self.pem(pems, key)?)
             .map_err(|f| self.failed(key, "is not a valid PEM certificate", f))
     }
 
-    fn key(&self, key: &str, pem: &Pem) -> Result<String, UserDataError> {
+    /// The public key of the private key at `key`.
+    fn key(&self, pems: &Pems, key: &str) -> Result<String, UserDataError> {
         self.ssl
-            .key_pubkey(pem)
+            .key_pubkey(self.pem(pems, key)?)
             .map_err(|f| self.failed(key, "is not a valid unencrypted PEM private key", f))
     }
 
     /// `key_path`'s private key belongs to `cert_path`'s certificate.
-    fn pair(
-        &self,
-        cert_path: &str,
-        cert: &Pem,
-        key_path: &str,
-        key: &Pem,
-    ) -> Result<String, UserDataError> {
-        let cert_pub = self.cert(cert_path, cert)?;
-        let key_pub = self.key(key_path, key)?;
+    fn pair(&self, pems: &Pems, cert_path: &str, key_path: &str) -> Result<String, UserDataError> {
+        let cert_pub = self.cert(pems, cert_path)?;
+        let key_pub = self.key(pems, key_path)?;
         if cert_pub != key_pub {
             return Err(self.err(key_path, format!("does not match {cert_path}")));
         }
@@ -300,17 +303,13 @@ impl Checker<'_> {
                 ),
             ));
         }
-        self.pair(keys::CA_CRT, &m.ca_crt, keys::CA_KEY, &m.ca_key)?;
-        self.pair(
-            keys::FRONT_PROXY_CA_CRT,
-            &m.front_proxy_ca_crt,
-            keys::FRONT_PROXY_CA_KEY,
-            &m.front_proxy_ca_key,
-        )?;
-        let from_key = self.key(keys::SA_KEY, &m.sa_key)?;
+        let pems = &m.pems;
+        self.pair(pems, keys::CA_CRT, keys::CA_KEY)?;
+        self.pair(pems, keys::FRONT_PROXY_CA_CRT, keys::FRONT_PROXY_CA_KEY)?;
+        let from_key = self.key(pems, keys::SA_KEY)?;
         let public = self
             .ssl
-            .pubkey(&m.sa_pub)
+            .pubkey(self.pem(pems, keys::SA_PUB)?)
             .map_err(|f| self.failed(keys::SA_PUB, "is not a valid PEM public key", f))?;
         if public != from_key {
             return Err(self.err(keys::SA_PUB, format!("does not match {}", keys::SA_KEY)));
@@ -319,7 +318,8 @@ impl Checker<'_> {
     }
 
     fn minion(&self, m: &MinionCredentials, scratch_parent: &Path) -> Result<(), UserDataError> {
-        let ca_pub = self.cert(keys::CA_CRT, &m.ca_crt)?;
+        let pems = &m.pems;
+        let ca_pub = self.cert(pems, keys::CA_CRT)?;
         if let Some(pin) = &m.ca_cert_hash {
             let got = self
                 .ssl
@@ -336,16 +336,15 @@ impl Checker<'_> {
                 ));
             }
         }
-        self.pair(
-            keys::KUBE_PROXY_CRT,
-            &m.kube_proxy_crt,
-            keys::KUBE_PROXY_KEY,
-            &m.kube_proxy_key,
-        )?;
+        self.pair(pems, keys::KUBE_PROXY_CRT, keys::KUBE_PROXY_KEY)?;
         let scratch = Scratch::new(scratch_parent)
             .map_err(|m| self.err(keys::KUBE_PROXY_CRT, format!("cannot check it: {m}")))?;
         self.ssl
-            .verify(&m.ca_crt, &m.kube_proxy_crt, &scratch.0)
+            .verify(
+                self.pem(pems, keys::CA_CRT)?,
+                self.pem(pems, keys::KUBE_PROXY_CRT)?,
+                &scratch.0,
+            )
             .map_err(|f| {
                 self.failed(
                     keys::KUBE_PROXY_CRT,
@@ -359,8 +358,10 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{BootstrapToken, CaCertHash, Expiry, PemKind};
+    use crate::credentials::{CaCertHash, Expiry};
     use crate::settings::ApiServer;
+    use contract::credentials::{for_role, BootstrapToken, Kept, PemKind};
+    use contract::role::Role;
 
     /// A throw-away PKI generated with openssl by the fixture script.
     fn pki() -> tempfile::TempDir {
@@ -379,16 +380,22 @@ mod tests {
         Pem::parse(kind, &fs::read_to_string(d.join(name)).unwrap()).unwrap()
     }
 
+    /// Every PEM of `role`, from the file named as in a `kubebake cluster
+    /// init` directory (the fixture script uses the same names).
+    fn pems(d: &Path, role: Role) -> Pems {
+        for_role(role)
+            .filter_map(|c| match (c.pem_kind(), c.kept) {
+                (Some(kind), Kept::File(f)) => Some((c.key, pem(d, f, kind))),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn master(d: &Path) -> MasterCredentials {
         MasterCredentials {
             token: BootstrapToken::try_from("abcdef.0123456789abcdef").unwrap(),
             expires: Expiry::try_from("2099-01-01T00:00:00Z").unwrap(),
-            ca_crt: pem(d, "ca.crt", PemKind::Certificate),
-            ca_key: pem(d, "ca.key", PemKind::PrivateKey),
-            front_proxy_ca_crt: pem(d, "front-proxy-ca.crt", PemKind::Certificate),
-            front_proxy_ca_key: pem(d, "front-proxy-ca.key", PemKind::PrivateKey),
-            sa_key: pem(d, "sa.key", PemKind::PrivateKey),
-            sa_pub: pem(d, "sa.pub", PemKind::PublicKey),
+            pems: pems(d, Role::Master),
         }
     }
 
@@ -396,13 +403,11 @@ mod tests {
         MinionCredentials {
             token: BootstrapToken::try_from("abcdef.0123456789abcdef").unwrap(),
             api_server: ApiServer::try_from("https://masters.demo.k8s:6443").unwrap(),
-            ca_crt: pem(d, "ca.crt", PemKind::Certificate),
             ca_cert_hash: Some(
                 CaCertHash::try_from(fs::read_to_string(d.join("ca.hash")).unwrap().trim())
                     .unwrap(),
             ),
-            kube_proxy_crt: pem(d, "kube-proxy.crt", PemKind::Certificate),
-            kube_proxy_key: pem(d, "kube-proxy.key", PemKind::PrivateKey),
+            pems: pems(d, Role::Minion),
         }
     }
 
@@ -427,20 +432,24 @@ mod tests {
         assert_eq!(fs::read_dir(s).unwrap().count(), 0);
 
         let mut m = master(p);
-        m.ca_key = pem(p, "other-ca.key", PemKind::PrivateKey);
+        m.pems
+            .set(keys::CA_KEY, pem(p, "other-ca.key", PemKind::PrivateKey));
         let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
         assert_eq!(
             e,
             "user-data line 9, key kubernetes.pki.ca_key: does not match kubernetes.pki.ca_crt"
         );
         let mut m = master(p);
-        m.sa_pub = Pem::parse(
-            PemKind::PublicKey,
-            &Openssl::default()
-                .key_pubkey(&pem(p, "ca.key", PemKind::PrivateKey))
-                .unwrap(),
-        )
-        .unwrap();
+        m.pems.set(
+            keys::SA_PUB,
+            Pem::parse(
+                PemKind::PublicKey,
+                &Openssl::default()
+                    .key_pubkey(&pem(p, "ca.key", PemKind::PrivateKey))
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
         let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
         assert!(
             e.ends_with("key kubernetes.pki.sa_pub: does not match kubernetes.pki.sa_key"),
@@ -457,11 +466,14 @@ mod tests {
         run(RoleCredentials::Master(m), now, false, s).unwrap();
         // A structurally valid PEM that is no certificate.
         let mut m = master(p);
-        m.front_proxy_ca_crt = Pem::parse(
-            PemKind::Certificate,
-            "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
+        m.pems.set(
+            keys::FRONT_PROXY_CA_CRT,
+            Pem::parse(
+                PemKind::Certificate,
+                "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
+            )
+            .unwrap(),
+        );
         let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
         assert!(
             e.contains(
@@ -481,12 +493,19 @@ mod tests {
             "{e}"
         );
         let mut n = minion(p);
-        n.kube_proxy_crt = pem(p, "stranger.crt", PemKind::Certificate);
-        n.kube_proxy_key = pem(p, "stranger.key", PemKind::PrivateKey);
+        n.pems.set(
+            keys::KUBE_PROXY_CRT,
+            pem(p, "stranger.crt", PemKind::Certificate),
+        );
+        n.pems.set(
+            keys::KUBE_PROXY_KEY,
+            pem(p, "stranger.key", PemKind::PrivateKey),
+        );
         let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
         assert!(e.contains("key kubernetes.pki.kube_proxy_crt: is not signed by kubernetes.pki.ca_crt (openssl: error 20 at 0 depth lookup: unable to get local issuer certificate)"), "{e}");
         let mut n = minion(p);
-        n.kube_proxy_key = pem(p, "ca.key", PemKind::PrivateKey);
+        n.pems
+            .set(keys::KUBE_PROXY_KEY, pem(p, "ca.key", PemKind::PrivateKey));
         let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
         assert!(
             e.contains(

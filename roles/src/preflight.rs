@@ -11,7 +11,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::marker::under;
-use crate::settings::Role;
+use contract::role::Role;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {

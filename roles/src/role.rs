@@ -7,11 +7,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use contract::role::Role;
+
 use crate::credentials::{Credentials, OutFile};
 use crate::datasource::Fetched;
 use crate::marker::{self, Marker, MarkerError};
 use crate::pki::{self, Openssl};
-use crate::settings::{Role, Settings};
+use crate::settings::Settings;
 use crate::status::{self, ActivationStatus, Outcome};
 use crate::userdata::{self, Request, UserDataError};
 

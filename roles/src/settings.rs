@@ -3,216 +3,14 @@
 //!
 //! Every type here can only be built through `TryFrom<&str>` (or a checked
 //! constructor), so a value that exists is safe: no quotes, whitespace, `$`,
-//! backslash, backtick, or shell/path metacharacter can reach a unit.
+//! backslash, backtick, or shell/path metacharacter can reach a unit. The
+//! values the builder and the VM harness check too (role, cluster name,
+//! domain, weave password) are in the `kubebake-contract` crate.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// A value was rejected; the message says what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {value:?} is invalid: {reason}")]
-pub struct InvalidValue {
-    pub what: &'static str,
-    pub value: String,
-    pub reason: String,
-}
-
-fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> InvalidValue {
-    // Never echo control characters back into the journal verbatim.
-    let shown: String = value.chars().take(80).collect();
-    InvalidValue {
-        what,
-        value: shown,
-        reason: reason.into(),
-    }
-}
-
-/// The role markers are `/etc/sysconfig/kubernetes-<role>`: defined here
-/// once; `Role::marker_path`, the builder's role proof, `inspect`, the
-/// script form of user-data and the VM harness all derive from it.
-macro_rules! marker_stem {
-    () => {
-        "/etc/sysconfig/kubernetes"
-    };
-}
-
-/// The marker path without `-<role>` (what the script form looks for).
-pub const MARKER_STEM: &str = marker_stem!();
-/// Every role marker path starts with this.
-pub const MARKER_PREFIX: &str = concat!(marker_stem!(), "-");
-
-/// The two roles a host can take (also the builder's unit roles and the VM
-/// harness's).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Master,
-    Minion,
-}
-
-impl Role {
-    pub const ALL: [Role; 2] = [Role::Master, Role::Minion];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Master => "master",
-            Role::Minion => "minion",
-        }
-    }
-
-    /// The marker path relative to the root, as units reference it.
-    pub fn marker_path(self) -> &'static str {
-        match self {
-            Role::Master => concat!(marker_stem!(), "-master"),
-            Role::Minion => concat!(marker_stem!(), "-minion"),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = InvalidValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::try_from(s)
-    }
-}
-
-impl TryFrom<&str> for Role {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        match s {
-            "master" => Ok(Role::Master),
-            "minion" => Ok(Role::Minion),
-            "masters" | "minions" => Err(invalid(
-                "role",
-                s,
-                format!("must be master or minion (singular: {})", &s[..s.len() - 1]),
-            )),
-            _ => Err(invalid("role", s, "must be master or minion")),
-        }
-    }
-}
-
-/// Checks one RFC 1123 label: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
-pub fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        return Err("empty label".into());
-    }
-    if label.len() > 63 {
-        return Err(format!(
-            "label is {} characters, at most 63 allowed",
-            label.len()
-        ));
-    }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(if c.is_ascii_uppercase() {
-            format!("uppercase {c:?} not allowed (use lowercase)")
-        } else {
-            format!("character {c:?} not allowed (only a-z, 0-9 and -)")
-        });
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Err("must start and end with a letter or digit".into());
-    }
-    Ok(())
-}
-
-/// A cluster name: one RFC 1123 DNS label, lowercase, at most 63 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClusterName(String);
-
-impl ClusterName {
-    /// The name used when user-data names a role but no cluster (script form).
-    pub const DEFAULT: &'static str = "kubernetes";
-
-    pub fn default_name() -> Self {
-        ClusterName(Self::DEFAULT.to_string())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<&str> for ClusterName {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        check_label(s).map_err(|r| {
-            invalid(
-                "cluster name",
-                s,
-                format!("{r}; a cluster name is one DNS label (RFC 1123): lowercase a-z, 0-9, '-', at most 63"),
-            )
-        })?;
-        Ok(ClusterName(s.to_string()))
-    }
-}
-
-impl fmt::Display for ClusterName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Checks a DNS name: dot-separated RFC 1123 labels, at most 253 characters.
-fn check_dns_name(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("empty".into());
-    }
-    if s.len() > 253 {
-        return Err(format!("{} characters, at most 253 allowed", s.len()));
-    }
-    if s.ends_with('.') {
-        return Err("no trailing dot".into());
-    }
-    for label in s.split('.') {
-        check_label(label).map_err(|r| format!("label {label:?}: {r}"))?;
-    }
-    Ok(())
-}
-
-/// A DNS domain such as `k8s` or `example.internal`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Domain(String);
-
-impl Domain {
-    pub const DEFAULT: &'static str = "k8s";
-    pub fn default_domain() -> Self {
-        Domain(Self::DEFAULT.to_string())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<&str> for Domain {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        check_dns_name(s).map_err(|r| {
-            invalid(
-                "domain",
-                s,
-                format!("{r}; a domain is dot-separated lowercase DNS labels"),
-            )
-        })?;
-        Ok(Domain(s.to_string()))
-    }
-}
-
-impl fmt::Display for Domain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use contract::values::{check_dns_name, ClusterName, Domain, InvalidValue, WeavePassword};
 
 /// A master endpoint override: `host`, `host:port`, `1.2.3.4[:port]` or `[v6][:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +47,7 @@ impl TryFrom<&str> for MasterEndpoint {
     type Error = InvalidValue;
     fn try_from(s: &str) -> Result<Self, Self::Error> {
         let err = |r: String| {
-            invalid(
+            InvalidValue::new(
                 "master endpoint",
                 s,
                 format!("{r}; expected host, host:port, IPv4[:port] or [IPv6][:port]"),
@@ -312,15 +110,21 @@ impl TryFrom<&str> for AddonsUrl {
         let rest = s
             .strip_prefix("https://")
             .or_else(|| s.strip_prefix("http://"))
-            .ok_or_else(|| invalid("addons_url", s, "must start with http:// or https://"))?;
+            .ok_or_else(|| {
+                InvalidValue::new("addons_url", s, "must start with http:// or https://")
+            })?;
         if s.len() > 2048 {
-            return Err(invalid("addons_url", s, "longer than 2048 characters"));
+            return Err(InvalidValue::new(
+                "addons_url",
+                s,
+                "longer than 2048 characters",
+            ));
         }
         if let Some(c) = s
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "-._~:/?=%@+,".contains(*c)))
         {
-            return Err(invalid(
+            return Err(InvalidValue::new(
                 "addons_url",
                 s,
                 format!(
@@ -331,7 +135,7 @@ impl TryFrom<&str> for AddonsUrl {
         let authority = rest.split(['/', '?']).next().unwrap_or_default();
         let host = authority.rsplit('@').next().unwrap_or_default();
         if host.is_empty() || host.starts_with(':') {
-            return Err(invalid("addons_url", s, "has no host"));
+            return Err(InvalidValue::new("addons_url", s, "has no host"));
         }
         Ok(AddonsUrl(s.to_string()))
     }
@@ -380,14 +184,14 @@ impl TryFrom<&str> for ApiServer {
     type Error = InvalidValue;
     fn try_from(s: &str) -> Result<Self, Self::Error> {
         let authority = s.strip_prefix("https://").ok_or_else(|| {
-            invalid(
+            InvalidValue::new(
                 "api_server",
                 s,
                 "must start with https:// (e.g. https://masters.demo.k8s:6443)",
             )
         })?;
         let endpoint = MasterEndpoint::try_from(authority).map_err(|e| {
-            invalid(
+            InvalidValue::new(
                 "api_server",
                 s,
                 format!("{}; expected https://HOST[:PORT] without a path", e.reason),
@@ -417,7 +221,7 @@ impl ExpectedMinions {
     }
     pub fn new(n: u64) -> Result<Self, InvalidValue> {
         if n == 0 || n > u64::from(Self::MAX) {
-            return Err(invalid(
+            return Err(InvalidValue::new(
                 "expected_minions",
                 &n.to_string(),
                 format!("must be between 1 and {}", Self::MAX),
@@ -434,7 +238,7 @@ impl TryFrom<&str> for ExpectedMinions {
             || !s.bytes().all(|b| b.is_ascii_digit())
             || (s.len() > 1 && s.starts_with('0'))
         {
-            return Err(invalid(
+            return Err(InvalidValue::new(
                 "expected_minions",
                 s,
                 "must be a decimal number without leading zeros",
@@ -442,44 +246,8 @@ impl TryFrom<&str> for ExpectedMinions {
         }
         let n: u64 = s
             .parse()
-            .map_err(|_| invalid("expected_minions", s, "number too large"))?;
+            .map_err(|_| InvalidValue::new("expected_minions", s, "number too large"))?;
         Self::new(n)
-    }
-}
-
-/// The weave network password (a secret: masked in `status`, passed to weave
-/// only through the environment).
-#[derive(Clone, PartialEq, Eq)]
-pub struct WeavePassword(String);
-
-impl fmt::Debug for WeavePassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WeavePassword(***)")
-    }
-}
-
-impl WeavePassword {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<&str> for WeavePassword {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        // Do not echo the secret in errors.
-        let err = |r: &str| invalid("weave password", "***", r.to_string());
-        if s.len() < 8 || s.len() > 256 {
-            return Err(err("must be 8 to 256 characters"));
-        }
-        if s.chars()
-            .any(|c| !c.is_ascii_graphic() || "\"'\\$`".contains(c))
-        {
-            return Err(err(
-                "only printable ASCII without spaces, quotes, backslash, '$' or '`' is allowed",
-            ));
-        }
-        Ok(WeavePassword(s.to_string()))
     }
 }
 
@@ -497,7 +265,7 @@ impl TryFrom<&str> for Cidr {
     type Error = InvalidValue;
     fn try_from(s: &str) -> Result<Self, Self::Error> {
         let err = || {
-            invalid(
+            InvalidValue::new(
                 "CIDR",
                 s,
                 "expected IPv4 address/prefix such as 10.32.0.0/12",
@@ -518,7 +286,7 @@ impl TryFrom<&str> for Cidr {
             u32::MAX << (32 - prefix)
         };
         if u32::from(addr) & !mask != 0 {
-            return Err(invalid(
+            return Err(InvalidValue::new(
                 "CIDR",
                 s,
                 format!(
@@ -565,7 +333,7 @@ impl WeaveOptions {
 /// Validates a WEAVE_EXTRA_ARGS word read back from a marker: only the
 /// forms [`WeaveOptions::extra_args`] produces are accepted.
 pub fn check_weave_arg(arg: &str) -> Result<(), InvalidValue> {
-    let bad = |r: &str| invalid("WEAVE_EXTRA_ARGS word", arg, r.to_string());
+    let bad = |r: &str| InvalidValue::new("WEAVE_EXTRA_ARGS word", arg, r.to_string());
     if arg == "--no-fastdp" {
         return Ok(());
     }
@@ -645,50 +413,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cluster_names() {
-        assert!(ClusterName::try_from("demo").is_ok());
-        assert!(ClusterName::try_from("a").is_ok());
-        assert!(ClusterName::try_from("0a-9").is_ok());
-        assert!(ClusterName::try_from(&*"a".repeat(63)).is_ok());
-        for bad in [
-            "",
-            "Demo",
-            "-a",
-            "a-",
-            "a.b",
-            "a_b",
-            "a b",
-            "a;b",
-            "$x",
-            "../x",
-            "a/b",
-            "a\nb",
-            &"a".repeat(64),
-        ] {
-            assert!(ClusterName::try_from(bad).is_err(), "{bad:?} accepted");
-        }
-        let e = ClusterName::try_from("Demo").unwrap_err().to_string();
-        assert!(e.contains("uppercase"), "{e}");
-    }
-
-    #[test]
-    fn domains() {
-        assert!(Domain::try_from("k8s").is_ok());
-        assert!(Domain::try_from("a.example.internal").is_ok());
-        for bad in [
-            "",
-            "k8s.",
-            ".k8s",
-            "a..b",
-            "A.b",
-            "a_b.c",
-            &"a.".repeat(130),
-        ] {
-            assert!(Domain::try_from(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
     fn endpoints() {
         let e = MasterEndpoint::try_from("10.0.0.1:8080").unwrap();
         assert_eq!((e.host(), e.port()), ("10.0.0.1", Some(8080)));
@@ -750,18 +474,11 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_secrets() {
+    fn numbers_and_cidrs() {
         assert_eq!(ExpectedMinions::try_from("3").unwrap().get(), 3);
         for bad in ["0", "0600", "1_000", "-1", "x", "10001", ""] {
             assert!(ExpectedMinions::try_from(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(WeavePassword::try_from("s3cret-pass").is_ok());
-        let e = WeavePassword::try_from("has space in it")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("space in it"), "secret echoed: {e}");
-        assert!(WeavePassword::try_from("short").is_err());
-        assert!(WeavePassword::try_from("abc$defgh").is_err());
         assert!(Cidr::try_from("10.32.0.0/12").is_ok());
         assert!(Cidr::try_from("10.32.0.1/12").is_err());
         assert!(Cidr::try_from("10.32.0.0/33").is_err());

@@ -5,12 +5,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use contract::credentials::{file_list, node};
+use contract::role::Role;
+use contract::unitfile;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials;
 use crate::marker::{self, MarkerError};
-use crate::settings::{Role, Settings};
-use crate::unitfile;
+use crate::settings::Settings;
 
 pub const STATUS_PATH: &str = "/run/rolectl/status.json";
 
@@ -173,13 +174,13 @@ pub fn credential_files(root: &Path, role: Option<Role>) -> Vec<CredentialFile> 
     use std::os::unix::fs::PermissionsExt;
     let mut list: Vec<(&str, u32)> = Vec::new();
     for r in role.map_or(Role::ALL.to_vec(), |r| vec![r]) {
-        for f in credentials::file_list(r) {
-            if !list.iter().any(|(p, _)| *p == f.0) {
-                list.push(*f);
+        for (_, f) in file_list(r) {
+            if !list.iter().any(|(p, _)| *p == f.path) {
+                list.push((f.path, f.mode));
             }
         }
     }
-    list.push((credentials::paths::KUBELET_CONF, 0o600));
+    list.push((node::KUBELET_CONF, 0o600));
     list.into_iter()
         .map(|(path, mode)| {
             let meta = fs::symlink_metadata(marker::under(root, path)).ok();

@@ -10,14 +10,15 @@ use std::time::Duration;
 #[cfg(feature = "test-dns")]
 use std::time::Instant;
 
+use contract::retry::{Backoff, GaveUp};
+use contract::role::Role;
 #[cfg(feature = "test-dns")]
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 #[cfg(feature = "test-dns")]
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::marker;
-use crate::retry::{Backoff, GaveUp};
-use crate::settings::{ip_literal, Role, Settings};
+use crate::settings::{ip_literal, Settings};
 
 /// Formats a delay for log lines ("2s", "0.5s").
 pub fn secs(d: Duration) -> String {

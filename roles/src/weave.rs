@@ -16,11 +16,12 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use contract::retry::{Backoff, GaveUp};
+use contract::role::Role;
 use serde::Serialize;
 
 use crate::marker;
-use crate::retry::{Backoff, GaveUp};
-use crate::settings::{check_weave_arg, Role, Settings};
+use crate::settings::{check_weave_arg, Settings};
 use crate::wait::{secs, Resolver};
 
 /// Weave Net's router.

@@ -56,6 +56,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use contract::console;
 use harness::cluster::{Cluster, Datasource, VmSpec};
 use harness::kube::AdminClient;
 use harness::{wait_until, Role};
@@ -241,7 +242,7 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     }
     c.launch(node(REFUSED, Role::Minion, secrets, Some(&wrong))?)?;
     for m in ALL_MINIONS {
-        let t = c.wait_serial(m, "rolectl: activated as minion", 0, WAIT)?;
+        let t = c.wait_serial(m, &console::activated(Role::Minion), 0, WAIT)?;
         h::report(&format!("{m}: start -> role marker"), t);
         c.wait_ssh(m, WAIT)?;
     }
@@ -270,7 +271,7 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     );
     let tm = Instant::now();
     c.launch(node("master1", Role::Master, secrets, None)?)?;
-    let t = c.wait_serial("master1", "rolectl: activated as master", 0, WAIT)?;
+    let t = c.wait_serial("master1", &console::activated(Role::Master), 0, WAIT)?;
     h::report("master1: start -> role marker", t);
     c.wait_ssh("master1", WAIT)?;
     let master_ip = c.vm("master1")?.ip;
@@ -1024,7 +1025,7 @@ fn self_proof(secret: &str) -> String {
 /// No secret in any process's argv or in the journal, on any VM; the weave
 /// password is in weaver's environment and no other process's.
 fn no_secret_exposed(c: &Cluster, secrets: &ClusterSecrets) -> Result<()> {
-    let token_secret = secrets.token.secret().to_string();
+    let token_secret = secrets.token.expose_secret().to_string();
     let weave_password = secrets
         .weave_password
         .as_ref()

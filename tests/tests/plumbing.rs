@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use contract::console;
 use harness::cluster::{Datasource, UserData, VmSpec};
 use harness::imds::Metadata;
 use harness::Role;
@@ -123,7 +124,7 @@ fn one_vm_network_dns_imds() {
         let log = c.vm("nods")?.qemu.serial();
         let line = log
             .lines()
-            .find(|l| l.contains("rolectl: host stays unassigned"))
+            .find(|l| l.contains(console::UNASSIGNED))
             .unwrap_or_default();
         for want in [
             "no datasource gave user-data",
@@ -191,9 +192,9 @@ fn metadata_comes_late(c: &mut harness::cluster::Cluster) -> anyhow::Result<()> 
             let log = vm.qemu.serial();
             let refused = log
                 .lines()
-                .any(|l| l.contains("rolectl: ") && l.to_ascii_lowercase().contains("refused"));
+                .any(|l| l.contains(console::PREFIX) && l.to_ascii_lowercase().contains("refused"));
             anyhow::ensure!(
-                !log.contains("rolectl: activated as"),
+                !log.contains(console::ACTIVATED_AS),
                 "imdsnode activated while the metadata service was refused"
             );
             Ok(refused.then(|| vm.qemu.started.elapsed()))
@@ -203,7 +204,7 @@ fn metadata_comes_late(c: &mut harness::cluster::Cluster) -> anyhow::Result<()> 
     std::thread::sleep(METADATA_LATE);
     let log = c.vm("imdsnode")?.qemu.serial();
     anyhow::ensure!(
-        !log.contains("rolectl: activated as") && !log.contains("host stays unassigned"),
+        !log.contains(console::ACTIVATED_AS) && !log.contains(console::UNASSIGNED),
         "imdsnode: rolectl finished while the metadata service was refused"
     );
     let served = c.vm("imdsnode")?.qemu.started.elapsed();
@@ -213,7 +214,7 @@ fn metadata_comes_late(c: &mut harness::cluster::Cluster) -> anyhow::Result<()> 
         "FAULT metadata service refused from boot, served at imdsnode start + {:.1} s",
         served.as_secs_f64()
     );
-    let t = c.wait_serial("imdsnode", "rolectl: activated as minion", 0, h::WAIT)?;
+    let t = c.wait_serial("imdsnode", &console::activated(Role::Minion), 0, h::WAIT)?;
     h::report("imdsnode: start -> role marker (metadata late)", t);
     h::report(
         "imdsnode: metadata served -> role marker",

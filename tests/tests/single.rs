@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
+use contract::console;
 use harness::cluster::{Cluster, Datasource, UserData, VmSpec};
 use harness::wait_until;
 use harness::Role;
@@ -68,7 +69,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
     })?;
 
     // (b) the seed's script makes a master.
-    let t = c.wait_serial("seedmaster", "rolectl: activated as master", 0, WAIT)?;
+    let t = c.wait_serial("seedmaster", &console::activated(Role::Master), 0, WAIT)?;
     h::report("seedmaster: start -> role marker (BIOS boot)", t);
     c.wait_ssh("seedmaster", WAIT)?;
     let tu = wait_until(
@@ -139,7 +140,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
     )?;
 
     // gzip + MIME: a master of cluster "zipped".
-    let t = c.wait_serial("zipped", "rolectl: activated as master", 0, WAIT)?;
+    let t = c.wait_serial("zipped", &console::activated(Role::Master), 0, WAIT)?;
     h::report("zipped: start -> role marker (gzip MIME user-data)", t);
     c.wait_ssh("zipped", WAIT)?;
     let marker = c.ssh("zipped", "sudo cat /etc/sysconfig/kubernetes-master")?;
@@ -180,7 +181,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
     );
     let log = c.vm("seedmaster")?.qemu.serial();
     ensure!(
-        log.matches("rolectl: ").count() >= 2,
+        log.matches(console::PREFIX).count() >= 2,
         "seedmaster: rolectl did not run again on the second boot"
     );
     Ok(())

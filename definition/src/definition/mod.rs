@@ -427,9 +427,10 @@ impl Unit {
     }
 }
 
-/// Node role a unit belongs to: the same type rolectl activates, so the
-/// marker paths the units are conditioned on have one definition.
-pub use rolectl::settings::Role;
+/// Node role a unit belongs to: the same type rolectl activates (from the
+/// shared `kubebake-contract` crate), so the marker paths the units are
+/// conditioned on have one definition.
+pub use contract::role::Role;
 
 /// What the builder knows about a role beyond rolectl.
 pub trait RoleExt {

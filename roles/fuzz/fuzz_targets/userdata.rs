@@ -1,8 +1,9 @@
 //! Fuzzes the user-data parser (every form: cloud-config, script, MIME,
 //! gzip) and checks that whatever it accepts renders a marker that reads
 //! back identically and carries no character unsafe in an EnvironmentFile,
-//! and that accepted credentials render only their role's files, each
-//! under /etc/kubernetes, with secrets kept out of Debug output.
+//! and that accepted credentials render only their role's files (the
+//! schema's list, none empty), each under /etc/kubernetes, with secrets
+//! kept out of Debug output.
 #![no_main]
 
 use std::path::Path;
@@ -25,10 +26,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(c.role(), role, "credentials of the other role");
         assert!(settings.api_server.is_some(), "credentials without API_SERVER");
         let files = c.files(&settings);
-        let list = rolectl::credentials::file_list(role);
+        let list = contract::credentials::file_list(role);
         assert_eq!(files.len(), list.len());
-        for (f, (p, m)) in files.iter().zip(list) {
-            assert!(f.path == *p && f.mode == *m && p.starts_with("/etc/kubernetes/"));
+        for (f, (_, want)) in files.iter().zip(list) {
+            assert!(f.path == want.path && f.mode == want.mode);
+            assert!(f.path.starts_with("/etc/kubernetes/") && !f.content.is_empty());
         }
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("PRIVATE KEY-----"), "secret in Debug: {dbg}");

@@ -11,6 +11,9 @@
 
 use std::fmt;
 
+use contract::credentials::{self as schema, keys, BootstrapToken, Credential, Kind, PemKind};
+use contract::role::Role;
+use contract::values::{ClusterName, Domain, InvalidValue, WeavePassword};
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -18,16 +21,15 @@ use serde_saphyr::Spanned;
 use super::yaml11::{resolve_plain, Yaml11};
 use super::UserDataError;
 use crate::credentials::{
-    self, keys, BootstrapToken, CaCertHash, Credentials, Expiry, MasterCredentials,
-    MinionCredentials, Pem, PemKind, RoleCredentials, PKI_KEYS,
+    self, CaCertHash, Credentials, Expiry, MasterCredentials, MinionCredentials, Pem, Pems,
+    RoleCredentials,
 };
 use crate::settings::{
-    parse_mtu, AddonsUrl, ApiServer, Cidr, ClusterName, Domain, ExpectedMinions, InvalidValue,
-    MasterEndpoint, Role, Settings, WeaveOptions, WeavePassword,
+    parse_mtu, AddonsUrl, ApiServer, Cidr, ExpectedMinions, MasterEndpoint, Settings, WeaveOptions,
 };
 
-/// Keys allowed under `kubernetes:`.
-pub const KUBERNETES_KEYS: &[&str] = &[
+/// Keys under `kubernetes:` besides the credentials.
+pub const SETTINGS_KEYS: &[&str] = &[
     "role",
     "cluster",
     "domain",
@@ -35,11 +37,17 @@ pub const KUBERNETES_KEYS: &[&str] = &[
     "addons_url",
     "expected_minions",
     "weave",
-    "bootstrap_token",
-    "bootstrap_token_expires",
-    "api_server",
-    "pki",
 ];
+
+/// Keys allowed under `kubernetes:`: the settings, the credentials of the
+/// schema's table and `pki`.
+pub fn kubernetes_keys() -> Vec<&'static str> {
+    let mut v = SETTINGS_KEYS.to_vec();
+    v.extend(schema::top_level_keys());
+    v.push("pki");
+    v
+}
+
 /// Keys allowed under `kubernetes: weave:`.
 pub const WEAVE_KEYS: &[&str] = &[
     "password",
@@ -213,8 +221,8 @@ pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserD
     };
     let mut role: Option<Role> = None;
     let mut settings = Settings::default();
-    // Credential keys as given (full path, value); checked once the role is known.
-    let mut creds: Vec<(String, &Spanned<Node>)> = Vec::new();
+    // Credential keys as given (schema row, value); checked once the role is known.
+    let mut creds: Vec<(&'static Credential, &Spanned<Node>)> = Vec::new();
     let mut pki_at: Option<&Spanned<Node>> = None;
     for (key, value) in entries {
         let k = key.value.as_str();
@@ -253,9 +261,6 @@ pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserD
                     Some(ExpectedMinions::new(n).map_err(|e| cx.invalid(value, &path, e))?);
             }
             "weave" => settings.weave = cx.weave(value)?,
-            "bootstrap_token" | "bootstrap_token_expires" | "api_server" => {
-                creds.push((path, value));
-            }
             "pki" => {
                 pki_at = Some(value);
                 let Node::Map(pki) = &value.value else {
@@ -267,13 +272,18 @@ pub fn parse(text: &str, place: &str) -> Result<Option<KubernetesSection>, UserD
                     ));
                 };
                 for (pk, pv) in pki {
-                    if !PKI_KEYS.contains(&pk.value.as_str()) {
-                        return Err(cx.unknown_key(pk, "kubernetes.pki", PKI_KEYS));
+                    match schema::spec(&format!("{}{}", schema::PKI_PREFIX, pk.value)) {
+                        Some(c) => creds.push((c, pv)),
+                        None => {
+                            return Err(cx.unknown_key(pk, "kubernetes.pki", &schema::pki_keys()))
+                        }
                     }
-                    creds.push((format!("kubernetes.pki.{}", pk.value), pv));
                 }
             }
-            _ => return Err(cx.unknown_key(key, "kubernetes", KUBERNETES_KEYS)),
+            _ => match schema::spec(&path) {
+                Some(c) if !c.in_pki() => creds.push((c, value)),
+                _ => return Err(cx.unknown_key(key, "kubernetes", &kubernetes_keys())),
+            },
         }
     }
     let Some(role) = role else {
@@ -598,57 +608,50 @@ impl Cx<'_> {
         &self,
         role: Role,
         settings: &Settings,
-        given: &[(String, &Spanned<Node>)],
+        given: &[(&'static Credential, &Spanned<Node>)],
         at: &Spanned<Node>,
     ) -> Result<Credentials, UserDataError> {
-        for (path, v) in given {
-            if !credentials::allowed(role).contains(&path.as_str()) {
-                return Err(self.err(v, path, credentials::not_allowed_reason(role, path)));
+        for (c, v) in given {
+            if !c.allowed(role) {
+                return Err(self.err(v, c.key, credentials::not_allowed_reason(role, c.key)));
             }
         }
         // Each value's form first (errors point at its line), then the set.
-        for (path, v) in given {
-            match path.as_str() {
-                keys::TOKEN => drop(self.token(v)?),
-                keys::EXPIRES => drop(self.expiry(v)?),
-                keys::API_SERVER => drop(self.api_server(v)?),
-                keys::CA_CERT_HASH => drop(self.ca_cert_hash(v)?),
-                p => drop(self.pem(v, p, pem_kind(p))?),
+        let mut pems = Pems::default();
+        for (c, v) in given {
+            match c.kind {
+                Kind::Token => drop(self.token(v)?),
+                Kind::Expiry => drop(self.expiry(v)?),
+                Kind::ApiServer => drop(self.api_server(v)?),
+                Kind::CaCertHash => drop(self.ca_cert_hash(v)?),
+                Kind::Pem(kind) => pems.set(c.key, self.pem(v, c.key, kind)?),
             }
         }
-        let get = |p: &str| given.iter().find(|(k, _)| k == p).map(|(_, v)| *v);
-        let missing: Vec<&str> = credentials::required(role)
+        let get = |p: &str| given.iter().find(|(c, _)| c.key == p).map(|(_, v)| *v);
+        let required = schema::required(role);
+        let missing: Vec<&str> = required
             .iter()
             .copied()
             .filter(|p| get(p).is_none())
             .collect();
-        let incomplete = || {
-            self.err(
+        if !missing.is_empty() {
+            return Err(self.err(
                 at,
                 "kubernetes",
                 format!(
                     "credentials for a {role} are incomplete: missing {}. A {role} given any credential key needs all of: {}",
                     missing.join(", "),
-                    credentials::required(role).join(", ")
+                    required.join(", ")
                 ),
-            )
-        };
-        if !missing.is_empty() {
-            return Err(incomplete());
+            ));
         }
-        let req = |p: &'static str| get(p).ok_or_else(incomplete);
-        let pem = |p: &'static str| self.pem(req(p)?, p, pem_kind(p));
+        let req = |p: &'static str| get(p).ok_or_else(|| self.err(at, p, "is missing"));
         let token = self.token(req(keys::TOKEN)?)?;
         let role_creds = match role {
             Role::Master => RoleCredentials::Master(MasterCredentials {
                 token,
                 expires: self.expiry(req(keys::EXPIRES)?)?,
-                ca_crt: pem(keys::CA_CRT)?,
-                ca_key: pem(keys::CA_KEY)?,
-                front_proxy_ca_crt: pem(keys::FRONT_PROXY_CA_CRT)?,
-                front_proxy_ca_key: pem(keys::FRONT_PROXY_CA_KEY)?,
-                sa_key: pem(keys::SA_KEY)?,
-                sa_pub: pem(keys::SA_PUB)?,
+                pems,
             }),
             Role::Minion => RoleCredentials::Minion(MinionCredentials {
                 token,
@@ -656,21 +659,19 @@ impl Cx<'_> {
                     Some(v) => self.api_server(v)?,
                     None => ApiServer::for_cluster(&settings.cluster, &settings.domain),
                 },
-                ca_crt: pem(keys::CA_CRT)?,
                 ca_cert_hash: get(keys::CA_CERT_HASH)
                     .map(|v| self.ca_cert_hash(v))
                     .transpose()?,
-                kube_proxy_crt: pem(keys::KUBE_PROXY_CRT)?,
-                kube_proxy_key: pem(keys::KUBE_PROXY_KEY)?,
+                pems,
             }),
         };
         Ok(Credentials {
             role: role_creds,
             places: given
                 .iter()
-                .map(|(p, v)| {
+                .map(|(c, v)| {
                     (
-                        p.clone(),
+                        c.key.to_string(),
                         format!("{} line {}", self.place, v.referenced.line()),
                     )
                 })
@@ -745,17 +746,6 @@ impl Cx<'_> {
             }
         }
         Ok(w)
-    }
-}
-
-/// What a `kubernetes.pki.*` PEM key holds.
-fn pem_kind(path: &str) -> PemKind {
-    match path {
-        keys::CA_KEY | keys::FRONT_PROXY_CA_KEY | keys::SA_KEY | keys::KUBE_PROXY_KEY => {
-            PemKind::PrivateKey
-        }
-        keys::SA_PUB => PemKind::PublicKey,
-        _ => PemKind::Certificate,
     }
 }
 
@@ -856,7 +846,7 @@ mod tests {
         };
         assert_eq!(m.token.id(), "abcdef");
         assert_eq!(
-            m.ca_crt.expose(),
+            m.pems.get(keys::CA_CRT).unwrap().expose(),
             "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
         );
         assert_eq!(m.api_server.as_str(), "https://masters.demo.k8s:6443");

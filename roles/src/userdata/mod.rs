@@ -11,8 +11,10 @@ pub mod mime;
 pub mod script;
 pub mod yaml11;
 
+use contract::role::Role;
+
 use crate::credentials::Credentials;
-use crate::settings::{Role, Settings};
+use crate::settings::Settings;
 
 /// User-data is invalid; `place` says where (part, line, key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,9 @@
 //! script belongs to cloud-init); a line that mentions it in any other form is
 //! an error, so a typo never silently leaves a host unassigned.
 
+use contract::role::{Role, MARKER_STEM as PREFIX};
+
 use super::UserDataError;
-use crate::settings::{Role, MARKER_STEM as PREFIX};
 
 /// Result of scanning a script: the role (if any) and the line it came from.
 pub fn parse(text: &str, place: &str) -> Result<Option<(Role, usize)>, UserDataError> {

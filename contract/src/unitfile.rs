@@ -7,7 +7,7 @@
 //! systemd reads a unit, then its drop-ins (`<unit>.d/*.conf`) sorted by file
 //! name, where an empty `ConditionPathExists=` resets the list.
 
-use crate::settings::{Role, MARKER_PREFIX};
+use crate::role::{Role, MARKER_PREFIX};
 
 /// (section, key, value) in file order.
 pub fn parse(content: &str) -> Vec<(String, String, String)> {
