@@ -6,17 +6,15 @@
 //! (flatten [`DefArgs`] if it takes a definition), `commands/<name>.rs` with
 //! `run`, and one arm in `main.rs`. Flags in [`GlobalArgs`] (`--json`,
 //! `--cache`, `--offline`, `--allow-insecure-urls`) are accepted before or
-//! after the subcommand; every command honours `--json`.
+//! after the subcommand; every command honours `--json`. What the flags
+//! mean to the other modules (`GlobalArgs::cache_dir`, `load_options`,
+//! `progress`, `fetch_options`) is in `commands/mod.rs`, so this module
+//! depends on none of them.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use harness::Role;
-
-use crate::definition::LoadOptions;
-use crate::fetch::{self, FetchOptions};
-use crate::progress::Progress;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,38 +44,6 @@ pub struct GlobalArgs {
     /// Accept http:// and file:// artifact URLs (digests are still verified).
     #[arg(long, global = true)]
     pub allow_insecure_urls: bool,
-}
-
-impl GlobalArgs {
-    /// `--cache` or the per-user default.
-    pub fn cache_dir(&self) -> Result<PathBuf> {
-        match &self.cache {
-            Some(dir) => Ok(dir.clone()),
-            None => fetch::default_cache_dir()
-                .context("cannot find a cache directory ($HOME unset?): pass --cache DIR"),
-        }
-    }
-
-    /// How to load the definition of `def`: its `--data-root` and
-    /// `--allow-insecure-urls`.
-    pub fn load_options(&self, def: &DefArgs) -> LoadOptions {
-        LoadOptions {
-            data_root: def.data_root.clone(),
-            allow_insecure_urls: self.allow_insecure_urls,
-        }
-    }
-
-    /// Progress bars unless `--json` (and only on a terminal).
-    pub fn progress(&self) -> Progress {
-        Progress::new(!self.json)
-    }
-
-    pub fn fetch_options(&self) -> Result<FetchOptions> {
-        let mut o = FetchOptions::new(self.cache_dir()?);
-        o.offline = self.offline;
-        o.progress = self.progress();
-        Ok(o)
-    }
 }
 
 /// The image definition argument.

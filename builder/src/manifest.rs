@@ -1,16 +1,17 @@
 //! The manifest written beside the image: everything baked in, with digests,
 //! so that `kubebake inspect` can prove the image is what the build says.
+//!
+//! Every type of the manifest's JSON is here; the stages fill them
+//! (`stages::overlay` the artifacts and files, `stages::rootfs` the packages,
+//! `stages::source_build` and `stages::go_build` the builds' [`Provenance`],
+//! which is also each build cache entry's `provenance.json`, `oci` the
+//! container images' [`ImageDigests`]; `build` assembles the [`Manifest`]).
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-
-use crate::oci::ImageDigests;
-use crate::stages::overlay::{InstalledArtifact, WrittenFile};
-use crate::stages::rootfs::InstalledPackage;
-use crate::stages::source_build::Provenance;
 
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -74,6 +75,26 @@ pub struct OutputFile {
     pub sha256: String,
 }
 
+/// An artifact as installed, for the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstalledArtifact {
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    pub sha256: String,
+    /// The digest the definition pinned (sha256:… or sha512:…).
+    pub pinned: String,
+    pub paths: Vec<WrittenFile>,
+}
+
+/// A file kubebake wrote into the image, for the manifest and for inspect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub path: String,
+    pub sha256: String,
+    pub mode: String,
+}
+
 /// A source-built artifact: where it came from and where it went.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuiltArtifact {
@@ -81,6 +102,98 @@ pub struct BuiltArtifact {
     pub provenance: Provenance,
     /// The outputs installed as files in the image.
     pub paths: Vec<WrittenFile>,
+}
+
+/// Provenance of one built artifact, as recorded in the cache entry and the
+/// image manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    pub name: String,
+    pub version: String,
+    /// Hash of every input (see the `stages::source_build` module documentation).
+    pub cache_key: String,
+    /// Recipe builds: the recipe, its sources and patches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<RecipeInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<PatchInfo>,
+    /// Go builds: go.mod/go.sum, toolchain and flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoInfo>,
+    pub toolchain: Vec<ToolchainPackage>,
+    pub source_date_epoch: Option<i64>,
+    pub outputs: Vec<OutputInfo>,
+    /// How long the recipe ran when this entry was made.
+    pub build_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecipeInfo {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub url: String,
+    /// The pinned digest (`sha256:…` or `sha512:…`), verified when fetched.
+    pub digest: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PatchInfo {
+    /// `debian/patches/x.patch` (from a series in the tree) or the file
+    /// beside the definition.
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Provenance of a Go build (the manifest's `builds[].go`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GoInfo {
+    /// The directory of go.mod and go.sum, relative to the definition.
+    pub module_dir: String,
+    pub go_mod_sha256: String,
+    pub go_sum_sha256: String,
+    /// `GOTOOLCHAIN`, and what `go env GOVERSION` said under it.
+    pub toolchain: String,
+    pub go_version: String,
+    pub cgo: bool,
+    /// The `go build` flags every binary was built with.
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToolchainPackage {
+    pub package: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutputInfo {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Go builds: the package or C file, its module, version and `h1:` hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoOutputInfo>,
+}
+
+/// Where one output of a Go build came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GoOutputInfo {
+    /// The main package (`go build`), `module/file.c` (`cc`) or
+    /// `module/file` (copied).
+    pub source: String,
+    /// The module that provides it, at the version of the build list.
+    pub module: String,
+    pub version: String,
+    /// The module's `h1:` hash from go.sum (checkable against the public
+    /// checksum database).
+    pub sum: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -97,6 +210,25 @@ pub struct BakedImage {
     pub pinned_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<WrittenFile>,
+}
+
+/// The digests of an assembled image, for the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageDigests {
+    /// `sha256:…` of the image manifest: what containerd reports as the
+    /// image's digest (`ctr images ls`, `crictl images --digests`).
+    pub manifest: String,
+    pub config: String,
+    /// `sha256:…` of the image's own (uncompressed) layer: its diff ID.
+    pub layer: String,
+}
+
+/// One installed Debian package, as dpkg records it in the image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstalledPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

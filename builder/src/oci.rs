@@ -25,8 +25,9 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType,
     OciLayoutBuilder, Os, RootFsBuilder,
 };
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use crate::manifest::ImageDigests;
 
 /// One file of the image's own layer.
 #[derive(Debug, Clone)]
@@ -55,17 +56,6 @@ pub struct ImageSpec {
     pub cmd: Vec<String>,
     /// Timestamp for the layer's entries and the config's `created`.
     pub epoch: i64,
-}
-
-/// The digests of an assembled image, for the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ImageDigests {
-    /// `sha256:…` of the image manifest: what containerd reports as the
-    /// image's digest (`ctr images ls`, `crictl images --digests`).
-    pub manifest: String,
-    pub config: String,
-    /// `sha256:…` of the image's own (uncompressed) layer: its diff ID.
-    pub layer: String,
 }
 
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";

@@ -190,7 +190,7 @@ fn tested_definition_builds_are_byte_identical_when_rebuilt() {
         &Progress::hidden(),
     )
     .expect("the shared cache's build");
-    let digests = |p: &kubebake::stages::source_build::Provenance| -> BTreeMap<String, String> {
+    let digests = |p: &kubebake::manifest::Provenance| -> BTreeMap<String, String> {
         p.outputs
             .iter()
             .map(|o| (o.name.clone(), o.sha256.clone()))

@@ -23,6 +23,46 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::cli::{DefArgs, GlobalArgs};
+use crate::definition::LoadOptions;
+use crate::fetch::{default_cache_dir, FetchOptions};
+use crate::progress::Progress;
+
+/// The global flags as the options of the modules the commands call (here
+/// rather than in `cli.rs`, which holds clap types only).
+impl GlobalArgs {
+    /// `--cache` or the per-user default.
+    pub fn cache_dir(&self) -> Result<PathBuf> {
+        match &self.cache {
+            Some(dir) => Ok(dir.clone()),
+            None => default_cache_dir()
+                .context("cannot find a cache directory ($HOME unset?): pass --cache DIR"),
+        }
+    }
+
+    /// How to load the definition of `def`: its `--data-root` and
+    /// `--allow-insecure-urls`.
+    pub fn load_options(&self, def: &DefArgs) -> LoadOptions {
+        LoadOptions {
+            data_root: def.data_root.clone(),
+            allow_insecure_urls: self.allow_insecure_urls,
+        }
+    }
+
+    /// Progress bars unless `--json` (and only on a terminal).
+    pub fn progress(&self) -> Progress {
+        Progress::new(!self.json)
+    }
+
+    /// The cache, `--offline` and progress bars for `fetch`.
+    pub fn fetch_options(&self) -> Result<FetchOptions> {
+        let mut o = FetchOptions::new(self.cache_dir()?);
+        o.offline = self.offline;
+        o.progress = self.progress();
+        Ok(o)
+    }
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment, checked.
 pub fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {

@@ -31,10 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::definition::{GoBuild, OutputFrom};
-use crate::manifest::sha256_file;
+use crate::manifest::{sha256_file, GoInfo, GoOutputInfo};
 
 use super::source_build::{entry_key, run_logged, Built, Entry, Made};
 
@@ -43,35 +43,6 @@ const GO_CONTRACT: &str = "kubebake-go-v1";
 
 /// Where the host's Go usually lives when it is not on `PATH`.
 const HOST_GO_FALLBACK: &str = "/usr/local/go/bin/go";
-
-/// Provenance of a Go build (the manifest's `builds[].go`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GoInfo {
-    /// The directory of go.mod and go.sum, relative to the definition.
-    pub module_dir: String,
-    pub go_mod_sha256: String,
-    pub go_sum_sha256: String,
-    /// `GOTOOLCHAIN`, and what `go env GOVERSION` said under it.
-    pub toolchain: String,
-    pub go_version: String,
-    pub cgo: bool,
-    /// The `go build` flags every binary was built with.
-    pub flags: Vec<String>,
-}
-
-/// Where one output of a Go build came from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GoOutputInfo {
-    /// The main package (`go build`), `module/file.c` (`cc`) or
-    /// `module/file` (copied).
-    pub source: String,
-    /// The module that provides it, at the version of the build list.
-    pub module: String,
-    pub version: String,
-    /// The module's `h1:` hash from go.sum (checkable against the public
-    /// checksum database).
-    pub sum: String,
-}
 
 pub(crate) fn ensure_built(cx: &Entry<'_>, g: &GoBuild, offline: bool) -> Result<Built> {
     let b = cx.build;

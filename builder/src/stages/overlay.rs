@@ -9,39 +9,18 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::definition::{Artifact, Definition, ImageContent, Install};
 use crate::fetch::Fetched;
 use crate::hostcmd;
-use crate::manifest::{BakedImage, BuiltArtifact};
+use crate::manifest::{BakedImage, BuiltArtifact, InstalledArtifact, WrittenFile};
 use crate::oci;
 use crate::render::RenderedFile;
 use crate::stages::source_build::{find_output, Built};
 
 /// Where rolectl lives inside the image.
 pub const ROLECTL_PATH: &str = "/usr/local/bin/rolectl";
-
-/// A file kubebake wrote into the image, for the manifest and for inspect.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct WrittenFile {
-    pub path: String,
-    pub sha256: String,
-    pub mode: String,
-}
-
-/// An artifact as installed, for the manifest.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct InstalledArtifact {
-    pub name: String,
-    pub version: String,
-    pub url: String,
-    pub sha256: String,
-    /// The digest the definition pinned (sha256:… or sha512:…).
-    pub pinned: String,
-    pub paths: Vec<WrittenFile>,
-}
 
 /// Writes `bytes` at `image_path` below `root`, replacing (never modifying
 /// in place) whatever was there, and returns its manifest entry.

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::definition::Definition;
 use crate::hostcmd;
+use crate::manifest::InstalledPackage;
 use crate::{children, locks, space, sweep};
 
 /// Bumped whenever the way this stage calls mmdebstrap changes.
@@ -40,14 +41,6 @@ pub struct BaseTarball {
     pub path: PathBuf,
     pub key: String,
     pub reused: bool,
-}
-
-/// One installed Debian package, as dpkg records it in the image.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct InstalledPackage {
-    pub name: String,
-    pub version: String,
-    pub architecture: String,
 }
 
 /// The cache key: a hash of every input of mmdebstrap.

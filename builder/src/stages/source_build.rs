@@ -46,7 +46,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::children;
@@ -54,77 +53,17 @@ use crate::definition::{Build, BuildKind, Definition, Patch, RecipeBuild};
 use crate::fetch::Fetched;
 use crate::hostcmd;
 use crate::locks;
-use crate::manifest::sha256_file;
+use crate::manifest::{
+    sha256_file, GoInfo, GoOutputInfo, OutputInfo, PatchInfo, Provenance, RecipeInfo, SourceInfo,
+    ToolchainPackage,
+};
 use crate::progress::Progress;
 use crate::sweep;
 
-use super::go_build::{self, GoInfo, GoOutputInfo};
+use super::go_build;
 
 /// Bumped whenever the recipe contract (environment, layout) changes.
 const RECIPE_CONTRACT: &str = "kubebake-recipe-v1";
-
-/// Provenance of one built artifact, as recorded in the cache entry and the
-/// image manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Provenance {
-    pub name: String,
-    pub version: String,
-    /// Hash of every input (see the module documentation).
-    pub cache_key: String,
-    /// Recipe builds: the recipe, its sources and patches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipe: Option<RecipeInfo>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<SourceInfo>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub patches: Vec<PatchInfo>,
-    /// Go builds: go.mod/go.sum, toolchain and flags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub go: Option<GoInfo>,
-    pub toolchain: Vec<ToolchainPackage>,
-    pub source_date_epoch: Option<i64>,
-    pub outputs: Vec<OutputInfo>,
-    /// How long the recipe ran when this entry was made.
-    pub build_seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RecipeInfo {
-    pub path: String,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SourceInfo {
-    pub url: String,
-    /// The pinned digest (`sha256:…` or `sha512:…`), verified when fetched.
-    pub digest: String,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PatchInfo {
-    /// `debian/patches/x.patch` (from a series in the tree) or the file
-    /// beside the definition.
-    pub path: String,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ToolchainPackage {
-    pub package: String,
-    pub version: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct OutputInfo {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-    /// Go builds: the package or C file, its module, version and `h1:` hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub go: Option<GoOutputInfo>,
-}
 
 /// A build whose outputs are ready in the cache.
 #[derive(Debug, Clone)]

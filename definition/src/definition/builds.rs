@@ -2,14 +2,14 @@
 //! `container-images:` (images baked in for nodes without a registry).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Component, Path};
+use std::path::Path;
 
+use super::fields::{
+    claim, image_path, is_file_name, is_image_name, one_digest, parse_digest, parse_mode,
+    parse_package, parse_url, relative_file, string_scalar, Ctx,
+};
 use super::go::{output_from, validate_go, OutputSource};
 use super::raw::{RawBuild, RawContainerImage, RawPatch, RawSource, Scalar};
-use super::validate::{
-    claim, image_path, is_file_name, is_image_name, one_digest, parse_digest, parse_mode,
-    parse_package, parse_url, string_scalar, Ctx,
-};
 use super::{
     Build, BuildKind, BuildOutput, ContainerImage, ImageContent, LayerFile, LoadOptions, Patch,
     RecipeBuild, Source, Unpack,
@@ -509,25 +509,6 @@ pub(super) fn validate_container_images(
         }
     }
     images
-}
-
-/// A path relative to the definition's directory, without `..`.
-pub(super) fn relative_file(p: &str) -> Result<(), String> {
-    let path = Path::new(p);
-    if p.is_empty() || path.is_absolute() {
-        return Err(format!(
-            "{p:?} must be a path relative to the definition's directory, e.g. recipes/kubernetes.sh"
-        ));
-    }
-    if path
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return Err(format!(
-            "{p:?} must stay below the definition's directory: no '..' or '.' components"
-        ));
-    }
-    Ok(())
 }
 
 fn container_path_ok(p: &str) -> bool {

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::builds::relative_file;
+use super::fields::{relative_file, Ctx};
 use super::raw::{RawCProgram, RawGo, RawModuleFile};
-use super::validate::Ctx;
 use super::{CProgram, GoBuild, ModuleFile, OutputFrom};
 
 /// Placeholders a stamp value may use.

@@ -1,6 +1,9 @@
 //! Image definitions: YAML in `images/`, parsed into raw serde structs
 //! ([`raw`]), then checked and converted by an explicit validation pass
-//! ([`validate`]) into the [`Definition`] model the rest of the builder uses.
+//! ([`validate`]: one function per section; `builds:` and
+//! `container-images:` in [`builds`], Go builds in [`go`], the field helpers
+//! they all share in [`fields`]) into the [`Definition`] model the rest of
+//! the builder uses.
 //!
 //! YAML is read with `serde-saphyr` rather than `serde_yaml`: serde_yaml is
 //! deprecated and unmaintained, while serde-saphyr is maintained, never
@@ -12,6 +15,7 @@
 //! path (`artifacts[2].sha256`) and what to do.
 
 mod builds;
+mod fields;
 mod go;
 mod raw;
 mod validate;
@@ -463,7 +467,7 @@ impl ImagePath {
     /// Checks that `p` is absolute, normalized (no `//`, `.`, `..`), not `/`
     /// and not under `/proc`, `/sys`, `/dev`, `/run` or `/tmp`.
     pub fn new(p: &str) -> Result<Self, String> {
-        validate::check_image_path(p).map(|()| ImagePath(p.to_string()))
+        fields::check_image_path(p).map(|()| ImagePath(p.to_string()))
     }
 
     /// For paths built from already validated parts (the renderer joins

@@ -1,42 +1,39 @@
-//! Raw definition -> validated [`Definition`], collecting every error.
+//! Raw definition -> validated [`Definition`], collecting every error:
+//! [`validate`] runs one function per section of the definition, in the
+//! order of the sections (so errors come out in that order); the field
+//! helpers they share are in `fields.rs`, `builds:` and `container-images:`
+//! in `builds.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::raw::{RawArtifact, RawDefinition, RawInstall, Scalar};
-use super::{
-    key_path, ArchiveMember, Artifact, Base, Definition, DefinitionError, FieldError, FileEntry,
-    ImagePath, Install, KubernetesVersion, Link, LoadOptions, Outputs, Package, RoleExt, Unit,
+use super::fields::{
+    claim, image_path, is_file_name, is_image_name, one_digest, parse_mode, parse_package,
+    parse_url, string_scalar, Ctx,
 };
-use crate::digest::{Algorithm, Digest};
+use super::raw::{
+    RawArtifact, RawBase, RawDefinition, RawFile, RawInstall, RawLink, RawOutputs, RawUnit, Scalar,
+};
+use super::{
+    key_path, ArchiveMember, Artifact, Base, Definition, DefinitionError, FileEntry, Install,
+    KubernetesVersion, Link, LoadOptions, Outputs, RoleExt, Unit,
+};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 const TIB: u64 = 1 << 40;
 
-/// Image directories nothing may be installed into: they are mounted over
-/// (or emptied) at boot.
-const FORBIDDEN_ROOTS: [&str; 5] = ["/proc", "/sys", "/dev", "/run", "/tmp"];
-
 const UNIT_SUFFIXES: [&str; 5] = [".service", ".socket", ".timer", ".target", ".path"];
 
-pub(super) struct Ctx<'a> {
-    pub(super) file: &'a Path,
-    pub(super) errors: Vec<FieldError>,
-}
+/// Who installs each image path so far (`claim`): the field that does.
+type Owners = HashMap<String, String>;
 
-impl Ctx<'_> {
-    pub(super) fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            file: self.file.to_path_buf(),
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-}
+/// The index in `units:` of each unit name.
+type UnitNames = HashMap<String, usize>;
 
+/// Validates every section of `raw`; all errors or the [`Definition`].
 pub(super) fn validate(
     raw: RawDefinition,
     source: &Path,
@@ -58,7 +55,68 @@ pub(super) fn validate(
         );
     }
     let version = string_scalar(&mut cx, "version", &raw.version).unwrap_or_default();
-    let kubernetes_version = match &raw.kubernetes_version {
+    let kubernetes_version = validate_kubernetes_version(&mut cx, raw.kubernetes_version.as_ref());
+    let base = validate_base(&mut cx, raw.base);
+    let mut owners = Owners::new();
+    let artifacts = validate_artifacts(&mut cx, raw.artifacts, &mut owners, opts);
+    // builds: and container-images: (builds.rs).
+    let (builds, declared_outputs) =
+        super::builds::validate_builds(&mut cx, raw.builds, source, &mut owners, opts);
+    let container_images = super::builds::validate_container_images(
+        &mut cx,
+        raw.container_images,
+        &declared_outputs,
+        &mut owners,
+    );
+    let (units, unit_names) = validate_units(&mut cx, raw.units, &data_root);
+    validate_mask(&mut cx, &raw.mask, &unit_names);
+    let sysctl = validate_sysctl(&mut cx, raw.sysctl);
+    let modules_load = validate_modules_load(&mut cx, raw.modules_load);
+    let files = validate_files(&mut cx, raw.files, &mut owners);
+    let links = validate_links(&mut cx, raw.links, &mut owners);
+    let variables = validate_variables(&mut cx, raw.variables);
+    let outputs = validate_outputs(&mut cx, raw.outputs);
+
+    if !cx.errors.is_empty() {
+        return Err(DefinitionError::Invalid {
+            file: source.to_path_buf(),
+            errors: cx.errors,
+        });
+    }
+    let Some(base) = base else {
+        // Unreachable: validate_base reports an error whenever it returns None.
+        return Err(DefinitionError::Invalid {
+            file: source.to_path_buf(),
+            errors: vec![],
+        });
+    };
+    Ok(Definition {
+        source: source.to_path_buf(),
+        data_root,
+        name: raw.name,
+        version,
+        kubernetes_version,
+        base,
+        artifacts,
+        builds,
+        container_images,
+        units,
+        mask: raw.mask,
+        sysctl,
+        modules_load,
+        files,
+        links,
+        variables,
+        outputs,
+    })
+}
+
+/// `kubernetes-version:` (optional): a quoted `MAJOR.MINOR.PATCH`.
+fn validate_kubernetes_version(
+    cx: &mut Ctx<'_>,
+    raw: Option<&Scalar>,
+) -> Option<KubernetesVersion> {
+    match raw {
         None => None,
         Some(Scalar::Str(s)) => match KubernetesVersion::parse(s) {
             Ok(v) => Some(v),
@@ -77,15 +135,79 @@ pub(super) fn validate(
             );
             None
         }
+    }
+}
+
+/// `base:`: the Debian suite, mirror and packages.
+fn validate_base(cx: &mut Ctx<'_>, b: RawBase) -> Option<Base> {
+    let before = cx.errors.len();
+    if b.suite.trim().is_empty() {
+        cx.err(
+            "base.suite",
+            "suite is empty: name a Debian suite, e.g. bookworm",
+        );
+    }
+    let mirror = match Url::parse(&b.mirror) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(u) => {
+            cx.err(
+                "base.mirror",
+                format!(
+                    "mirror must be an http:// or https:// URL, got scheme {:?}: e.g. http://deb.debian.org/debian",
+                    u.scheme()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            cx.err(
+                "base.mirror",
+                format!("invalid mirror URL {:?}: {e}", b.mirror),
+            );
+            None
+        }
     };
+    let mut packages = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, spec) in b.packages.iter().enumerate() {
+        let f = format!("base.packages[{i}]");
+        match parse_package(spec) {
+            Ok(p) => {
+                if let Some(prev) = seen.insert(p.name.clone(), i) {
+                    cx.err(
+                        &f,
+                        format!(
+                            "package {:?} is listed twice (also base.packages[{prev}]): list it once",
+                            p.name
+                        ),
+                    );
+                }
+                packages.push(p);
+            }
+            Err(msg) => cx.err(&f, msg),
+        }
+    }
+    if cx.errors.len() != before {
+        return None;
+    }
+    Some(Base {
+        suite: b.suite,
+        mirror: mirror?,
+        packages,
+    })
+}
 
-    let base = validate_base(&mut cx, raw.base);
-
-    // Artifacts.
+/// `artifacts:`: unique names, each artifact (`validate_artifact`), and the
+/// image paths it installs claimed in `owners`.
+fn validate_artifacts(
+    cx: &mut Ctx<'_>,
+    raw: Vec<RawArtifact>,
+    owners: &mut Owners,
+    opts: &LoadOptions,
+) -> Vec<Artifact> {
     let mut artifacts = Vec::new();
     let mut artifact_names: HashMap<String, usize> = HashMap::new();
-    let mut owners: HashMap<String, String> = HashMap::new();
-    for (i, a) in raw.artifacts.into_iter().enumerate() {
+    for (i, a) in raw.into_iter().enumerate() {
         let p = format!("artifacts[{i}]");
         if let Some(prev) = artifact_names.insert(a.name.clone(), i) {
             cx.err(
@@ -96,34 +218,137 @@ pub(super) fn validate(
                 ),
             );
         }
-        if let Some(art) = validate_artifact(&mut cx, &p, a, opts) {
+        if let Some(art) = validate_artifact(cx, &p, a, opts) {
             for (j, path) in art.install.paths().into_iter().enumerate() {
                 let field = match &art.install {
                     Install::Binary { .. } => format!("{p}.install.binary.path"),
                     Install::Archive(_) => format!("{p}.install.archive[{j}].path"),
                 };
-                claim(&mut cx, &mut owners, path, field);
+                claim(cx, owners, path, field);
             }
             artifacts.push(art);
         }
     }
+    artifacts
+}
 
-    // Builds and container images (definition/builds.rs).
-    let (builds, declared_outputs) =
-        super::builds::validate_builds(&mut cx, raw.builds, source, &mut owners, opts);
-    let container_images = super::builds::validate_container_images(
-        &mut cx,
-        raw.container_images,
-        &declared_outputs,
-        &mut owners,
-    );
+/// One entry of `artifacts:`: name, version, URL, digest, install.
+fn validate_artifact(
+    cx: &mut Ctx<'_>,
+    p: &str,
+    a: RawArtifact,
+    opts: &LoadOptions,
+) -> Option<Artifact> {
+    let before = cx.errors.len();
+    if !is_image_name(&a.name) {
+        cx.err(
+            format!("{p}.name"),
+            format!(
+                "invalid artifact name {:?}: use lowercase letters, digits and '-'",
+                a.name
+            ),
+        );
+    }
+    let version = string_scalar(cx, &format!("{p}.version"), &a.version);
 
-    // Units.
+    let url = parse_url(cx, &format!("{p}.url"), &a.url, opts);
+
+    let digest = one_digest(cx, p, a.sha256.as_deref(), a.sha512.as_deref());
+
+    let is_tar = url.as_ref().is_some_and(|u| {
+        let path = u.path();
+        path.ends_with(".tar.gz") || path.ends_with(".tgz")
+    });
+    let install = validate_install(cx, p, a.install, is_tar);
+
+    if cx.errors.len() != before {
+        return None;
+    }
+    Some(Artifact {
+        name: a.name,
+        version: version?,
+        url: url?,
+        digest: digest?,
+        install: install?,
+    })
+}
+
+/// An artifact's `install:`: one binary or archive members (a tarball URL).
+fn validate_install(cx: &mut Ctx<'_>, p: &str, i: RawInstall, is_tar: bool) -> Option<Install> {
+    match (i.binary, i.archive) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                format!("{p}.install"),
+                "both `binary` and `archive` are set: use exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                format!("{p}.install"),
+                "nothing to install: add `binary: {path, mode}` or `archive: [{member, path, mode}]`",
+            );
+            None
+        }
+        (Some(b), None) => {
+            let path = image_path(cx, &format!("{p}.install.binary.path"), &b.path);
+            let mode = parse_mode(cx, &format!("{p}.install.binary.mode"), &b.mode);
+            Some(Install::Binary {
+                path: path?,
+                mode: mode?,
+            })
+        }
+        (None, Some(members)) => {
+            let before = cx.errors.len();
+            if !is_tar {
+                cx.err(
+                    format!("{p}.install.archive"),
+                    "archive install needs a .tar.gz or .tgz URL: use `binary` for a single file",
+                );
+            }
+            if members.is_empty() {
+                cx.err(
+                    format!("{p}.install.archive"),
+                    "empty archive member list: list the members to install",
+                );
+            }
+            let mut out = Vec::new();
+            for (j, m) in members.into_iter().enumerate() {
+                let mp = format!("{p}.install.archive[{j}]");
+                let member_ok = !m.member.is_empty()
+                    && !m.member.starts_with('/')
+                    && !m.member.split('/').any(|c| c == "..")
+                    && !m.member.contains(['\n', '\0']);
+                if !member_ok {
+                    cx.err(
+                        format!("{mp}.member"),
+                        format!("invalid archive member {:?}: give the relative path inside the archive, e.g. ./loopback (no leading '/', no '..')", m.member),
+                    );
+                }
+                let path = image_path(cx, &format!("{mp}.path"), &m.path);
+                let mode = parse_mode(cx, &format!("{mp}.mode"), &m.mode);
+                if let (Some(path), Some(mode), true) = (path, mode, member_ok) {
+                    out.push(ArchiveMember {
+                        member: m.member,
+                        path,
+                        mode,
+                    });
+                }
+            }
+            (cx.errors.len() == before).then_some(Install::Archive(out))
+        }
+    }
+}
+
+/// `units:`: unit names and their templates, roles and their drop-in
+/// templates, drop-ins; also returns the index of each unit name (for
+/// `mask:`).
+fn validate_units(cx: &mut Ctx<'_>, raw: Vec<RawUnit>, data_root: &Path) -> (Vec<Unit>, UnitNames) {
     let mut units = Vec::new();
-    let mut unit_names: HashMap<String, usize> = HashMap::new();
-    for (i, u) in raw.units.into_iter().enumerate() {
+    let mut unit_names = UnitNames::new();
+    for (i, u) in raw.into_iter().enumerate() {
         let p = format!("units[{i}]");
-        let name_ok = check_unit_name(&mut cx, &format!("{p}.name"), &u.name);
+        let name_ok = check_unit_name(cx, &format!("{p}.name"), &u.name);
         if let Some(prev) = unit_names.insert(u.name.clone(), i) {
             cx.err(
                 format!("{p}.name"),
@@ -216,12 +441,16 @@ pub(super) fn validate(
             dropins,
         });
     }
+    (units, unit_names)
+}
 
-    // Mask.
+/// `mask:`: unit names, none both installed (`units:`) and masked, none
+/// twice.
+fn validate_mask(cx: &mut Ctx<'_>, mask: &[String], unit_names: &UnitNames) {
     let mut masked = HashSet::new();
-    for (i, m) in raw.mask.iter().enumerate() {
+    for (i, m) in mask.iter().enumerate() {
         let f = format!("mask[{i}]");
-        if check_unit_name(&mut cx, &f, m) {
+        if check_unit_name(cx, &f, m) {
             if let Some(u) = unit_names.get(m) {
                 cx.err(
                     &f,
@@ -235,10 +464,15 @@ pub(super) fn validate(
             }
         }
     }
+}
 
-    // sysctl.
+/// `sysctl:`: sysctl.d file names, each with keys and one-line values.
+fn validate_sysctl(
+    cx: &mut Ctx<'_>,
+    raw: BTreeMap<String, BTreeMap<String, Scalar>>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut sysctl = BTreeMap::new();
-    for (file, entries) in raw.sysctl {
+    for (file, entries) in raw {
         let fp = key_path("sysctl", &file);
         if !is_conf_file_name(&file) {
             cx.err(
@@ -290,10 +524,16 @@ pub(super) fn validate(
         }
         sysctl.insert(file, out);
     }
+    sysctl
+}
 
-    // modules-load.
+/// `modules-load:`: modules-load.d file names, each with module names.
+fn validate_modules_load(
+    cx: &mut Ctx<'_>,
+    raw: BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
     let mut modules_load = BTreeMap::new();
-    for (file, modules) in raw.modules_load {
+    for (file, modules) in raw {
         let fp = key_path("modules-load", &file);
         if !is_conf_file_name(&file) {
             cx.err(
@@ -318,15 +558,18 @@ pub(super) fn validate(
         }
         modules_load.insert(file, modules);
     }
+    modules_load
+}
 
-    // Files.
+/// `files:`: image paths (claimed in `owners`) and modes.
+fn validate_files(cx: &mut Ctx<'_>, raw: Vec<RawFile>, owners: &mut Owners) -> Vec<FileEntry> {
     let mut files = Vec::new();
-    for (i, f) in raw.files.into_iter().enumerate() {
+    for (i, f) in raw.into_iter().enumerate() {
         let p = format!("files[{i}]");
-        let path = image_path(&mut cx, &format!("{p}.path"), &f.path);
-        let mode = parse_mode(&mut cx, &format!("{p}.mode"), &f.mode);
+        let path = image_path(cx, &format!("{p}.path"), &f.path);
+        let mode = parse_mode(cx, &format!("{p}.mode"), &f.mode);
         if let (Some(path), Some(mode)) = (path, mode) {
-            claim(&mut cx, &mut owners, &path, format!("{p}.path"));
+            claim(cx, owners, &path, format!("{p}.path"));
             files.push(FileEntry {
                 path,
                 mode,
@@ -334,12 +577,15 @@ pub(super) fn validate(
             });
         }
     }
+    files
+}
 
-    // Links.
+/// `links:`: image paths (claimed in `owners`) and one-line targets.
+fn validate_links(cx: &mut Ctx<'_>, raw: Vec<RawLink>, owners: &mut Owners) -> Vec<Link> {
     let mut links = Vec::new();
-    for (i, l) in raw.links.into_iter().enumerate() {
+    for (i, l) in raw.into_iter().enumerate() {
         let p = format!("links[{i}]");
-        let path = image_path(&mut cx, &format!("{p}.path"), &l.path);
+        let path = image_path(cx, &format!("{p}.path"), &l.path);
         if l.target.is_empty() || l.target.contains(['\n', '\0']) {
             cx.err(
                 format!("{p}.target"),
@@ -347,17 +593,21 @@ pub(super) fn validate(
             );
         }
         if let Some(path) = path {
-            claim(&mut cx, &mut owners, &path, format!("{p}.path"));
+            claim(cx, owners, &path, format!("{p}.path"));
             links.push(Link {
                 path,
                 target: l.target,
             });
         }
     }
+    links
+}
 
-    // Variables.
+/// `variables:`: handlebars identifiers the renderer does not reserve,
+/// string values.
+fn validate_variables(cx: &mut Ctx<'_>, raw: BTreeMap<String, Scalar>) -> BTreeMap<String, String> {
     let mut variables = BTreeMap::new();
-    for (k, v) in raw.variables {
+    for (k, v) in raw {
         let kp = key_path("variables", &k);
         if !is_variable_name(&k) {
             cx.err(
@@ -389,9 +639,11 @@ pub(super) fn validate(
             ),
         }
     }
+    variables
+}
 
-    // Outputs.
-    let o = raw.outputs;
+/// `outputs:`: at least one format, a disk size of at least 1 GiB.
+fn validate_outputs(cx: &mut Ctx<'_>, o: RawOutputs) -> Outputs {
     if !o.raw && !o.qcow2 {
         cx.err(
             "outputs",
@@ -424,437 +676,15 @@ pub(super) fn validate(
             0
         }
     };
-
-    if !cx.errors.is_empty() {
-        return Err(DefinitionError::Invalid {
-            file: source.to_path_buf(),
-            errors: cx.errors,
-        });
-    }
-    let Some(base) = base else {
-        // Unreachable: validate_base reports an error whenever it returns None.
-        return Err(DefinitionError::Invalid {
-            file: source.to_path_buf(),
-            errors: vec![],
-        });
-    };
-    Ok(Definition {
-        source: source.to_path_buf(),
-        data_root,
-        name: raw.name,
-        version,
-        kubernetes_version,
-        base,
-        artifacts,
-        builds,
-        container_images,
-        units,
-        mask: raw.mask,
-        sysctl,
-        modules_load,
-        files,
-        links,
-        variables,
-        outputs: Outputs {
-            raw: o.raw,
-            qcow2: o.qcow2,
-            disk_size,
-        },
-    })
-}
-
-fn validate_base(cx: &mut Ctx<'_>, b: super::raw::RawBase) -> Option<Base> {
-    let before = cx.errors.len();
-    if b.suite.trim().is_empty() {
-        cx.err(
-            "base.suite",
-            "suite is empty: name a Debian suite, e.g. bookworm",
-        );
-    }
-    let mirror = match Url::parse(&b.mirror) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        Ok(u) => {
-            cx.err(
-                "base.mirror",
-                format!(
-                    "mirror must be an http:// or https:// URL, got scheme {:?}: e.g. http://deb.debian.org/debian",
-                    u.scheme()
-                ),
-            );
-            None
-        }
-        Err(e) => {
-            cx.err(
-                "base.mirror",
-                format!("invalid mirror URL {:?}: {e}", b.mirror),
-            );
-            None
-        }
-    };
-    let mut packages = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, spec) in b.packages.iter().enumerate() {
-        let f = format!("base.packages[{i}]");
-        match parse_package(spec) {
-            Ok(p) => {
-                if let Some(prev) = seen.insert(p.name.clone(), i) {
-                    cx.err(
-                        &f,
-                        format!(
-                            "package {:?} is listed twice (also base.packages[{prev}]): list it once",
-                            p.name
-                        ),
-                    );
-                }
-                packages.push(p);
-            }
-            Err(msg) => cx.err(&f, msg),
-        }
-    }
-    if cx.errors.len() != before {
-        return None;
-    }
-    Some(Base {
-        suite: b.suite,
-        mirror: mirror?,
-        packages,
-    })
-}
-
-pub(super) fn parse_package(spec: &str) -> Result<Package, String> {
-    let (name, version) = match spec.split_once('=') {
-        Some((n, v)) => (n, Some(v)),
-        None => (spec, None),
-    };
-    let name_ok = name.len() >= 2
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '+' | '.' | '-'));
-    if !name_ok {
-        return Err(format!(
-            "invalid package {spec:?}: write `name` or `name=version`; Debian package names are [a-z0-9][a-z0-9+.-]+"
-        ));
-    }
-    if let Some(v) = version {
-        let version_ok = v.starts_with(|c: char| c.is_ascii_digit())
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '~' | ':'));
-        if !version_ok {
-            return Err(format!(
-                "invalid version pin in {spec:?}: a Debian version starts with a digit and uses only [A-Za-z0-9.+~:-] (no spaces), e.g. docker.io=20.10.24+dfsg1-1+deb12u1+b6"
-            ));
-        }
-    }
-    Ok(Package {
-        name: name.to_string(),
-        version: version.map(str::to_string),
-    })
-}
-
-fn validate_artifact(
-    cx: &mut Ctx<'_>,
-    p: &str,
-    a: RawArtifact,
-    opts: &LoadOptions,
-) -> Option<Artifact> {
-    let before = cx.errors.len();
-    if !is_image_name(&a.name) {
-        cx.err(
-            format!("{p}.name"),
-            format!(
-                "invalid artifact name {:?}: use lowercase letters, digits and '-'",
-                a.name
-            ),
-        );
-    }
-    let version = string_scalar(cx, &format!("{p}.version"), &a.version);
-
-    let url = parse_url(cx, &format!("{p}.url"), &a.url, opts);
-
-    let digest = one_digest(cx, p, a.sha256.as_deref(), a.sha512.as_deref());
-
-    let is_tar = url.as_ref().is_some_and(|u| {
-        let path = u.path();
-        path.ends_with(".tar.gz") || path.ends_with(".tgz")
-    });
-    let install = validate_install(cx, p, a.install, is_tar);
-
-    if cx.errors.len() != before {
-        return None;
-    }
-    Some(Artifact {
-        name: a.name,
-        version: version?,
-        url: url?,
-        digest: digest?,
-        install: install?,
-    })
-}
-
-/// An artifact or source URL: https, or http/file with
-/// `--allow-insecure-urls` (the digest still protects the content).
-pub(super) fn parse_url(
-    cx: &mut Ctx<'_>,
-    field: &str,
-    raw: &str,
-    opts: &LoadOptions,
-) -> Option<Url> {
-    match Url::parse(raw) {
-        Err(e) => {
-            cx.err(field, format!("invalid URL {raw:?}: {e}"));
-            None
-        }
-        Ok(u) => match u.scheme() {
-            "https" if u.host().is_some() => Some(u),
-            "http" | "file" if opts.allow_insecure_urls => Some(u),
-            "http" | "file" => {
-                cx.err(
-                    field,
-                    format!(
-                        "{} URLs are refused: use https://, or pass --allow-insecure-urls (the digest still protects the content)",
-                        u.scheme()
-                    ),
-                );
-                None
-            }
-            other => {
-                cx.err(
-                    field,
-                    format!("unsupported URL scheme {other:?} in {raw:?}: use https://"),
-                );
-                None
-            }
-        },
+    Outputs {
+        raw: o.raw,
+        qcow2: o.qcow2,
+        disk_size,
     }
 }
 
-/// Exactly one of `sha256:` / `sha512:` under the entry at `p`.
-pub(super) fn one_digest(
-    cx: &mut Ctx<'_>,
-    p: &str,
-    sha256: Option<&str>,
-    sha512: Option<&str>,
-) -> Option<Digest> {
-    match (sha256, sha512) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                format!("{p}.sha512"),
-                "both sha256 and sha512 are set: keep exactly one (the one upstream publishes)",
-            );
-            None
-        }
-        (None, None) => {
-            cx.err(
-                p.to_string(),
-                "no digest: add `sha256: <64 hex>` or `sha512: <128 hex>` from the upstream release",
-            );
-            None
-        }
-        (Some(h), None) => parse_digest(cx, &format!("{p}.sha256"), Algorithm::Sha256, h),
-        (None, Some(h)) => parse_digest(cx, &format!("{p}.sha512"), Algorithm::Sha512, h),
-    }
-}
-
-pub(super) fn parse_digest(
-    cx: &mut Ctx<'_>,
-    field: &str,
-    alg: Algorithm,
-    hex: &str,
-) -> Option<Digest> {
-    match Digest::parse_hex(alg, hex.trim()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            cx.err(field, format!("malformed {alg} digest: {e}"));
-            None
-        }
-    }
-}
-
-fn validate_install(cx: &mut Ctx<'_>, p: &str, i: RawInstall, is_tar: bool) -> Option<Install> {
-    match (i.binary, i.archive) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                format!("{p}.install"),
-                "both `binary` and `archive` are set: use exactly one",
-            );
-            None
-        }
-        (None, None) => {
-            cx.err(
-                format!("{p}.install"),
-                "nothing to install: add `binary: {path, mode}` or `archive: [{member, path, mode}]`",
-            );
-            None
-        }
-        (Some(b), None) => {
-            let path = image_path(cx, &format!("{p}.install.binary.path"), &b.path);
-            let mode = parse_mode(cx, &format!("{p}.install.binary.mode"), &b.mode);
-            Some(Install::Binary {
-                path: path?,
-                mode: mode?,
-            })
-        }
-        (None, Some(members)) => {
-            let before = cx.errors.len();
-            if !is_tar {
-                cx.err(
-                    format!("{p}.install.archive"),
-                    "archive install needs a .tar.gz or .tgz URL: use `binary` for a single file",
-                );
-            }
-            if members.is_empty() {
-                cx.err(
-                    format!("{p}.install.archive"),
-                    "empty archive member list: list the members to install",
-                );
-            }
-            let mut out = Vec::new();
-            for (j, m) in members.into_iter().enumerate() {
-                let mp = format!("{p}.install.archive[{j}]");
-                let member_ok = !m.member.is_empty()
-                    && !m.member.starts_with('/')
-                    && !m.member.split('/').any(|c| c == "..")
-                    && !m.member.contains(['\n', '\0']);
-                if !member_ok {
-                    cx.err(
-                        format!("{mp}.member"),
-                        format!("invalid archive member {:?}: give the relative path inside the archive, e.g. ./loopback (no leading '/', no '..')", m.member),
-                    );
-                }
-                let path = image_path(cx, &format!("{mp}.path"), &m.path);
-                let mode = parse_mode(cx, &format!("{mp}.mode"), &m.mode);
-                if let (Some(path), Some(mode), true) = (path, mode, member_ok) {
-                    out.push(ArchiveMember {
-                        member: m.member,
-                        path,
-                        mode,
-                    });
-                }
-            }
-            (cx.errors.len() == before).then_some(Install::Archive(out))
-        }
-    }
-}
-
-/// Records that `field` writes `path`; two writers of one path is an error.
-pub(super) fn claim(
-    cx: &mut Ctx<'_>,
-    owners: &mut HashMap<String, String>,
-    path: &ImagePath,
-    field: String,
-) {
-    if let Some(prev) = owners.get(path.as_str()) {
-        cx.err(
-            &field,
-            format!(
-                "{} is already installed by {prev}: each image path may have one source",
-                path
-            ),
-        );
-    } else {
-        owners.insert(path.as_str().to_string(), field);
-    }
-}
-
-pub(super) fn string_scalar(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<String> {
-    match v {
-        Scalar::Str(s) if !s.trim().is_empty() => Some(s.clone()),
-        Scalar::Str(_) | Scalar::Null => {
-            cx.err(field, "empty: set a version string, e.g. \"1.0.0\"");
-            None
-        }
-        other => {
-            cx.err(
-                field,
-                format!(
-                    "must be a string, got {} (YAML may have changed it): quote it, e.g. \"1.10\"",
-                    other.describe()
-                ),
-            );
-            None
-        }
-    }
-}
-
-pub(super) fn parse_mode(cx: &mut Ctx<'_>, field: &str, v: &Scalar) -> Option<u32> {
-    match v {
-        Scalar::Str(s) => {
-            let ok = (3..=4).contains(&s.len()) && s.chars().all(|c| ('0'..='7').contains(&c));
-            match (ok, u32::from_str_radix(s, 8)) {
-                (true, Ok(m)) => Some(m),
-                _ => {
-                    cx.err(
-                        field,
-                        format!(
-                            "invalid mode {s:?}: use 3 or 4 octal digits in quotes, e.g. \"0755\""
-                        ),
-                    );
-                    None
-                }
-            }
-        }
-        other => {
-            cx.err(
-                field,
-                format!(
-                    "mode must be a quoted octal string like \"0755\", got {} (YAML 1.1 and 1.2 disagree on unquoted 0755): quote it",
-                    other.describe()
-                ),
-            );
-            None
-        }
-    }
-}
-
-pub(super) fn image_path(cx: &mut Ctx<'_>, field: &str, p: &str) -> Option<ImagePath> {
-    match check_image_path(p) {
-        Ok(()) => Some(ImagePath(p.to_string())),
-        Err(msg) => {
-            cx.err(field, msg);
-            None
-        }
-    }
-}
-
-pub(super) fn check_image_path(p: &str) -> Result<(), String> {
-    if !p.starts_with('/') {
-        return Err(format!("path {p:?} must be absolute (start with '/')"));
-    }
-    if p == "/" || p.contains(['\n', '\r', '\0']) {
-        return Err(format!(
-            "path {p:?} must name a file below '/', on one line"
-        ));
-    }
-    if p.ends_with('/') {
-        return Err(format!("path {p:?} must not end with '/': name the file"));
-    }
-    for comp in p[1..].split('/') {
-        match comp {
-            "" => return Err(format!("path {p:?} is not normalized: remove the '//'")),
-            "." => {
-                return Err(format!(
-                    "path {p:?} is not normalized: remove the '.' component"
-                ))
-            }
-            ".." => {
-                return Err(format!(
-                    "path {p:?} contains '..': write the normalized absolute path"
-                ))
-            }
-            _ => {}
-        }
-    }
-    for root in FORBIDDEN_ROOTS {
-        if p == root || p.starts_with(&format!("{root}/")) {
-            return Err(format!(
-                "path {p:?} is under {root}, which is not part of the image at runtime (mounted or emptied at boot): install elsewhere, e.g. /usr/local or /etc"
-            ));
-        }
-    }
-    Ok(())
-}
-
+/// A systemd unit name with one of [`UNIT_SUFFIXES`] (for `units:` and
+/// `mask:`).
 fn check_unit_name(cx: &mut Ctx<'_>, field: &str, name: &str) -> bool {
     let chars_ok = !name.is_empty()
         && name
@@ -874,20 +704,6 @@ fn check_unit_name(cx: &mut Ctx<'_>, field: &str, name: &str) -> bool {
         return false;
     }
     true
-}
-
-pub(super) fn is_image_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-pub(super) fn is_file_name(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_conf_file_name(s: &str) -> bool {
