@@ -4,7 +4,8 @@
 //!
 //! - [`role`]: the two roles and their marker paths;
 //! - [`values`]: validated names (cluster, domain, DNS labels) and the weave
-//!   password;
+//!   password, and [`validated_string!`], the string API every validated
+//!   string type of the workspace gets (rolectl's too);
 //! - [`unitfile`]: the unit-file `ConditionPathExists=` reader;
 //! - [`retry`]: the one retry/backoff policy;
 //! - [`console`]: the console lines rolectl prints and the harness waits for;

@@ -1,11 +1,11 @@
 //! Validated values that the builder, the VM harness and rolectl all check
 //! the same way: cluster names, domains, DNS labels, the weave password.
 //!
-//! Every type here can only be built through `TryFrom<&str>`, so a value
-//! that exists is safe: no quotes, whitespace, `$`, backslash, backtick, or
-//! shell/path metacharacter can reach a unit, a marker or a file name.
-
-use std::fmt;
+//! Every type here can only be built through its `parse` (as
+//! `TryFrom<&str>` or `FromStr`, see [`crate::validated_string!`]), so a
+//! value that exists is safe: no quotes, whitespace, `$`, backslash,
+//! backtick, or shell/path metacharacter can reach a unit, a marker or a
+//! file name.
 
 /// A value was rejected; the message says what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,53 +29,145 @@ impl InvalidValue {
     }
 }
 
+/// Why a DNS label or name is not valid (RFC 1123); the caller says what
+/// the name was for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty label")]
+    EmptyLabel,
+    #[error("label is {0} characters, at most 63 allowed")]
+    LongLabel(usize),
+    #[error("uppercase {0:?} not allowed (use lowercase)")]
+    Uppercase(char),
+    #[error("character {0:?} not allowed (only a-z, 0-9 and -)")]
+    Character(char),
+    #[error("must start and end with a letter or digit")]
+    Hyphen,
+    #[error("empty")]
+    EmptyName,
+    #[error("{0} characters, at most 253 allowed")]
+    LongName(usize),
+    #[error("no trailing dot")]
+    TrailingDot,
+    #[error("label {label:?}: {error}")]
+    InName {
+        label: String,
+        error: Box<NameError>,
+    },
+}
+
 /// Checks one RFC 1123 label: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
-pub fn check_label(label: &str) -> Result<(), String> {
+pub fn check_label(label: &str) -> Result<(), NameError> {
     if label.is_empty() {
-        return Err("empty label".into());
+        return Err(NameError::EmptyLabel);
     }
     if label.len() > 63 {
-        return Err(format!(
-            "label is {} characters, at most 63 allowed",
-            label.len()
-        ));
+        return Err(NameError::LongLabel(label.len()));
     }
     if let Some(c) = label
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         return Err(if c.is_ascii_uppercase() {
-            format!("uppercase {c:?} not allowed (use lowercase)")
+            NameError::Uppercase(c)
         } else {
-            format!("character {c:?} not allowed (only a-z, 0-9 and -)")
+            NameError::Character(c)
         });
     }
     if label.starts_with('-') || label.ends_with('-') {
-        return Err("must start and end with a letter or digit".into());
+        return Err(NameError::Hyphen);
     }
     Ok(())
 }
 
 /// Checks a DNS name: dot-separated RFC 1123 labels, at most 253 characters.
-pub fn check_dns_name(s: &str) -> Result<(), String> {
+pub fn check_dns_name(s: &str) -> Result<(), NameError> {
     if s.is_empty() {
-        return Err("empty".into());
+        return Err(NameError::EmptyName);
     }
     if s.len() > 253 {
-        return Err(format!("{} characters, at most 253 allowed", s.len()));
+        return Err(NameError::LongName(s.len()));
     }
     if s.ends_with('.') {
-        return Err("no trailing dot".into());
+        return Err(NameError::TrailingDot);
     }
     for label in s.split('.') {
-        check_label(label).map_err(|r| format!("label {label:?}: {r}"))?;
+        check_label(label).map_err(|e| NameError::InName {
+            label: label.to_string(),
+            error: Box::new(e),
+        })?;
     }
     Ok(())
+}
+
+/// Gives a validated string type its string API, the same for every such
+/// type of the workspace (cf. Bottlerocket's `string_impls_for!`). The type
+/// writes its rule once, as `fn parse(s: &str) -> Result<Self,
+/// InvalidValue>`, and keeps the text as given in the field `$text`; the
+/// macro adds `as_str`, `AsRef<str>`, `Display`, `TryFrom<&str>` and
+/// `FromStr` (both call `parse`). No `Deref<Target = str>`: a
+/// `MasterEndpoint` is read through `host()`/`port()`, not split as text.
+///
+/// `validated_string!(secret Type, field)` is the form for a secret: only
+/// `expose()`, `TryFrom<&str>` and `FromStr`, and a `Debug` that shows
+/// `Type(***)`; no `Display` or `AsRef`, so it cannot be formatted by
+/// accident.
+#[macro_export]
+macro_rules! validated_string {
+    ($name:ident, $text:tt) => {
+        impl $name {
+            /// The value as given (it passed [`Self::parse`]).
+            pub fn as_str(&self) -> &str {
+                &self.$text
+            }
+        }
+        impl ::std::convert::AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        $crate::validated_string!(@parse $name);
+    };
+    (secret $name:ident, $text:tt) => {
+        impl $name {
+            /// The secret itself: for the one place that must pass it on.
+            pub fn expose(&self) -> &str {
+                &self.$text
+            }
+        }
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(***)"))
+            }
+        }
+        $crate::validated_string!(@parse $name);
+    };
+    (@parse $name:ident) => {
+        impl ::std::convert::TryFrom<&str> for $name {
+            type Error = $crate::values::InvalidValue;
+            fn try_from(s: &str) -> ::std::result::Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::values::InvalidValue;
+            fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
 }
 
 /// A cluster name: one RFC 1123 DNS label, lowercase, at most 63 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClusterName(String);
+
+crate::validated_string!(ClusterName, 0);
 
 impl ClusterName {
     /// The name used when user-data names a role but no cluster (script form).
@@ -84,14 +176,8 @@ impl ClusterName {
     pub fn default_name() -> Self {
         ClusterName(Self::DEFAULT.to_string())
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
-impl TryFrom<&str> for ClusterName {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         check_label(s).map_err(|r| {
             InvalidValue::new(
                 "cluster name",
@@ -103,29 +189,19 @@ impl TryFrom<&str> for ClusterName {
     }
 }
 
-impl fmt::Display for ClusterName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A DNS domain such as `k8s` or `example.internal`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Domain(String);
+
+crate::validated_string!(Domain, 0);
 
 impl Domain {
     pub const DEFAULT: &'static str = "k8s";
     pub fn default_domain() -> Self {
         Domain(Self::DEFAULT.to_string())
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
-impl TryFrom<&str> for Domain {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         check_dns_name(s).map_err(|r| {
             InvalidValue::new(
                 "domain",
@@ -137,33 +213,16 @@ impl TryFrom<&str> for Domain {
     }
 }
 
-impl fmt::Display for Domain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The weave network password (a secret: masked in `status`, passed to weave
 /// only through the environment; `kubebake cluster init` makes one per
 /// cluster).
 #[derive(Clone, PartialEq, Eq)]
 pub struct WeavePassword(String);
 
-impl fmt::Debug for WeavePassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WeavePassword(***)")
-    }
-}
+crate::validated_string!(secret WeavePassword, 0);
 
 impl WeavePassword {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<&str> for WeavePassword {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         // Do not echo the secret in errors.
         let err = |r: &str| InvalidValue::new("weave password", "***", r);
         if s.len() < 8 || s.len() > 256 {
@@ -226,6 +285,22 @@ mod tests {
         ] {
             assert!(Domain::try_from(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn the_string_api_is_the_same_for_every_value() {
+        let c: ClusterName = "demo".parse().unwrap();
+        assert_eq!(c, ClusterName::try_from("demo").unwrap());
+        assert_eq!(
+            (c.as_str(), c.as_ref(), c.to_string()),
+            ("demo", "demo", "demo".into())
+        );
+        assert!("Demo".parse::<Domain>().is_err());
+        let pw: WeavePassword = "s3cret-pass".parse().unwrap();
+        assert_eq!(format!("{pw:?}"), "WeavePassword(***)");
+        assert_eq!(pw.expose(), "s3cret-pass");
+        let e = Domain::try_from("a.B").unwrap_err().to_string();
+        assert!(e.contains(r#"label "B": uppercase 'B' not allowed"#), "{e}");
     }
 
     #[test]

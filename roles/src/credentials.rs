@@ -30,10 +30,9 @@ pub struct Expiry {
     unix: i64,
 }
 
+contract::validated_string!(Expiry, text);
+
 impl Expiry {
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
     /// Seconds since the Unix epoch (fraction dropped).
     pub fn unix(&self) -> i64 {
         self.unix
@@ -71,9 +70,8 @@ pub fn format_utc(unix: i64) -> String {
     )
 }
 
-impl TryFrom<&str> for Expiry {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+impl Expiry {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         let err = |r: &str| InvalidValue {
             what: "bootstrap_token_expires",
             value: s.chars().take(40).collect(),
@@ -177,18 +175,15 @@ impl Pem {
     /// Checks the PEM structure: exactly one object of `kind` (a private key
     /// may be preceded by `EC PARAMETERS`), base64 bodies, nothing else.
     /// Messages never include the content.
-    pub fn parse(kind: PemKind, s: &str) -> Result<Pem, String> {
+    pub fn parse(kind: PemKind, s: &str) -> Result<Pem, PemError> {
         if s.len() > MAX_PEM {
-            return Err(format!("longer than {MAX_PEM} bytes"));
+            return Err(PemError::TooLong);
         }
         let s = s.replace("\r\n", "\n");
         if s.bytes()
             .any(|b| !(b == b'\n' || (b' '..=b'~').contains(&b)))
         {
-            return Err(format!(
-                "must be {}: it holds characters that are not PEM text",
-                kind.describe()
-            ));
+            return Err(PemError::NotText(kind));
         }
         let mut out = String::new();
         let mut found: Vec<String> = Vec::new();
@@ -200,7 +195,7 @@ impl Pem {
                 .and_then(|l| l.strip_suffix("-----"))
             {
                 if open.is_some() {
-                    return Err("a -----BEGIN line inside a PEM block".into());
+                    return Err(PemError::NestedBegin);
                 }
                 open = Some(label.to_string());
                 body_lines = 0;
@@ -210,55 +205,81 @@ impl Pem {
             {
                 match open.take() {
                     Some(o) if o == label => {}
-                    _ => return Err("-----END line does not close a matching -----BEGIN".into()),
+                    _ => return Err(PemError::UnmatchedEnd),
                 }
                 if body_lines == 0 {
-                    return Err(format!("the {label} block is empty"));
+                    return Err(PemError::EmptyBlock(label.to_string()));
                 }
                 found.push(label.to_string());
             } else if open.is_some() {
                 if line.contains(':') {
-                    return Err("encrypted or headered PEM (Proc-Type/DEK-Info) is not supported: rolectl cannot ask for a passphrase at boot; give an unencrypted key".into());
+                    return Err(PemError::Headers);
                 }
                 if !is_base64_line(line) {
-                    return Err("a PEM body line is not base64".into());
+                    return Err(PemError::NotBase64);
                 }
                 body_lines += 1;
             } else if line.is_empty() {
                 continue;
             } else {
-                return Err(format!(
-                    "must be {}: it has text outside -----BEGIN/-----END",
-                    kind.describe()
-                ));
+                return Err(PemError::TextOutside(kind));
             }
             out.push_str(line);
             out.push('\n');
         }
         if open.is_some() {
-            return Err("a PEM block has no -----END line".into());
+            return Err(PemError::NoEnd);
         }
         let main: Vec<&String> = found
             .iter()
             .filter(|l| !(kind == PemKind::PrivateKey && *l == "EC PARAMETERS"))
             .collect();
         match main.as_slice() {
-            [] if found.is_empty() => Err(format!(
-                "must be {}; no -----BEGIN line found",
-                kind.describe()
-            )),
+            [] if found.is_empty() => Err(PemError::NoBegin(kind)),
             [l] if kind.labels().contains(&l.as_str()) => Ok(Pem { kind, text: out }),
-            [l] if l.as_str() == "ENCRYPTED PRIVATE KEY" => Err(
-                "encrypted private keys are not supported: rolectl cannot ask for a passphrase at boot; give an unencrypted key".into(),
-            ),
-            [l] => Err(format!("is a PEM {l}, expected {}", kind.describe())),
-            many => Err(format!(
-                "holds {} PEM blocks; give exactly one ({})",
-                many.len(),
-                kind.describe()
-            )),
+            [l] if l.as_str() == "ENCRYPTED PRIVATE KEY" => Err(PemError::Encrypted),
+            [l] => Err(PemError::WrongKind {
+                label: l.to_string(),
+                kind,
+            }),
+            many => Err(PemError::Many {
+                blocks: many.len(),
+                kind,
+            }),
         }
     }
+}
+
+/// Why a PEM value is refused (the user-data key is added by the caller;
+/// never the content).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PemError {
+    #[error("longer than {MAX_PEM} bytes")]
+    TooLong,
+    #[error("must be {}: it holds characters that are not PEM text", .0.describe())]
+    NotText(PemKind),
+    #[error("a -----BEGIN line inside a PEM block")]
+    NestedBegin,
+    #[error("-----END line does not close a matching -----BEGIN")]
+    UnmatchedEnd,
+    #[error("the {0} block is empty")]
+    EmptyBlock(String),
+    #[error("encrypted or headered PEM (Proc-Type/DEK-Info) is not supported: rolectl cannot ask for a passphrase at boot; give an unencrypted key")]
+    Headers,
+    #[error("a PEM body line is not base64")]
+    NotBase64,
+    #[error("must be {}: it has text outside -----BEGIN/-----END", .0.describe())]
+    TextOutside(PemKind),
+    #[error("a PEM block has no -----END line")]
+    NoEnd,
+    #[error("must be {}; no -----BEGIN line found", .0.describe())]
+    NoBegin(PemKind),
+    #[error("encrypted private keys are not supported: rolectl cannot ask for a passphrase at boot; give an unencrypted key")]
+    Encrypted,
+    #[error("is a PEM {label}, expected {}", .kind.describe())]
+    WrongKind { label: String, kind: PemKind },
+    #[error("holds {blocks} PEM blocks; give exactly one ({})", .kind.describe())]
+    Many { blocks: usize, kind: PemKind },
 }
 
 /// A CA pin `sha256:<64 hex>`: SHA-256 of the CA certificate's
@@ -266,19 +287,17 @@ impl Pem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaCertHash(String);
 
+contract::validated_string!(CaCertHash, 0);
+
 impl CaCertHash {
-    /// `sha256:<lowercase hex>`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+    /// The hex digits (lowercase) of `as_str`'s `sha256:<hex>`.
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]
     }
 }
 
-impl TryFrom<&str> for CaCertHash {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+impl CaCertHash {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         match s.strip_prefix("sha256:") {
             Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(CaCertHash(format!("sha256:{}", h.to_ascii_lowercase())))
@@ -554,10 +573,14 @@ mod tests {
         let key = CERT.replace("CERTIFICATE", "EC PRIVATE KEY");
         let params = "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n";
         assert!(Pem::parse(PemKind::PrivateKey, &format!("{params}{key}")).is_ok());
-        let e = Pem::parse(PemKind::Certificate, &key).unwrap_err();
+        let e = Pem::parse(PemKind::Certificate, &key)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a PEM EC PRIVATE KEY"), "{e}");
         assert!(!e.contains("MIIB"), "{e}");
-        let e = Pem::parse(PemKind::Certificate, &format!("{CERT}{CERT}")).unwrap_err();
+        let e = Pem::parse(PemKind::Certificate, &format!("{CERT}{CERT}"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 PEM blocks"), "{e}");
         for (bad, want) in [
             ("", "no -----BEGIN"),
@@ -576,16 +599,20 @@ mod tests {
                 "matching",
             ),
         ] {
-            let e = Pem::parse(PemKind::Certificate, bad).unwrap_err();
+            let e = Pem::parse(PemKind::Certificate, bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{bad:?}: {e}");
         }
         let enc = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIB\n-----END RSA PRIVATE KEY-----\n";
         assert!(Pem::parse(PemKind::PrivateKey, enc)
             .unwrap_err()
+            .to_string()
             .contains("encrypted"));
         let enc = CERT.replace("CERTIFICATE", "ENCRYPTED PRIVATE KEY");
         assert!(Pem::parse(PemKind::PrivateKey, &enc)
             .unwrap_err()
+            .to_string()
             .contains("encrypted"));
         let k = Pem::parse(PemKind::PrivateKey, &key).unwrap();
         assert!(!format!("{k:?}").contains("MIIB"));

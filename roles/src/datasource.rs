@@ -171,29 +171,54 @@ pub fn discover(p: &Platform) -> Discovery {
     d
 }
 
-/// One failed request: try again, or stop now.
-enum Failure {
-    Retry(String),
-    Permanent(String),
+/// Why one request to a network datasource gave no user-data.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{url}: {err}")]
+    Http { url: String, err: ureq::Error },
+    #[error("{url}: reading the answer: {err}")]
+    Read { url: String, err: ureq::Error },
+    #[error("{url}: user-data is larger than {} bytes", gzip::MAX_SIZE)]
+    TooLarge { url: String },
+    #[error("{url} answered HTTP {code}")]
+    Status { url: String, code: u16 },
+    #[error("{url}: the token is not text")]
+    Token { url: String },
 }
 
-/// Retries `op` on [`Failure::Retry`] until the network timeout; the data and
-/// the number of attempts, or why it gave up.
+impl RequestError {
+    /// An answer that asking again will not change: stop at once.
+    fn is_permanent(&self) -> bool {
+        matches!(self, RequestError::TooLarge { .. })
+    }
+}
+
+/// Why a network datasource gave no user-data.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Refused(RequestError),
+    #[error("no answer after {attempts} attempts in {:.0} s: {last}", .waited.as_secs_f64())]
+    NoAnswer {
+        attempts: u32,
+        waited: Duration,
+        last: RequestError,
+    },
+}
+
+/// Retries `op` until it answers, fails for good, or the network timeout
+/// passes; the data and the number of attempts, or why it gave up.
 fn fetch_with_retry(
     p: &Platform,
     what: &str,
-    mut op: impl FnMut() -> Result<Option<Vec<u8>>, Failure>,
-) -> Result<(Option<Vec<u8>>, u32), String> {
-    let mut permanent: Option<String> = None;
+    mut op: impl FnMut() -> Result<Option<Vec<u8>>, RequestError>,
+) -> Result<(Option<Vec<u8>>, u32), FetchError> {
     let retry = p.retry.timeout(Some(p.network_timeout));
     let res = retry.run(
         |attempt| match op() {
-            Ok(data) => Ok((data, attempt)),
-            Err(Failure::Retry(e)) => Err(e),
-            Err(Failure::Permanent(e)) => {
-                permanent = Some(e.clone());
-                Err(e)
-            }
+            Ok(data) => Ok(Ok((data, attempt))),
+            Err(e) if e.is_permanent() => Ok(Err(FetchError::Refused(e))),
+            Err(e) => Err(e),
         },
         |n, e, next| {
             // One line at the first failure, then every 10th: a guest without
@@ -204,15 +229,11 @@ fn fetch_with_retry(
         },
     );
     match res {
-        Ok(v) => Ok(v),
-        Err(g) => Err(match permanent {
-            Some(e) => e,
-            None => format!(
-                "no answer after {} attempts in {:.0} s: {}",
-                g.attempts,
-                g.waited.as_secs_f64(),
-                g.last_error
-            ),
+        Ok(answer) => answer,
+        Err(g) => Err(FetchError::NoAnswer {
+            attempts: g.attempts,
+            waited: g.waited,
+            last: g.last_error,
         }),
     }
 }
@@ -223,62 +244,84 @@ fn body_limit() -> u64 {
     gzip::MAX_SIZE + 1
 }
 
-/// Each metadata request gets 3 s (the service is one hop away).
+/// Plain HTTP, statuses as values (not errors), no redirects; each
+/// metadata request gets 3 s (the service is one hop away).
 fn agent() -> ureq::Agent {
-    crate::wait::http_agent_with(Duration::from_secs(3))
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
-fn read_body(resp: &mut ureq::http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>, Failure> {
+fn read_body(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    url: &str,
+) -> Result<Vec<u8>, RequestError> {
     resp.body_mut()
         .with_config()
         .limit(body_limit())
         .read_to_vec()
-        .map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(_) => Failure::Permanent(format!(
-                "{url}: user-data is larger than {} bytes",
-                gzip::MAX_SIZE
-            )),
-            e => Failure::Retry(format!("{url}: reading the answer: {e}")),
+        .map_err(|err| match err {
+            ureq::Error::BodyExceedsLimit(_) => RequestError::TooLarge {
+                url: url.to_string(),
+            },
+            err => RequestError::Read {
+                url: url.to_string(),
+                err,
+            },
         })
 }
 
 /// GET `url` (with an IMDSv2 token if given): 200 is the user-data, 404 is
 /// "none", anything else is retried.
-fn get_user_data(url: &str, token: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {
+fn get_user_data(url: &str, token: Option<&str>) -> Result<Option<Vec<u8>>, RequestError> {
     let mut req = agent().get(url);
     if let Some(t) = token {
         req = req.header("X-aws-ec2-metadata-token", t);
     }
-    let mut resp = req
-        .call()
-        .map_err(|e| Failure::Retry(format!("{url}: {e}")))?;
+    let mut resp = req.call().map_err(|err| RequestError::Http {
+        url: url.to_string(),
+        err,
+    })?;
     match resp.status().as_u16() {
         200 => read_body(&mut resp, url).map(Some),
         404 => Ok(None),
-        code => Err(Failure::Retry(format!("{url} answered HTTP {code}"))),
+        code => Err(RequestError::Status {
+            url: url.to_string(),
+            code,
+        }),
     }
 }
 
 /// One IMDS round: a session token, then the user-data with it; without a
 /// token when the service does not issue them (IMDSv1: 403/404/405 to the
 /// PUT). The data and the protocol that got it.
-fn imds_user_data(base: &str) -> Result<(Option<Vec<u8>>, &'static str), Failure> {
+fn imds_user_data(base: &str) -> Result<(Option<Vec<u8>>, &'static str), RequestError> {
     let token_url = format!("{base}/latest/api/token");
     let user_data_url = format!("{base}/latest/user-data");
     let mut resp = agent()
         .put(&token_url)
         .header("X-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL)
         .send_empty()
-        .map_err(|e| Failure::Retry(format!("{token_url}: {e}")))?;
+        .map_err(|err| RequestError::Http {
+            url: token_url.clone(),
+            err,
+        })?;
     match resp.status().as_u16() {
         200 => {
             let token = read_body(&mut resp, &token_url)?;
-            let token = String::from_utf8(token)
-                .map_err(|_| Failure::Retry(format!("{token_url}: the token is not text")))?;
+            let token = String::from_utf8(token).map_err(|_| RequestError::Token {
+                url: token_url.clone(),
+            })?;
             get_user_data(&user_data_url, Some(token.trim())).map(|d| (d, "IMDSv2"))
         }
         403..=405 => get_user_data(&user_data_url, None).map(|d| (d, "IMDSv1")),
-        code => Err(Failure::Retry(format!("{token_url} answered HTTP {code}"))),
+        code => Err(RequestError::Status {
+            url: token_url,
+            code,
+        }),
     }
 }
 
@@ -339,21 +382,40 @@ fn read_text(root: &Path, abs: &str) -> Option<String> {
     fs::read_to_string(marker::under(root, abs)).ok()
 }
 
+/// Why the NoCloud seed could not be found or read.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("running {blkid}: {err}")]
+    Blkid { blkid: PathBuf, err: io::Error },
+    #[error("{blkid} failed: {stderr}")]
+    BlkidFailed { blkid: PathBuf, stderr: String },
+    #[error("opening {dev}: {err}")]
+    Open { dev: PathBuf, err: io::Error },
+    #[error("{dev} is not a readable FAT volume: {err}")]
+    NotFat { dev: PathBuf, err: io::Error },
+    #[error("{dev}: opening user-data: {err}")]
+    OpenUserData { dev: PathBuf, err: io::Error },
+    #[error("{dev}: reading user-data: {err}")]
+    ReadUserData { dev: PathBuf, err: io::Error },
+}
+
 /// The first block device `blkid` reports as vfat labelled CIDATA
 /// (cloud-init accepts the label in either case).
-pub fn find_seed(blkid: &Path) -> Result<Option<PathBuf>, String> {
+pub fn find_seed(blkid: &Path) -> Result<Option<PathBuf>, SeedError> {
     // -c /dev/null: probe the devices now, never a stale cache.
     let out = Command::new(blkid)
         .args(["-c", "/dev/null", "-o", "export"])
         .output()
-        .map_err(|e| format!("running {}: {e}", blkid.display()))?;
+        .map_err(|err| SeedError::Blkid {
+            blkid: blkid.to_path_buf(),
+            err,
+        })?;
     // blkid exits 2 when it finds no device with a filesystem at all.
     if !out.status.success() && out.status.code() != Some(2) {
-        return Err(format!(
-            "{} failed: {}",
-            blkid.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(SeedError::BlkidFailed {
+            blkid: blkid.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(seed_device(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -378,21 +440,37 @@ pub fn seed_device(export: &str) -> Option<PathBuf> {
 
 /// Reads `user-data` from the vfat seed volume `dev` (a block device or an
 /// image file), strictly read-only; None when the seed has no such file.
-pub fn read_seed(dev: &Path) -> Result<Option<Vec<u8>>, String> {
-    let file = fs::File::open(dev).map_err(|e| format!("opening {}: {e}", dev.display()))?;
-    let volume = fatfs::FileSystem::new(ReadOnly(file), fatfs::FsOptions::new())
-        .map_err(|e| format!("{} is not a readable FAT volume: {e}", dev.display()))?;
+pub fn read_seed(dev: &Path) -> Result<Option<Vec<u8>>, SeedError> {
+    let file = fs::File::open(dev).map_err(|err| SeedError::Open {
+        dev: dev.to_path_buf(),
+        err,
+    })?;
+    let volume =
+        fatfs::FileSystem::new(ReadOnly(file), fatfs::FsOptions::new()).map_err(|err| {
+            SeedError::NotFat {
+                dev: dev.to_path_buf(),
+                err,
+            }
+        })?;
     let root = volume.root_dir();
     let mut f = match root.open_file("user-data") {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: opening user-data: {e}", dev.display())),
+        Err(err) => {
+            return Err(SeedError::OpenUserData {
+                dev: dev.to_path_buf(),
+                err,
+            })
+        }
     };
     let mut data = Vec::new();
     (&mut f)
         .take(body_limit())
         .read_to_end(&mut data)
-        .map_err(|e| format!("{}: reading user-data: {e}", dev.display()))?;
+        .map_err(|err| SeedError::ReadUserData {
+            dev: dev.to_path_buf(),
+            err,
+        })?;
     Ok(Some(data))
 }
 

@@ -7,8 +7,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod credentials;
 pub mod datasource;
 pub mod marker;

@@ -1,63 +1,51 @@
-//! rolectl: dispatch only; see the library for everything else.
+//! rolectl: the one dispatch from a subcommand's name to its module; see
+//! the library (`cmd/` for the command line) for everything else.
 
 use std::process::ExitCode;
 
-use rolectl::cli::{self, exit, Cmd};
-use rolectl::commands;
+use rolectl::cmd::{self, exit, Argv, Stop, Subcommand};
 
 fn main() -> ExitCode {
-    let cmd = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("rolectl: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(exit::ERROR);
-        }
+    let mut argv = Argv::new(std::env::args_os().skip(1));
+    let sub = argv.subcommand();
+    let code = match sub.as_deref() {
+        Ok("activate") => run::<cmd::activate::Args>(argv),
+        Ok("wait-master") => run::<cmd::wait_master::Args>(argv),
+        Ok("weave") => run::<cmd::weave::Args>(argv),
+        Ok("status") => run::<cmd::status::Args>(argv),
+        Ok("preflight") => run::<cmd::preflight::Args>(argv),
+        Ok("help") => stop(Stop::Help),
+        Ok(other) => stop(Stop::Usage(format!("unknown command {other:?}"))),
+        Err(s) => stop(s.clone()),
     };
-    let result = match cmd {
-        Cmd::Help => {
-            print!("{}", cli::USAGE);
-            Ok(exit::OK)
-        }
-        Cmd::Version => {
-            println!("rolectl {}", env!("CARGO_PKG_VERSION"));
-            Ok(exit::OK)
-        }
-        Cmd::Activate { root, from } => commands::activate(&root, &from),
-        Cmd::WaitMaster {
-            root,
-            probe,
-            timeout,
-            initial_backoff,
-            max_backoff,
-            dns_server,
-        } => commands::wait_master(
-            &root,
-            &probe,
-            timeout,
-            initial_backoff,
-            max_backoff,
-            dns_server,
-        ),
-        Cmd::Weave {
-            root,
-            dry_run,
-            expected,
-            poll,
-            timeout,
-            dns_server,
-            own_addrs,
-            launch,
-        } => commands::weave(
-            &root, dry_run, expected, poll, timeout, dns_server, own_addrs, launch,
-        ),
-        Cmd::Status { root, json } => commands::status(&root, json),
-        Cmd::Preflight { root, role, json } => commands::preflight(&root, role, json),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
+    ExitCode::from(code)
+}
+
+/// Parses the subcommand's arguments and runs it.
+fn run<A: Subcommand>(mut argv: Argv) -> u8 {
+    match A::parse(&mut argv) {
+        Err(s) => stop(s),
+        Ok(args) => args.run().unwrap_or_else(|e| {
             eprintln!("rolectl: {e:#}");
-            ExitCode::from(exit::ERROR)
+            exit::ERROR
+        }),
+    }
+}
+
+/// Help, version or a usage error.
+fn stop(s: Stop) -> u8 {
+    match s {
+        Stop::Help => {
+            print!("{}", cmd::USAGE);
+            exit::OK
+        }
+        Stop::Version => {
+            println!("rolectl {}", env!("CARGO_PKG_VERSION"));
+            exit::OK
+        }
+        Stop::Usage(e) => {
+            eprintln!("rolectl: {e}\n\n{}", cmd::USAGE);
+            exit::ERROR
         }
     }
 }

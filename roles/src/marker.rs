@@ -43,6 +43,8 @@ pub enum MarkerError {
         line: usize,
         message: String,
     },
+    #[error("no role marker ({} or {}); run `rolectl activate` first", Role::Minion.marker_path(), Role::Master.marker_path())]
+    Missing,
 }
 
 /// `root` joined with an absolute path such as `/etc/sysconfig/x`.
@@ -111,6 +113,17 @@ pub fn read(root: &Path, role: Role) -> Result<Option<Marker>, MarkerError> {
         Err(err) => return Err(MarkerError::Read { path: p, err }),
     };
     parse(role, &p, &text).map(Some)
+}
+
+/// The host's role and settings from its marker (the minion's first, then
+/// the master's), for the commands that run after activation.
+pub fn read_role(root: &Path) -> Result<(Role, Settings), MarkerError> {
+    for role in [Role::Minion, Role::Master] {
+        if let Some(m) = read(root, role)? {
+            return Ok((role, m.settings.unwrap_or_default()));
+        }
+    }
+    Err(MarkerError::Missing)
 }
 
 /// Parses marker text (strictly: only rolectl's own variables).

@@ -78,7 +78,7 @@ impl Openssl {
 
     /// Runs `openssl ARGS` with `input` on stdin (written from a thread, so
     /// a large output cannot deadlock). Err: openssl could not be run.
-    fn run<S: AsRef<OsStr>>(&self, args: &[S], input: &[u8]) -> Result<Out, String> {
+    fn run<S: AsRef<OsStr>>(&self, args: &[S], input: &[u8]) -> Result<Out, ToolError> {
         let mut child = Command::new(&self.program)
             .args(args)
             .env("LC_ALL", "C")
@@ -86,11 +86,9 @@ impl Openssl {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot run {}: {e} (the image gets openssl with ca-certificates)",
-                    self.program.display()
-                )
+            .map_err(|err| ToolError::Spawn {
+                program: self.program.clone(),
+                err,
             })?;
         let stdin = child.stdin.take();
         let out = std::thread::scope(|s| {
@@ -103,7 +101,10 @@ impl Openssl {
             });
             child.wait_with_output()
         })
-        .map_err(|e| format!("running {}: {e}", self.program.display()))?;
+        .map_err(|err| ToolError::Run {
+            program: self.program.clone(),
+            err,
+        })?;
         Ok(Out {
             ok: out.status.success(),
             stdout: out.stdout,
@@ -164,8 +165,12 @@ impl Openssl {
     /// included). `scratch` is a private directory for the CA file.
     pub fn verify(&self, ca: &Pem, cert: &Pem, scratch: &Path) -> Result<(), Failure> {
         let ca_file = scratch.join("ca.crt");
-        fs::write(&ca_file, ca.expose())
-            .map_err(|e| Failure::Tool(format!("writing {}: {e}", ca_file.display())))?;
+        fs::write(&ca_file, ca.expose()).map_err(|err| {
+            Failure::Tool(ToolError::Write {
+                path: ca_file.clone(),
+                err,
+            })
+        })?;
         let args: [&OsStr; 4] = [
             OsStr::new("verify"),
             // The CA may be an intermediate: trust it as the anchor, as the
@@ -193,21 +198,43 @@ impl Openssl {
 }
 
 /// Why an openssl check failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Failure {
     /// openssl could not be run (not a problem of the user-data).
-    Tool(String),
+    Tool(ToolError),
     /// openssl rejected the input; its error line.
     Rejected(String),
+}
+
+/// openssl could not be run, or its scratch directory not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("cannot run {program}: {err} (the image gets openssl with ca-certificates)")]
+    Spawn {
+        program: PathBuf,
+        err: std::io::Error,
+    },
+    #[error("running {program}: {err}")]
+    Run {
+        program: PathBuf,
+        err: std::io::Error,
+    },
+    #[error("writing {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
+    #[error("creating {dir}: {err}")]
+    Scratch { dir: PathBuf, err: std::io::Error },
 }
 
 /// A 0700 directory under `parent`, removed on drop.
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new(parent: &Path) -> Result<Scratch, String> {
+    fn new(parent: &Path) -> Result<Scratch, ToolError> {
         let dir = parent.join(format!("pki-check.{}", std::process::id()));
-        let e = |err: std::io::Error| format!("creating {}: {err}", dir.display());
+        let e = |err: std::io::Error| ToolError::Scratch {
+            dir: dir.clone(),
+            err,
+        };
         fs::create_dir_all(parent).map_err(e)?;
         let _ = fs::remove_dir_all(&dir);
         fs::DirBuilder::new().mode(0o700).create(&dir).map_err(e)?;
@@ -411,12 +438,17 @@ mod tests {
         }
     }
 
-    fn run(role: RoleCredentials, now: i64, expiry: bool, scratch: &Path) -> Result<(), String> {
+    fn run(
+        role: RoleCredentials,
+        now: i64,
+        expiry: bool,
+        scratch: &Path,
+    ) -> Result<(), UserDataError> {
         let c = Credentials {
             role,
             places: vec![(keys::CA_KEY.to_string(), "user-data line 9".to_string())],
         };
-        check(&c, now, expiry, &Openssl::default(), scratch).map_err(|e| e.to_string())
+        check(&c, now, expiry, &Openssl::default(), scratch)
     }
 
     #[test]
@@ -434,7 +466,9 @@ mod tests {
         let mut m = master(p);
         m.pems
             .set(keys::CA_KEY, pem(p, "other-ca.key", PemKind::PrivateKey));
-        let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Master(m), now, true, s)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "user-data line 9, key kubernetes.pki.ca_key: does not match kubernetes.pki.ca_crt"
@@ -450,14 +484,18 @@ mod tests {
             )
             .unwrap(),
         );
-        let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Master(m), now, true, s)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.ends_with("key kubernetes.pki.sa_pub: does not match kubernetes.pki.sa_key"),
             "{e}"
         );
         let mut m = master(p);
         m.expires = Expiry::try_from("2020-01-01T00:00:00Z").unwrap();
-        let e = run(RoleCredentials::Master(m.clone()), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Master(m.clone()), now, true, s)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("2020-01-01T00:00:00Z is not in the future (now 2027-01-15T08:00:00Z)"),
             "{e}"
@@ -474,7 +512,9 @@ mod tests {
             )
             .unwrap(),
         );
-        let e = run(RoleCredentials::Master(m), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Master(m), now, true, s)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(
                 "key kubernetes.pki.front_proxy_ca_crt: is not a valid PEM certificate (openssl: "
@@ -485,7 +525,9 @@ mod tests {
         let mut n = minion(p);
         n.ca_cert_hash =
             Some(CaCertHash::try_from(&*format!("sha256:{}", "0".repeat(64))).unwrap());
-        let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Minion(n), now, true, s)
+            .unwrap_err()
+            .to_string();
         let want = fs::read_to_string(p.join("ca.hash")).unwrap();
         assert!(
             e.contains("key kubernetes.pki.ca_cert_hash: does not match kubernetes.pki.ca_crt: its public key hashes to ")
@@ -501,12 +543,16 @@ mod tests {
             keys::KUBE_PROXY_KEY,
             pem(p, "stranger.key", PemKind::PrivateKey),
         );
-        let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Minion(n), now, true, s)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key kubernetes.pki.kube_proxy_crt: is not signed by kubernetes.pki.ca_crt (openssl: error 20 at 0 depth lookup: unable to get local issuer certificate)"), "{e}");
         let mut n = minion(p);
         n.pems
             .set(keys::KUBE_PROXY_KEY, pem(p, "ca.key", PemKind::PrivateKey));
-        let e = run(RoleCredentials::Minion(n), now, true, s).unwrap_err();
+        let e = run(RoleCredentials::Minion(n), now, true, s)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(
                 "kubernetes.pki.kube_proxy_key: does not match kubernetes.pki.kube_proxy_crt"

@@ -81,16 +81,26 @@ fn on_path(root: &Path, prog: &str) -> Option<String> {
         .find(|p| executable(&under(root, p)))
 }
 
+/// docker's configuration file.
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// Why daemon.json could not be read.
+#[derive(Debug, thiserror::Error)]
+enum DaemonJsonError {
+    #[error("cannot read {DAEMON_JSON}: {0}")]
+    Read(std::io::Error),
+    #[error("{DAEMON_JSON} is not valid JSON: {0}")]
+    Json(serde_json::Error),
+}
+
 /// The storage driver configured in /etc/docker/daemon.json.
-fn docker_config_driver(root: &Path) -> Result<Option<String>, String> {
-    let p = "/etc/docker/daemon.json";
-    let text = match fs::read_to_string(under(root, p)) {
+fn docker_config_driver(root: &Path) -> Result<Option<String>, DaemonJsonError> {
+    let text = match fs::read_to_string(under(root, DAEMON_JSON)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {p}: {e}")),
+        Err(e) => return Err(DaemonJsonError::Read(e)),
     };
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{p} is not valid JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(DaemonJsonError::Json)?;
     Ok(v.get("storage-driver")
         .and_then(|d| d.as_str())
         .map(str::to_string))
@@ -156,7 +166,7 @@ pub fn run(root: &Path, role: Option<Role>) -> Report {
     if minion {
         let fix = "set {\"storage-driver\": \"overlay2\"} in /etc/docker/daemon.json and restart docker; never devicemapper on loopback".to_string();
         let (ok, detail) = match docker_config_driver(root) {
-            Err(e) => (false, e),
+            Err(e) => (false, e.to_string()),
             Ok(None) => (false, "/etc/docker/daemon.json has no storage-driver (docker picks a default, possibly devicemapper/loopback)".to_string()),
             Ok(Some(d)) if d == "overlay2" => (true, "daemon.json storage-driver = overlay2".into()),
             Ok(Some(d)) => (false, format!("daemon.json storage-driver = {d}")),

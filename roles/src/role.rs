@@ -233,25 +233,37 @@ pub fn run(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
     result
 }
 
-/// The user-data, or why there is none.
-fn read_user_data(opts: &ActivateOptions) -> Result<Result<Vec<u8>, String>, ActivateError> {
-    match &opts.input {
+/// What the user-data asks for: parsed, or unassigned with the reason why
+/// there is none.
+fn request(opts: &ActivateOptions) -> Result<Request, ActivateError> {
+    let data = match &opts.input {
         Input::File { path, must_exist } => {
             let p = marker::under(&opts.root, path);
             match fs::read(&p) {
-                Ok(d) => Ok(Ok(d)),
+                Ok(d) => d,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !must_exist => {
-                    Ok(Err(format!("no user-data at {path}")))
+                    return Ok(Request::Unassigned {
+                        reason: format!("no user-data at {path}"),
+                    })
                 }
-                Err(err) => Err(ActivateError::ReadUserData { path: p, err }),
+                Err(err) => return Err(ActivateError::ReadUserData { path: p, err }),
             }
         }
-        Input::Fetched(f) => Ok(f
-            .data
-            .clone()
-            .ok_or_else(|| format!("{} has no user-data for this instance", f.origin))),
-        Input::Missing { reason } => Ok(Err(reason.clone())),
-    }
+        Input::Fetched(f) => match &f.data {
+            Some(d) => d.clone(),
+            None => {
+                return Ok(Request::Unassigned {
+                    reason: format!("{} has no user-data for this instance", f.origin),
+                })
+            }
+        },
+        Input::Missing { reason } => {
+            return Ok(Request::Unassigned {
+                reason: reason.clone(),
+            })
+        }
+    };
+    Ok(userdata::parse(&data)?)
 }
 
 fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
@@ -267,10 +279,7 @@ fn activate(opts: &ActivateOptions) -> Result<Activated, ActivateError> {
         }
         (a, b) => a.or(b),
     };
-    let request = match read_user_data(opts)? {
-        Err(reason) => Request::Unassigned { reason },
-        Ok(data) => userdata::parse(&data)?,
-    };
+    let request = request(opts)?;
     match (existing, request) {
         (None, Request::Unassigned { reason }) => Ok(Activated::Unassigned { reason }),
         (

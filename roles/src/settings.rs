@@ -7,7 +7,6 @@
 //! values the builder and the VM harness check too (role, cluster name,
 //! domain, weave password) are in the `kubebake-contract` crate.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use contract::values::{check_dns_name, ClusterName, Domain, InvalidValue, WeavePassword};
@@ -20,10 +19,9 @@ pub struct MasterEndpoint {
     port: Option<u16>,
 }
 
+contract::validated_string!(MasterEndpoint, text);
+
 impl MasterEndpoint {
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
     /// The host part (IPv6 without brackets).
     pub fn host(&self) -> &str {
         &self.host
@@ -33,19 +31,16 @@ impl MasterEndpoint {
     }
 }
 
-fn parse_port(p: &str) -> Result<u16, String> {
+/// A port 1-65535 in decimal digits only.
+fn parse_port(p: &str) -> Option<u16> {
     if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 5 {
-        return Err(format!("port {p:?} is not a number 1-65535"));
+        return None;
     }
-    match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("port {p:?} is not a number 1-65535")),
-        Ok(n) => Ok(n),
-    }
+    p.parse::<u16>().ok().filter(|n| *n != 0)
 }
 
-impl TryFrom<&str> for MasterEndpoint {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+impl MasterEndpoint {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         let err = |r: String| {
             InvalidValue::new(
                 "master endpoint",
@@ -61,22 +56,21 @@ impl TryFrom<&str> for MasterEndpoint {
                 .map_err(|_| err(format!("{h:?} is not an IPv6 address")))?;
             let port = match after {
                 "" => None,
-                p => Some(
-                    parse_port(
-                        p.strip_prefix(':')
-                            .ok_or_else(|| err("expected ':' after ']'".into()))?,
-                    )
-                    .map_err(err)?,
-                ),
+                p => {
+                    let p = p
+                        .strip_prefix(':')
+                        .ok_or_else(|| err("expected ':' after ']'".into()))?;
+                    Some(parse_port(p).ok_or_else(|| err(bad_port(p)))?)
+                }
             };
             (h.to_string(), port)
         } else {
             let (h, port) = match s.split_once(':') {
-                Some((h, p)) => (h, Some(parse_port(p).map_err(err)?)),
+                Some((h, p)) => (h, Some(parse_port(p).ok_or_else(|| err(bad_port(p)))?)),
                 None => (s, None),
             };
             if h.parse::<Ipv4Addr>().is_err() {
-                check_dns_name(h).map_err(err)?;
+                check_dns_name(h).map_err(|e| err(e.to_string()))?;
                 if h.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
                     return Err(err(format!(
                         "{h:?} is neither an IPv4 address nor a host name"
@@ -93,20 +87,19 @@ impl TryFrom<&str> for MasterEndpoint {
     }
 }
 
+fn bad_port(p: &str) -> String {
+    format!("port {p:?} is not a number 1-65535")
+}
+
 /// An http(s) URL restricted to characters that are inert in an
 /// EnvironmentFile, a systemd command line and a shell word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddonsUrl(String);
 
-impl AddonsUrl {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+contract::validated_string!(AddonsUrl, 0);
 
-impl TryFrom<&str> for AddonsUrl {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+impl AddonsUrl {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         let rest = s
             .strip_prefix("https://")
             .or_else(|| s.strip_prefix("http://"))
@@ -167,9 +160,6 @@ impl ApiServer {
             },
         }
     }
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
     /// The host part (IPv6 without brackets): the name wait-master resolves.
     pub fn host(&self) -> &str {
         self.endpoint.host()
@@ -180,9 +170,10 @@ impl ApiServer {
     }
 }
 
-impl TryFrom<&str> for ApiServer {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+contract::validated_string!(ApiServer, text);
+
+impl ApiServer {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         let authority = s.strip_prefix("https://").ok_or_else(|| {
             InvalidValue::new(
                 "api_server",
@@ -201,12 +192,6 @@ impl TryFrom<&str> for ApiServer {
             text: s.to_string(),
             endpoint,
         })
-    }
-}
-
-impl fmt::Display for ApiServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
     }
 }
 
@@ -255,15 +240,10 @@ impl TryFrom<&str> for ExpectedMinions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cidr(String);
 
-impl Cidr {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+contract::validated_string!(Cidr, 0);
 
-impl TryFrom<&str> for Cidr {
-    type Error = InvalidValue;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
+impl Cidr {
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
         let err = || {
             InvalidValue::new(
                 "CIDR",
@@ -341,7 +321,7 @@ pub fn check_weave_arg(arg: &str) -> Result<(), InvalidValue> {
         return Cidr::try_from(v).map(|_| ());
     }
     if let Some(v) = arg.strip_prefix("--mtu=") {
-        return parse_mtu(v).map(|_| ()).map_err(|r| bad(&r));
+        return parse_mtu(v).map(|_| ()).map_err(|e| bad(&e.to_string()));
     }
     if let Some(v) = arg.strip_prefix("--trusted-subnets=") {
         for c in v.split(',') {
@@ -354,14 +334,23 @@ pub fn check_weave_arg(arg: &str) -> Result<(), InvalidValue> {
     ))
 }
 
+/// Why a weave MTU is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MtuError {
+    #[error("mtu {0:?} must be a decimal number")]
+    NotDecimal(String),
+    #[error("mtu {0} must be between 576 and 65535")]
+    OutOfRange(String),
+}
+
 /// MTU for weave: 576..=65535.
-pub fn parse_mtu(s: &str) -> Result<u16, String> {
+pub fn parse_mtu(s: &str) -> Result<u16, MtuError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
-        return Err(format!("mtu {s:?} must be a decimal number"));
+        return Err(MtuError::NotDecimal(s.to_string()));
     }
     match s.parse::<u32>() {
         Ok(n) if (576..=65535).contains(&n) => Ok(n as u16),
-        _ => Err(format!("mtu {s} must be between 576 and 65535")),
+        _ => Err(MtuError::OutOfRange(s.to_string())),
     }
 }
 

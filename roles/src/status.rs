@@ -97,7 +97,7 @@ pub fn write_activation(root: &Path, st: &ActivationStatus) -> Result<(), Marker
 pub struct WaitMasterStatus {
     /// ready | waiting | rejected | timeout | error
     pub outcome: String,
-    /// `health-url` or `kubeconfig`.
+    /// `resolve` or `kubeconfig`.
     pub mode: String,
     /// The host waited for (DNS).
     pub host: String,

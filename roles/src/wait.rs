@@ -1,8 +1,8 @@
-//! Waiting for things (with [`crate::retry`]): name resolution
+//! Waiting for things (with [`contract::retry`]): name resolution
 //! (system resolver in production, a direct DNS query for tests) and the
-//! master health check behind `rolectl wait-master`.
+//! API server probes behind `rolectl wait-master`.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,13 +11,11 @@ use std::time::Duration;
 use std::time::Instant;
 
 use contract::retry::{Backoff, GaveUp};
-use contract::role::Role;
 #[cfg(feature = "test-dns")]
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 #[cfg(feature = "test-dns")]
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::marker;
 use crate::settings::{ip_literal, Settings};
 
 /// Formats a delay for log lines ("2s", "0.5s").
@@ -43,22 +41,21 @@ pub enum Resolver {
 impl Resolver {
     /// All addresses of `host`, sorted and deduplicated. A name that does
     /// not exist (yet) is an error whose text says so.
-    pub fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+    pub fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, LookupError> {
         if let Some(ip) = ip_literal(host) {
             return Ok(vec![ip]);
         }
         let mut v = match self {
             Resolver::System => (host, 0)
                 .to_socket_addrs()
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .map_err(|err| LookupError::Resolve {
+                    host: host.to_string(),
+                    err,
+                })?
                 .map(|sa| sa.ip())
                 .collect::<Vec<_>>(),
             #[cfg(not(feature = "test-dns"))]
-            Resolver::Direct(server) => {
-                return Err(format!(
-                    "cannot query {server}: rolectl was built without the test-dns feature"
-                ))
-            }
+            Resolver::Direct(server) => return Err(LookupError::NoTestDns(*server)),
             #[cfg(feature = "test-dns")]
             Resolver::Direct(server) => {
                 let mut v = dns_query(*server, host, RecordType::A)?;
@@ -69,43 +66,85 @@ impl Resolver {
         v.sort();
         v.dedup();
         if v.is_empty() {
-            return Err(format!("{host} has no addresses"));
+            return Err(LookupError::NoAddresses(host.to_string()));
         }
         Ok(v)
     }
 }
 
+/// Why a name gave no address.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("cannot resolve {host}: {err}")]
+    Resolve { host: String, err: io::Error },
+    #[error("{0} has no addresses")]
+    NoAddresses(String),
+    #[cfg(not(feature = "test-dns"))]
+    #[error("cannot query {0}: rolectl was built without the test-dns feature")]
+    NoTestDns(SocketAddr),
+    #[cfg(feature = "test-dns")]
+    #[error("invalid DNS name {host}: {err}")]
+    DnsName {
+        host: String,
+        err: hickory_proto::ProtoError,
+    },
+    #[cfg(feature = "test-dns")]
+    #[error("encoding DNS query: {0}")]
+    DnsEncode(hickory_proto::ProtoError),
+    #[cfg(feature = "test-dns")]
+    #[error("DNS socket: {0}")]
+    DnsSocket(io::Error),
+    #[cfg(feature = "test-dns")]
+    #[error("DNS server {server}: {err}")]
+    DnsSend { server: SocketAddr, err: io::Error },
+    #[cfg(feature = "test-dns")]
+    #[error("DNS server {server}: no answer ({err})")]
+    DnsNoAnswer { server: SocketAddr, err: io::Error },
+    #[cfg(feature = "test-dns")]
+    #[error("bad DNS answer: {0}")]
+    DnsAnswer(hickory_proto::serialize::binary::DecodeError),
+    #[cfg(feature = "test-dns")]
+    #[error("DNS server {server} answered {code}")]
+    DnsCode {
+        server: SocketAddr,
+        code: ResponseCode,
+    },
+}
+
 #[cfg(feature = "test-dns")]
 /// One DNS query over UDP with hickory-proto's message codec (no async
 /// runtime needed). NXDOMAIN and empty answers are `Ok(vec![])`.
-pub fn dns_query(server: SocketAddr, host: &str, rtype: RecordType) -> Result<Vec<IpAddr>, String> {
-    let name = Name::from_ascii(format!("{host}."))
-        .map_err(|e| format!("invalid DNS name {host}: {e}"))?;
+pub fn dns_query(
+    server: SocketAddr,
+    host: &str,
+    rtype: RecordType,
+) -> Result<Vec<IpAddr>, LookupError> {
+    let name = Name::from_ascii(format!("{host}.")).map_err(|err| LookupError::DnsName {
+        host: host.to_string(),
+        err,
+    })?;
     let id: u16 = (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16);
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(name, rtype));
-    let bytes = msg
-        .to_vec()
-        .map_err(|e| format!("encoding DNS query: {e}"))?;
+    let bytes = msg.to_vec().map_err(LookupError::DnsEncode)?;
     let bind: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         ([0u16; 8], 0).into()
     };
-    let sock = std::net::UdpSocket::bind(bind).map_err(|e| format!("DNS socket: {e}"))?;
+    let sock = std::net::UdpSocket::bind(bind).map_err(LookupError::DnsSocket)?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| format!("DNS socket: {e}"))?;
-    sock.connect(server)
-        .map_err(|e| format!("DNS server {server}: {e}"))?;
-    sock.send(&bytes)
-        .map_err(|e| format!("DNS server {server}: {e}"))?;
+        .map_err(LookupError::DnsSocket)?;
+    let send = |err| LookupError::DnsSend { server, err };
+    sock.connect(server).map_err(send)?;
+    sock.send(&bytes).map_err(send)?;
     let mut buf = [0u8; 4096];
     loop {
         let n = sock
             .recv(&mut buf)
-            .map_err(|e| format!("DNS server {server}: no answer ({e})"))?;
-        let resp = Message::from_vec(&buf[..n]).map_err(|e| format!("bad DNS answer: {e}"))?;
+            .map_err(|err| LookupError::DnsNoAnswer { server, err })?;
+        let resp = Message::from_vec(&buf[..n]).map_err(LookupError::DnsAnswer)?;
         if resp.metadata.id != id {
             continue;
         }
@@ -120,28 +159,9 @@ pub fn dns_query(server: SocketAddr, host: &str, rtype: RecordType) -> Result<Ve
                 })
                 .collect()),
             ResponseCode::NXDomain => Ok(Vec::new()),
-            rc => Err(format!("DNS server {server} answered {rc}")),
+            code => Err(LookupError::DnsCode { server, code }),
         };
     }
-}
-
-/// Reads the host's marker (minion first, then master).
-pub fn marker_settings(root: &Path) -> Result<(Role, Settings), String> {
-    for role in [Role::Minion, Role::Master] {
-        match marker::read(root, role) {
-            Ok(Some(m)) => match m.settings {
-                Some(s) => return Ok((role, s)),
-                None => return Ok((role, Settings::default())),
-            },
-            Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Err(format!(
-        "no role marker ({} or {}); run `rolectl activate` first",
-        Role::Minion.marker_path(),
-        Role::Master.marker_path()
-    ))
 }
 
 /// The port the API server listens on: API_SERVER's, else 6443.
@@ -155,17 +175,22 @@ pub fn api_server_port(s: &Settings) -> u16 {
 /// A cheap first check: under emulation a kubectl run costs seconds of CPU
 /// that the starting API server needs, so kubectl runs only once the port
 /// is open.
-pub fn port_open(addrs: &[IpAddr], port: u16) -> Result<(), String> {
-    let mut errors = Vec::new();
+pub fn port_open(addrs: &[IpAddr], port: u16) -> Result<(), PortClosed> {
+    let mut refused = Vec::new();
     for a in addrs {
         let sa = SocketAddr::new(*a, port);
         match std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
             Ok(_) => return Ok(()),
-            Err(e) => errors.push(format!("{sa}: {e}")),
+            Err(e) => refused.push((sa, e)),
         }
     }
-    Err(errors.join("; "))
+    Err(PortClosed(refused))
 }
+
+/// No address accepted a connection: each address and its error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; "))]
+pub struct PortClosed(pub Vec<(SocketAddr, io::Error)>);
 
 /// An anonymous `/readyz` probe with curl, verified against the cluster CA
 /// (the API server grants `/readyz` to unauthenticated clients through
@@ -182,7 +207,7 @@ pub struct AnonProbe {
 
 impl AnonProbe {
     /// Ok(()) on HTTP 200, Err(what was seen) otherwise.
-    pub fn ready(&self) -> Result<(), String> {
+    pub fn ready(&self) -> Result<(), ProbeError> {
         let url = format!("{}/readyz", self.server.trim_end_matches('/'));
         let out = Command::new(&self.curl)
             .args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
@@ -191,18 +216,34 @@ impl AnonProbe {
             .arg(&url)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.curl.display()))?;
+            .map_err(|err| ProbeError::CannotRun {
+                program: self.curl.clone(),
+                err,
+            })?;
         let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && code == "200" {
             return Ok(());
         }
-        let err = summary(&String::from_utf8_lossy(&out.stderr));
         Err(if out.status.success() {
-            format!("{url} answered HTTP {code}")
+            ProbeError::Status { url, code }
         } else {
-            format!("{url}: {err}")
+            let message = summary(&String::from_utf8_lossy(&out.stderr));
+            ProbeError::Failed { url, message }
         })
     }
+}
+
+/// Why a probe of the API server (curl or kubectl) did not say "ready".
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The program could not be run: a broken image, not a waiting matter.
+    #[error("cannot run {program}: {err}")]
+    CannotRun { program: PathBuf, err: io::Error },
+    #[error("{url} answered HTTP {code}")]
+    Status { url: String, code: String },
+    /// curl's first line.
+    #[error("{url}: {message}")]
+    Failed { url: String, message: String },
 }
 
 /// The host that must resolve before the API server is probed:
@@ -222,105 +263,23 @@ pub fn master_host(s: &Settings) -> String {
     }
 }
 
-/// Validates a health URL: http:// only (the binary has no TLS stack).
-pub fn check_health_url(url: &str) -> Result<(), String> {
-    if !url.starts_with("http://") {
-        return Err(format!(
-            "health URL {url:?} must start with http:// (rolectl has no TLS; use the plain health endpoint, e.g. http://{{master}}:2379/health)"
-        ));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("health URL {url:?} contains whitespace"));
-    }
-    Ok(())
-}
-
-/// `{master}` replaced by the address (IPv6 in brackets).
-pub fn expand_url(url: &str, addr: IpAddr) -> String {
-    let a = match addr {
-        IpAddr::V4(v) => v.to_string(),
-        IpAddr::V6(v) => format!("[{v}]"),
-    };
-    url.replace("{master}", &a)
-}
-
-/// GETs `url`; Ok(status) on 2xx, Err(reason) otherwise.
-pub fn probe(agent: &ureq::Agent, url: &str) -> Result<u16, String> {
-    match agent.get(url).call() {
-        Ok(resp) => {
-            let code = resp.status().as_u16();
-            if (200..300).contains(&code) {
-                Ok(code)
-            } else {
-                Err(format!("{url} answered HTTP {code}"))
-            }
-        }
-        Err(e) => Err(format!("{url}: {e}")),
-    }
-}
-
-pub fn http_agent() -> ureq::Agent {
-    http_agent_with(Duration::from_secs(5))
-}
-
-/// Plain HTTP, statuses as values (not errors), no redirects, every request
-/// bounded by `timeout`.
-pub fn http_agent_with(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
-}
-
-/// `rolectl wait-master`: resolve the master and wait for a 2xx health answer;
-/// the address that answered, its status code and the attempt it took.
-pub fn wait_master(
-    host: &str,
-    url: &str,
-    resolver: Resolver,
-    retry: Backoff,
-) -> Result<(IpAddr, u16, u32), GaveUp<String>> {
-    let agent = http_agent();
-    retry.run(
-        |attempt| {
-            let addrs = resolver.lookup(host)?;
-            let mut last = String::new();
-            for a in &addrs {
-                match probe(&agent, &expand_url(url, *a)) {
-                    Ok(code) => return Ok((*a, code, attempt)),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        },
-        |n, reason, next| log_attempt(host, n, reason, next),
-    )
-}
-
 /// `rolectl wait-master --resolve-only`: wait until the master's name
 /// resolves; its addresses and the attempt it took.
 pub fn wait_resolve(
     host: &str,
     resolver: Resolver,
     retry: Backoff,
-) -> Result<(Vec<IpAddr>, u32), GaveUp<String>> {
+) -> Result<(Vec<IpAddr>, u32), GaveUp<LookupError>> {
     retry.run(
         |attempt| resolver.lookup(host).map(|a| (a, attempt)),
-        |n, reason, next| log_attempt(host, n, reason, next),
+        |n, reason, next| match next {
+            Some(d) => eprintln!(
+                "waiting for master {host}: {reason} (attempt {n}, next in {})",
+                secs(d)
+            ),
+            None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
+        },
     )
-}
-
-/// One line per failed attempt of a wait for the master.
-fn log_attempt(host: &str, n: u32, reason: &str, next: Option<Duration>) {
-    match next {
-        Some(d) => eprintln!(
-            "waiting for master {host}: {reason} (attempt {n}, next in {})",
-            secs(d)
-        ),
-        None => eprintln!("waiting for master {host}: {reason} (attempt {n}, giving up)"),
-    }
 }
 
 /// What one `kubectl get --raw=/readyz` said.
@@ -374,7 +333,7 @@ pub fn classify(success: bool, stdout: &str, stderr: &str) -> Readyz {
 /// Runs `kubectl --kubeconfig FILE get --raw=/readyz --request-timeout=5s`:
 /// TLS against the kubeconfig's CA and its credential in one request.
 /// Err: kubectl could not be run (a broken image, not a waiting matter).
-pub fn kubectl_readyz(kubectl: &Path, kubeconfig: &Path) -> Result<Readyz, String> {
+pub fn kubectl_readyz(kubectl: &Path, kubeconfig: &Path) -> Result<Readyz, ProbeError> {
     let mut child = Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -383,7 +342,10 @@ pub fn kubectl_readyz(kubectl: &Path, kubeconfig: &Path) -> Result<Readyz, Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", kubectl.display()))?;
+        .map_err(|err| ProbeError::CannotRun {
+            program: kubectl.to_path_buf(),
+            err,
+        })?;
     let read = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut v = Vec::new();
@@ -430,20 +392,67 @@ pub fn kubectl_readyz(kubectl: &Path, kubeconfig: &Path) -> Result<Readyz, Strin
     })
 }
 
+/// Why one attempt of [`wait_api_server`] found the API server not ready:
+/// the line logged, and the reason given when the wait times out.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("waiting for DNS: {0}")]
+    Dns(LookupError),
+    #[error("waiting for the API server to listen on {host}:{port}: {closed}")]
+    Closed {
+        host: String,
+        port: u16,
+        closed: PortClosed,
+    },
+    /// The anonymous /readyz did not answer 200.
+    #[error("waiting for the API server: {0}")]
+    Anonymous(ProbeError),
+    /// A 401 within the grace period ([`REJECT_GRACE`]).
+    #[error("the API server refused the credential in {kubeconfig} ({message}); the master may not have created the token yet, trying again for {} more", secs(*.left))]
+    Refused {
+        kubeconfig: PathBuf,
+        message: String,
+        left: Duration,
+    },
+    /// kubectl's first line (refused, 403/500 while starting, …).
+    #[error("waiting for the API server (kubeconfig {kubeconfig}): {message}")]
+    Starting {
+        kubeconfig: PathBuf,
+        message: String,
+    },
+}
+
 /// Why `wait_api_server` stopped without the API server being ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApiWaitError {
     /// The retry policy gave up (timeout).
-    GaveUp(GaveUp<String>),
+    #[error("gave up after {} attempts: {}", .0.attempts, .0.last_error)]
+    GaveUp(GaveUp<NotReady>),
     /// The credential in `kubeconfig` was rejected; retrying cannot help.
+    #[error("the credential in {kubeconfig} was rejected: {message}")]
     Rejected {
         kubeconfig: PathBuf,
         message: String,
         /// Attempts made, the refused ones included.
         attempts: u32,
     },
-    /// No kubeconfig exists, or kubectl cannot run.
-    Config(String),
+    /// No kubeconfig exists, or kubectl cannot run: not a waiting matter.
+    #[error(transparent)]
+    Config(ApiConfigError),
+}
+
+/// `wait-master --kubeconfig` cannot ask the API server at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiConfigError {
+    #[error("none of the kubeconfigs exists: {} (rolectl activate writes /etc/kubernetes/bootstrap-kubelet.conf when user-data has credentials)", list(.0))]
+    NoKubeconfig(Vec<PathBuf>),
+    #[error(transparent)]
+    Kubectl(ProbeError),
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    let v: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    v.join(", ")
 }
 
 /// The API server answered ready to `kubeconfig` at attempt `attempts`.
@@ -494,30 +503,23 @@ pub fn wait_api_server(
     type Attempt = Result<ApiReady, ApiWaitError>;
     let mut first_refusal: Option<std::time::Instant> = None;
     let result = retry.run(
-        |attempt| -> Result<Attempt, String> {
-            let addrs = match resolver.lookup(host) {
-                Ok(a) => a,
-                Err(e) => return Err(format!("waiting for DNS: {e}")),
-            };
-            if let Err(e) = port_open(&addrs, port) {
-                return Err(format!(
-                    "waiting for the API server to listen on {host}:{port}: {e}"
-                ));
-            }
+        |attempt| -> Result<Attempt, NotReady> {
+            let addrs = resolver.lookup(host).map_err(NotReady::Dns)?;
+            port_open(&addrs, port).map_err(|closed| NotReady::Closed {
+                host: host.to_string(),
+                port,
+                closed,
+            })?;
             if let Some(p) = anon {
-                if let Err(e) = p.ready() {
-                    return Err(format!("waiting for the API server: {e}"));
-                }
+                p.ready().map_err(NotReady::Anonymous)?;
             }
             let Some(kc) = first_existing(kubeconfigs) else {
-                let list: Vec<String> = kubeconfigs.iter().map(|p| p.display().to_string()).collect();
-                return Ok(Err(ApiWaitError::Config(format!(
-                    "none of the kubeconfigs exists: {} (rolectl activate writes /etc/kubernetes/bootstrap-kubelet.conf when user-data has credentials)",
-                    list.join(", ")
+                return Ok(Err(ApiWaitError::Config(ApiConfigError::NoKubeconfig(
+                    kubeconfigs.to_vec(),
                 ))));
             };
             match kubectl_readyz(kubectl, kc) {
-                Err(e) => Ok(Err(ApiWaitError::Config(e))),
+                Err(e) => Ok(Err(ApiWaitError::Config(ApiConfigError::Kubectl(e)))),
                 Ok(Readyz::Ready) => Ok(Ok(ApiReady {
                     kubeconfig: kc.clone(),
                     attempts: attempt,
@@ -531,17 +533,17 @@ pub fn wait_api_server(
                             attempts: attempt,
                         }))
                     } else {
-                        Err(format!(
-                            "the API server refused the credential in {} ({m}); the master may not have created the token yet, trying again for {} more",
-                            kc.display(),
-                            secs(grace.saturating_sub(since.elapsed()))
-                        ))
+                        Err(NotReady::Refused {
+                            kubeconfig: kc.clone(),
+                            message: m,
+                            left: grace.saturating_sub(since.elapsed()),
+                        })
                     }
                 }
-                Ok(Readyz::NotReady(m)) => Err(format!(
-                    "waiting for the API server (kubeconfig {}): {m}",
-                    kc.display()
-                )),
+                Ok(Readyz::NotReady(m)) => Err(NotReady::Starting {
+                    kubeconfig: kc.clone(),
+                    message: m,
+                }),
             }
         },
         |n, reason, next| match next {
@@ -582,18 +584,5 @@ mod tests {
                 other => panic!("{stderr}: {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn urls() {
-        assert!(check_health_url("https://x").is_err());
-        assert_eq!(
-            expand_url("http://{master}:2379/health", "10.0.0.1".parse().unwrap()),
-            "http://10.0.0.1:2379/health"
-        );
-        assert_eq!(
-            expand_url("http://{master}:1/", "::1".parse().unwrap()),
-            "http://[::1]:1/"
-        );
     }
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::marker;
 use crate::settings::{check_weave_arg, Settings};
-use crate::wait::{secs, Resolver};
+use crate::wait::{secs, LookupError, Resolver};
 
 /// Weave Net's router.
 pub const WEAVER: &str = "/usr/local/bin/weaver";
@@ -164,23 +164,35 @@ pub fn own_addresses() -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
+/// Fewer minion addresses than the quorum (the lookup's error when there
+/// are none).
+#[derive(Debug, thiserror::Error)]
+pub enum TooFew {
+    #[error("0 of {expected} addresses ({lookup})")]
+    None { expected: u32, lookup: LookupError },
+    #[error("{seen} of {expected} addresses")]
+    Some { seen: usize, expected: u32 },
+}
+
 /// Waits until the minions name resolves to at least `expected` addresses.
 pub fn wait_minions(
     name: &str,
     expected: u32,
     resolver: Resolver,
     retry: Backoff,
-) -> Result<Vec<IpAddr>, GaveUp<String>> {
+) -> Result<Vec<IpAddr>, GaveUp<TooFew>> {
     retry.run(
         |_| {
-            let addrs = match resolver.lookup(name) {
-                Ok(a) => a,
-                Err(e) => return Err(format!("0 of {expected} addresses ({e})")),
-            };
+            let addrs = resolver
+                .lookup(name)
+                .map_err(|lookup| TooFew::None { expected, lookup })?;
             if addrs.len() as u64 >= u64::from(expected) {
                 Ok(addrs)
             } else {
-                Err(format!("{} of {expected} addresses", addrs.len()))
+                Err(TooFew::Some {
+                    seen: addrs.len(),
+                    expected,
+                })
             }
         },
         |n, reason, next| match next {

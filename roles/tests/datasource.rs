@@ -320,6 +320,8 @@ fn the_seed_volume_is_read_without_mounting_and_left_unchanged() {
 
     let junk = tmp.path().join("junk");
     std::fs::write(&junk, vec![0u8; 4096]).unwrap();
-    let e = rolectl::datasource::read_seed(&junk).unwrap_err();
+    let e = rolectl::datasource::read_seed(&junk)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("is not a readable FAT volume"), "{e}");
 }

@@ -1,16 +1,16 @@
 //! `wait-master` and `weave` against a real authoritative DNS server
-//! (hickory-server, zone `k8s.` on 127.0.0.1:<random port>) and a late
-//! HTTP health endpoint. rolectl queries it via `--dns-server`.
+//! (hickory-server, zone `k8s.` on 127.0.0.1:<random port>) whose records
+//! appear while rolectl waits, and a fake kubectl. rolectl queries the
+//! server via `--dns-server`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -90,41 +90,6 @@ impl Dns {
     }
 }
 
-/// A port with nothing listening yet (connections are refused until
-/// `serve` binds it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Serves `status` to every request on 127.0.0.1:port until `stop`.
-fn serve(port: u16, status: &'static str, stop: Arc<AtomicBool>) {
-    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    l.set_nonblocking(true).unwrap();
-    thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                    let mut buf = [0u8; 2048];
-                    let _ = s.read(&mut buf);
-                    let body = "ok";
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-                Err(_) => thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    });
-}
-
 fn minion_root(extra: &str) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     let ud = format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n{extra}");
@@ -148,18 +113,12 @@ fn finish(c: Child) -> (Option<i32>, String, String) {
     (o.status.code(), stdout(&o), stderr(&o))
 }
 
-fn wait_master_args<'a>(
-    root: &'a str,
-    dns: &'a str,
-    url: &'a str,
-    timeout: &'a str,
-) -> Vec<&'a str> {
+fn resolve_only_args<'a>(root: &'a str, dns: &'a str, timeout: &'a str) -> Vec<&'a str> {
     vec![
         "wait-master",
         "--root",
         root,
-        "--health-url",
-        url,
+        "--resolve-only",
         "--timeout",
         timeout,
         "--max-backoff",
@@ -172,23 +131,17 @@ fn wait_master_args<'a>(
 }
 
 #[test]
-fn wait_master_waits_for_late_dns_and_late_health() {
+fn wait_master_resolve_only_waits_for_late_dns() {
     let dns = Dns::start();
     let t = minion_root("");
-    let port = free_port();
-    let url = format!("http://{{master}}:{port}/health");
     let (root, d) = (root_arg(t.path()), dns.arg());
     let start = Instant::now();
-    let child = spawn(&wait_master_args(&root, &d, &url, "10"));
+    let child = spawn(&resolve_only_args(&root, &d, "10"));
     thread::sleep(Duration::from_millis(1200));
     dns.add_a("masters.demo.k8s", "127.0.0.1");
-    thread::sleep(Duration::from_millis(1000));
-    let stop = Arc::new(AtomicBool::new(false));
-    serve(port, "200 OK", stop.clone());
     let (code, _, err) = finish(child);
-    stop.store(true, Ordering::SeqCst);
     assert_eq!(code, Some(0), "{err}");
-    assert!(start.elapsed() >= Duration::from_millis(2200));
+    assert!(start.elapsed() >= Duration::from_millis(1200));
     // The first delay is the initial 0.1 s shortened by the 0-20 % jitter.
     let first = "waiting for master masters.demo.k8s: masters.demo.k8s has no addresses (attempt 1, next in ";
     let delay: f64 = err
@@ -198,93 +151,78 @@ fn wait_master_waits_for_late_dns_and_late_health() {
         .and_then(|d| d.parse().ok())
         .unwrap_or_else(|| panic!("no first-attempt line in {err}"));
     assert!((0.08..=0.1).contains(&delay), "first delay {delay}: {err}");
-    // Once DNS answers, the reason changes to the refused connection.
     assert!(
-        err.contains(&format!("http://127.0.0.1:{port}/health")),
+        err.contains("master masters.demo.k8s resolves to 127.0.0.1"),
         "{err}"
     );
-    assert!(err.contains("master masters.demo.k8s is up"), "{err}");
     let attempts = err
         .lines()
         .filter(|l| l.starts_with("waiting for master"))
         .count();
-    assert!(attempts >= 5, "{attempts} attempts:\n{err}");
+    assert!(attempts >= 3, "{attempts} attempts:\n{err}");
+    let w = &status_json(t.path())["wait_master"];
+    assert_eq!(
+        (&w["outcome"], &w["mode"]),
+        (&"ready".into(), &"resolve".into()),
+        "{w}"
+    );
 }
 
 #[test]
-fn wait_master_uses_master_endpoint_override() {
+fn wait_master_resolve_only_uses_master_endpoint_override() {
     let dns = Dns::start();
     let t = minion_root("  master_endpoint: api.demo.k8s:6443\n");
     dns.add_a("api.demo.k8s", "127.0.0.1");
-    let port = free_port();
-    let stop = Arc::new(AtomicBool::new(false));
-    serve(port, "200 OK", stop.clone());
-    let url = format!("http://{{master}}:{port}/healthz");
     let (root, d) = (root_arg(t.path()), dns.arg());
-    let (code, _, err) = finish(spawn(&wait_master_args(&root, &d, &url, "5")));
-    stop.store(true, Ordering::SeqCst);
+    let (code, _, err) = finish(spawn(&resolve_only_args(&root, &d, "5")));
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("master api.demo.k8s is up"), "{err}");
+    assert!(err.contains("master api.demo.k8s resolves to"), "{err}");
 }
 
 #[test]
-fn wait_master_times_out_with_exit_2() {
+fn wait_master_resolve_only_times_out_with_exit_2() {
     let dns = Dns::start();
     let t = minion_root("");
     let (root, d) = (root_arg(t.path()), dns.arg());
     let start = Instant::now();
-    let (code, _, err) = finish(spawn(&wait_master_args(
-        &root,
-        &d,
-        "http://{master}:1/health",
-        "1.5",
-    )));
+    let (code, _, err) = finish(spawn(&resolve_only_args(&root, &d, "1.5")));
     assert_eq!(code, Some(2), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(
-        err.contains("timed out after") && err.contains("masters.demo.k8s has no addresses"),
+        err.contains("timed out after")
+            && err.contains("waiting for master masters.demo.k8s to resolve")
+            && err.contains("masters.demo.k8s has no addresses"),
         "{err}"
     );
-    // DNS answers but the endpoint is unhealthy: still a timeout.
-    dns.add_a("masters.demo.k8s", "127.0.0.1");
-    let port = free_port();
-    let stop = Arc::new(AtomicBool::new(false));
-    serve(port, "503 Service Unavailable", stop.clone());
-    let url = format!("http://{{master}}:{port}/health");
-    let (code, _, err) = finish(spawn(&wait_master_args(&root, &d, &url, "1.2")));
-    stop.store(true, Ordering::SeqCst);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("answered HTTP 503"), "{err}");
+    assert_eq!(status_json(t.path())["wait_master"]["outcome"], "timeout");
 }
 
 #[test]
 fn wait_master_config_errors_exit_1() {
     let t = tempfile::tempdir().unwrap();
     let r = root_arg(t.path());
-    let o = rolectl(&[
-        "wait-master",
-        "--root",
-        &r,
-        "--health-url",
-        "http://{master}:1/",
-    ]);
+    let o = rolectl(&["wait-master", "--root", &r, "--resolve-only"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no role marker"), "{}", stderr(&o));
-    let t = minion_root("");
-    let r = root_arg(t.path());
-    let o = rolectl(&[
-        "wait-master",
-        "--root",
-        &r,
-        "--health-url",
-        "https://{master}:1/",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("must start with http://"),
-        "{}",
-        stderr(&o)
-    );
+    for (args, want) in [
+        (
+            &["--resolve-only", "--kubeconfig", "/k"][..],
+            "--resolve-only waits for DNS alone; drop --kubeconfig",
+        ),
+        (
+            &["--kubectl", "/k"],
+            "--resolve-only or --kubeconfig FILE is required",
+        ),
+        // The plain-HTTP health probe is gone: no unit used it.
+        (
+            &["--health-url", "http://{master}:1/"],
+            "wait-master: unknown option --health-url",
+        ),
+    ] {
+        let o = rolectl(&[&["wait-master", "--root", &r], args].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
 }
 
 fn read_plan(root: &Path) -> serde_json::Value {

@@ -328,6 +328,15 @@ enum Style {
     Quoted(String),
 }
 
+/// YAML that rolectl does not read under `kubernetes:`.
+#[derive(Debug, thiserror::Error)]
+enum Unsupported {
+    #[error("YAML anchors and aliases are not supported under `kubernetes:`")]
+    Alias,
+    #[error("YAML tag {0} is not supported under `kubernetes:`; quote strings instead")]
+    Tag(String),
+}
+
 impl Cx<'_> {
     fn err<T>(&self, at: &Spanned<T>, path: &str, msg: impl Into<String>) -> UserDataError {
         UserDataError::new(
@@ -395,11 +404,11 @@ impl Cx<'_> {
         }
     }
 
-    fn style(&self, at: &Spanned<Node>) -> Result<Style, String> {
+    fn style(&self, at: &Spanned<Node>) -> Result<Style, Unsupported> {
         let raw = self.raw(at);
         let before = self.token_before(at);
         if raw.starts_with('*') || before.starts_with('&') {
-            return Err("YAML anchors and aliases are not supported under `kubernetes:`".into());
+            return Err(Unsupported::Alias);
         }
         if before.starts_with('!') {
             if before == "!!str" {
@@ -407,9 +416,7 @@ impl Cx<'_> {
                     return Ok(Style::Quoted(s.clone()));
                 }
             }
-            return Err(format!(
-                "YAML tag {before} is not supported under `kubernetes:`; quote strings instead"
-            ));
+            return Err(Unsupported::Tag(before.to_string()));
         }
         let block = before.starts_with('|') || before.starts_with('>');
         match &at.value {
@@ -440,7 +447,10 @@ impl Cx<'_> {
             let kind = self.kind(at);
             return Err(self.err(at, path, format!("must be a string, found {kind}")));
         }
-        let s = match self.style(at).map_err(|m| self.err(at, path, m))? {
+        let s = match self
+            .style(at)
+            .map_err(|e| self.err(at, path, e.to_string()))?
+        {
             Style::Quoted(s) => s,
             Style::Plain(p) => match resolve_plain(&p) {
                 Yaml11::Str => p,
@@ -480,7 +490,10 @@ impl Cx<'_> {
     /// read differently are rejected.
     fn integer(&self, at: &Spanned<Node>, path: &str) -> Result<i128, UserDataError> {
         let key = path.rsplit('.').next().unwrap_or(path);
-        let p = match self.style(at).map_err(|m| self.err(at, path, m))? {
+        let p = match self
+            .style(at)
+            .map_err(|e| self.err(at, path, e.to_string()))?
+        {
             Style::Quoted(s) => {
                 return Err(self.err(
                     at,
@@ -540,7 +553,10 @@ impl Cx<'_> {
 
     /// A boolean, spelled as cloud-init (YAML 1.1) accepts it.
     fn boolean(&self, at: &Spanned<Node>, path: &str) -> Result<bool, UserDataError> {
-        match self.style(at).map_err(|m| self.err(at, path, m))? {
+        match self
+            .style(at)
+            .map_err(|e| self.err(at, path, e.to_string()))?
+        {
             Style::Plain(p) if !matches!(at.value, Node::Map(_) | Node::Seq(_)) => {
                 match resolve_plain(&p) {
                     Yaml11::Bool(b) => Ok(b),
@@ -583,7 +599,10 @@ impl Cx<'_> {
                 format!("a folded block scalar (`>`) joins the PEM lines; {block_hint}"),
             ));
         }
-        let text = match self.style(at).map_err(|m| self.err(at, path, m))? {
+        let text = match self
+            .style(at)
+            .map_err(|e| self.err(at, path, e.to_string()))?
+        {
             Style::Quoted(s) => s,
             Style::Plain(p) if resolve_plain(&p) == Yaml11::Null => {
                 return Err(self.err(at, path, "has no value"));
@@ -599,7 +618,7 @@ impl Cx<'_> {
                 ));
             }
         };
-        Pem::parse(kind, &text).map_err(|m| self.err(at, path, m))
+        Pem::parse(kind, &text).map_err(|e| self.err(at, path, e.to_string()))
     }
 
     /// Checks the credential keys given for `role`: none of the other
@@ -728,7 +747,10 @@ impl Cx<'_> {
                 }
                 "mtu" => {
                     let n = self.integer(value, &path)?;
-                    w.mtu = Some(parse_mtu(&n.to_string()).map_err(|m| self.err(value, &path, m))?);
+                    w.mtu = Some(
+                        parse_mtu(&n.to_string())
+                            .map_err(|e| self.err(value, &path, e.to_string()))?,
+                    );
                 }
                 "no_fastdp" => w.no_fastdp = self.boolean(value, &path)?,
                 "trusted_subnets" => {

@@ -21,7 +21,7 @@ pub fn parse(text: &str, place: &str) -> Result<Option<(Role, usize)>, UserDataE
             continue;
         }
         let at = format!("{place} line {n}");
-        let role = recognize(line).map_err(|m| UserDataError::new(&at, m))?;
+        let role = recognize(line).map_err(|m| UserDataError::new(&at, m.to_string()))?;
         match found {
             Some((r, first)) if r != role => {
                 return Err(UserDataError::new(
@@ -38,30 +38,37 @@ pub fn parse(text: &str, place: &str) -> Result<Option<(Role, usize)>, UserDataE
     Ok(found)
 }
 
-fn recognize(line: &str) -> Result<Role, String> {
+/// What the seed's form is, for messages.
+const USAGE: &str = "rolectl recognizes exactly `touch /etc/sysconfig/kubernetes-master` or `touch /etc/sysconfig/kubernetes-minion` on a line of its own; use #cloud-config `kubernetes:` for settings";
+
+/// Why a script line that mentions the marker gives no role.
+#[derive(Debug, thiserror::Error)]
+enum Unrecognized {
+    #[error("unrecognized use of the role marker: {0:?}; {USAGE}")]
+    Use(String),
+    #[error("marker {path} is misspelled: the marker is {PREFIX}{singular} (singular)")]
+    Plural { path: String, singular: String },
+    #[error("unknown role marker {0}; the role must be master or minion ({USAGE})")]
+    Role(String),
+}
+
+fn recognize(line: &str) -> Result<Role, Unrecognized> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let usage = "rolectl recognizes exactly `touch /etc/sysconfig/kubernetes-master` or `touch /etc/sysconfig/kubernetes-minion` on a line of its own; use #cloud-config `kubernetes:` for settings";
     let [cmd, path] = words.as_slice() else {
-        return Err(format!(
-            "unrecognized use of the role marker: {line:?}; {usage}"
-        ));
+        return Err(Unrecognized::Use(line.to_string()));
     };
     if *cmd != "touch" && *cmd != "/usr/bin/touch" && *cmd != "/bin/touch" {
-        return Err(format!(
-            "unrecognized use of the role marker: {line:?}; {usage}"
-        ));
+        return Err(Unrecognized::Use(line.to_string()));
     }
     let suffix = path.strip_prefix(PREFIX).unwrap_or(path);
     match suffix {
         "-master" => Ok(Role::Master),
         "-minion" => Ok(Role::Minion),
-        "-masters" | "-minions" => Err(format!(
-            "marker {path} is misspelled: the marker is {PREFIX}{} (singular)",
-            &suffix[..suffix.len() - 1]
-        )),
-        _ => Err(format!(
-            "unknown role marker {path}; the role must be master or minion ({usage})"
-        )),
+        "-masters" | "-minions" => Err(Unrecognized::Plural {
+            path: path.to_string(),
+            singular: suffix[..suffix.len() - 1].to_string(),
+        }),
+        _ => Err(Unrecognized::Role(path.to_string())),
     }
 }
 
