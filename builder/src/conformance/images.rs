@@ -14,6 +14,7 @@
 //! | `nginx:1.15-4` | a stand-in: busybox `httpd` on port 80 (no conformance test talks to nginx; it must run and become ready) |
 //! | `sample-apiserver:1.29.2` | `k8s.io/sample-apiserver` at the image's Kubernetes version, built with the suite; ENTRYPOINT /sample-apiserver |
 //! | `etcd:3.6.8-0` | the node image's own etcd build at /usr/local/bin/etcd |
+//! | `nonewprivs:1.4` | the busybox image with `nnp` (test/images/nonewprivs, built with the suite) setuid root at /usr/local/bin/nnp; CMD nnp |
 //! | `pause:3.10.2` | the node's baked pause image |
 //!
 //! Not made (the test that needs it fails, see docs/conformance.md):
@@ -37,6 +38,8 @@ pub const PREFIX: &str = "localhost/kubebake";
 /// sample-apiserver and etcd.
 const SAMPLE_APISERVER_TAG: &str = "1.29.2";
 const ETCD_TAG: &str = "3.6.8-0";
+/// test/images/nonewprivs/VERSION.
+const NONEWPRIVS_TAG: &str = "1.4";
 
 /// An image written for the suite.
 #[derive(Debug, Clone, Serialize)]
@@ -205,6 +208,19 @@ pub fn specs(tools: &Tools, root: &Path, work: &Path, epoch: i64) -> Result<Vec<
         &[],
         epoch,
     );
+    // Upstream's is alpine with `nnp` setuid root: run as a user, it prints
+    // "Effective uid: 0" unless no_new_privs stops the setuid.
+    let mut nnp_layer = plain.clone();
+    nnp_layer
+        .files
+        .push(entry("/usr/local/bin/nnp", &tools.nonewprivs, 0o4755));
+    let nonewprivs = nnp_layer.image(
+        format!("{PREFIX}/nonewprivs:{NONEWPRIVS_TAG}"),
+        None,
+        &[],
+        &["nnp"],
+        epoch,
+    );
     let agnhost_layer = agnhost_layer(tools, &listing, work)?;
     let agnhost = |tag: &str| {
         agnhost_layer.image(
@@ -277,6 +293,7 @@ pub fn specs(tools: &Tools, root: &Path, work: &Path, epoch: i64) -> Result<Vec<
         nginx,
         sample_apiserver,
         etcd,
+        nonewprivs,
     ])
 }
 
@@ -420,6 +437,7 @@ mod tests {
             kubectl: "/x".into(),
             agnhost: agnhost.clone(),
             sample_apiserver: agnhost.clone(),
+            nonewprivs: agnhost.clone(),
             etcd: agnhost,
             busybox: bb,
             files: dir.path().to_path_buf(),
@@ -454,10 +472,18 @@ mod tests {
                 "localhost/kubebake/nginx:1.15-4",
                 "localhost/kubebake/sample-apiserver:1.29.2",
                 "localhost/kubebake/etcd:3.6.8-0",
+                "localhost/kubebake/nonewprivs:1.4",
             ]
         );
         assert!(made.iter().all(|m| m.archive == made[0].archive));
         let specs = specs(&tools, &root, &dir.path().join("w"), 0).expect("specs");
+        // nnp is setuid root, and the image runs it by default.
+        let nnp = specs.last().expect("nonewprivs");
+        assert!(nnp
+            .files
+            .iter()
+            .any(|f| f.path == "/usr/local/bin/nnp" && f.mode == 0o4755));
+        assert_eq!(nnp.cmd, ["nnp"]);
         let links: Vec<&str> = specs[0].links.iter().map(|(p, _)| p.as_str()).collect();
         for a in [
             "/bin/sh",

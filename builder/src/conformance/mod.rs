@@ -223,6 +223,7 @@ mod tests {
             kubectl: "/c/kubectl".into(),
             agnhost: "/c/agnhost".into(),
             sample_apiserver: "/c/sample-apiserver".into(),
+            nonewprivs: "/c/nonewprivs".into(),
             etcd: "/e/etcd".into(),
             busybox: "/c/busybox".into(),
             files: "/c".into(),

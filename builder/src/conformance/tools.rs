@@ -34,6 +34,12 @@ const OUTPUTS: &[(&str, &str, bool)] = &[
     // The aggregator test's API server (go.mod pins k8s.io/sample-apiserver
     // at the image's Kubernetes version).
     ("sample-apiserver", "k8s.io/sample-apiserver", false),
+    // The no-new-privileges tests' setuid program (test/images/nonewprivs).
+    (
+        "nonewprivs",
+        "k8s.io/kubernetes/test/images/nonewprivs",
+        false,
+    ),
 ];
 
 /// Files of the Kubernetes module the test images carry: (output, path).
@@ -55,6 +61,8 @@ pub struct Tools {
     pub kubectl: PathBuf,
     pub agnhost: PathBuf,
     pub sample_apiserver: PathBuf,
+    /// `nnp`: prints its effective uid.
+    pub nonewprivs: PathBuf,
     /// The node image's own etcd.
     pub etcd: PathBuf,
     /// Debian's busybox-static, as the image's test image has it.
@@ -173,6 +181,7 @@ pub fn build(
         kubectl: b.output_path("kubectl"),
         agnhost: b.output_path("agnhost"),
         sample_apiserver: b.output_path("sample-apiserver"),
+        nonewprivs: b.output_path("nonewprivs"),
         etcd: e.output_path("etcd"),
         busybox: bb.output_path("busybox"),
         files: b.output_path(""),
