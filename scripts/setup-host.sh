@@ -36,8 +36,9 @@ PKGS=(
   # toolchain from the module proxy; the C compiler and headers they pin:
   # gcc + libc6-dev (the static pause, runc's cgo), libseccomp-dev and
   # pkgconf (runc's seccomp), libpcap0.8-dev (weaver). Recipe builds: tar,
-  # patch, dpkg-deb (busybox).
-  gcc-12=12.2.0-14+deb12u1 gcc libc6-dev=2.36-9+deb12u14
+  # patch; busybox's compile: gcc-12, libc6-dev, make, bzip2 (its tarball).
+  gcc-12=12.2.0-14+deb12u1 gcc libc6-dev=2.36-9+deb12u14 make=4.3-4.1
+  bzip2=1.0.8-5+b1
   libseccomp-dev=2.5.4-1+deb12u1 pkgconf=1.8.1-1 binutils patch
   libpcap0.8-dev=1.10.3-1
   # cargo-fuzz (scripts/fuzz.sh): libfuzzer-sys compiles libFuzzer's C++.

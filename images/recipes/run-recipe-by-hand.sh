@@ -26,11 +26,12 @@
 #   --work DIR             parent for the work dir (default $TMPDIR or /tmp)
 #   --keep                 keep the work dir (tree, home, tmp) afterwards
 #
-# Example (the busybox-static .deb in /tmp/kb/src; a tarball source would be
-# --tar FILE:STRIP:SHA, a quilt series inside it --series debian/patches/series):
+# Example (the busybox release tarball in /tmp/kb/src; a file for
+# $KUBEBAKE_SOURCES would be --file FILE:SHA, a quilt series inside the tree
+# --series debian/patches/series):
 #   S=/tmp/kb/src
-#   images/recipes/run-recipe-by-hand.sh --version 1.35.0 \
-#     --file $S/busybox-static_1.35.0-4+deb12u1+b1_amd64.deb:3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744 \
+#   images/recipes/run-recipe-by-hand.sh --version 1.37.0 \
+#     --tar $S/busybox_1.37.0.orig.tar.bz2:1:3311dff32e746499f4df0d5df04d7eb396382d7e108bb9250e7b519b837043a4 \
 #     --output busybox images/recipes/busybox.sh /tmp/kb/out-busybox
 set -euo pipefail
 

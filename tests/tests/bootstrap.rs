@@ -155,7 +155,7 @@ spec:
   shareProcessNamespace: true
   containers:
     - name: web
-      image: localhost/kubebake/busybox:1.35.0
+      image: localhost/kubebake/busybox:1.37.0
       imagePullPolicy: Never
       command: ["/bin/busybox", "sh", "-c", "echo started on $(/bin/busybox hostname); mkdir -p /www; echo hello from {node} > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
 ---
@@ -1288,7 +1288,7 @@ spec:
   shareProcessNamespace: true
   containers:
     - name: client
-      image: localhost/kubebake/busybox:1.35.0
+      image: localhost/kubebake/busybox:1.37.0
       imagePullPolicy: Never
       command: ["/bin/busybox", "sleep", "86400"]
 "#

@@ -7,7 +7,7 @@
 //!
 //! | suite image | made of |
 //! |---|---|
-//! | `busybox:1.37.0-1` | Debian's busybox-static 1.35 with every applet linked in /bin, passwd/group, /tmp; CMD sh |
+//! | `busybox:1.37.0-1` | the definition's busybox (upstream 1.37.0 compiled static) with every applet linked in /bin, passwd/group, /tmp; CMD sh |
 //! | `agnhost:2.63.0`, `agnhost:2.55` | on the Debian root of [`debian_root`] (curl, OpenBSD nc, dig, ip, iperf): agnhost built from the Kubernetes module (`main.Version` stamped), `/agnhost-2`, porter's `localhost.crt`/`.key`, `/uploads`, the image's user and group, busybox's applets for the tools the root lacks (wget, …); ENTRYPOINT /agnhost, CMD pause |
 //! | `nautilus:1.8` | the agnhost image with the module's `nautilus.jpg` and `data.json`; CMD test-webserver |
 //! | `glibc-dns-testing:2.0.0` | the Debian root (bookworm with dnsutils, as upstream's); CMD bash |

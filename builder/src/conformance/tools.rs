@@ -65,7 +65,7 @@ pub struct Tools {
     pub nonewprivs: PathBuf,
     /// The node image's own etcd.
     pub etcd: PathBuf,
-    /// Debian's busybox-static, as the image's test image has it.
+    /// The definition's busybox build, as the node's test image has it.
     pub busybox: PathBuf,
     /// Where [`MODULE_FILES`] are, by output name.
     pub files: PathBuf,
@@ -150,7 +150,7 @@ pub fn build(
     let mut only = def.clone();
     only.artifacts = Vec::new();
     only.builds = vec![suite, busybox.clone(), etcd.clone()];
-    // busybox is a recipe build from a pinned Debian package: fetched (or
+    // busybox is a recipe build from a pinned release tarball: fetched (or
     // found in the cache) like any build source.
     let mut fo = FetchOptions::new(cache_dir.to_path_buf());
     fo.offline = offline;
