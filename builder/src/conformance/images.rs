@@ -18,7 +18,7 @@
 //! | `pause:3.10.2` | the node's baked pause image |
 //!
 //! Not made (the test that needs it fails, see docs/conformance.md):
-//! `kitten` (pulled with `Always`).
+//! `kitten` (pulled with `Always` and checked to be Alpine Linux).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
