@@ -12,10 +12,16 @@
 //! | `ca.crt`, `ca.key` | cluster CA, CN=kubernetes, ECDSA P-256, 10 years |
 //! | `front-proxy-ca.crt`, `.key` | aggregation-layer CA, CN=front-proxy-ca, ECDSA P-256, 10 years |
 //! | `sa.key`, `sa.pub` | service-account token signing key, RSA 2048 (PKCS#8 / SPKI PEM) |
-//! | `kube-proxy.crt`, `.key` | CN=system:kube-proxy, clientAuth, signed by the CA, 1 year |
 //! | `bootstrap-token` | `[a-z0-9]{6}.[a-z0-9]{16}`: kubelet TLS bootstrap |
 //! | `weave-password` | Weave Net's network password, 32 characters `[a-z0-9]` |
 //! | `cluster.json` | name, created, token expiry, CA pin (`sha256:<hex>` over the CA's SubjectPublicKeyInfo, kubeadm's `caCertHashes` format) |
+//!
+//! No client certificate is made here: a credential in the minions'
+//! user-data would be shared by every minion (one user-data launches them
+//! all) and could not be revoked. kube-proxy runs with the node's own
+//! kubelet credential from TLS bootstrapping (units/README.md,
+//! "kube-proxy.service"). Directories made by earlier releases may still
+//! hold `kube-proxy.crt`/`.key`: nothing reads them.
 //!
 //! Why these algorithms: the bootstrap prototype (on Kubernetes v1.20, and
 //! the v1.36 image since: kubeadm phases, API server, CSR signer, kubectl, curl) accepted an ECDSA
@@ -37,16 +43,15 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PublicKeyData, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use contract::credentials::secrets_dir::{
-    BOOTSTRAP_TOKEN, CA_CRT, CA_KEY, FRONT_PROXY_CA_CRT, FRONT_PROXY_CA_KEY, KUBE_PROXY_CRT,
-    KUBE_PROXY_KEY, SA_KEY, SA_PUB,
+    BOOTSTRAP_TOKEN, CA_CRT, CA_KEY, FRONT_PROXY_CA_CRT, FRONT_PROXY_CA_KEY, SA_KEY, SA_PUB,
 };
 use contract::credentials::{self as schema, Kept, Kind};
 use contract::role::Role;
@@ -60,15 +65,13 @@ pub const CLUSTER_JSON: &str = "cluster.json";
 pub const WEAVE_PASSWORD: &str = "weave-password";
 
 /// Every file [`init`] writes, in the order it writes them.
-pub const FILES: [&str; 11] = [
+pub const FILES: [&str; 9] = [
     CA_CRT,
     CA_KEY,
     FRONT_PROXY_CA_CRT,
     FRONT_PROXY_CA_KEY,
     SA_KEY,
     SA_PUB,
-    KUBE_PROXY_CRT,
-    KUBE_PROXY_KEY,
     BOOTSTRAP_TOKEN,
     WEAVE_PASSWORD,
     CLUSTER_JSON,
@@ -76,8 +79,11 @@ pub const FILES: [&str; 11] = [
 
 /// Default lifetime of a bootstrap token (kubeadm's default too).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest a bootstrap token may live: a token joins any machine as a
+/// node, so it must expire (kubeadm's `--ttl 0`, never, is refused).
+/// Later nodes get a fresh one from `kubebake cluster token`.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const CA_DAYS: i64 = 3650;
-const KUBE_PROXY_DAYS: i64 = 365;
 /// Certificates start a little in the past: nodes' clocks may lag.
 const BACKDATE: time::Duration = time::Duration::minutes(5);
 
@@ -162,8 +168,9 @@ impl ClusterSecrets {
     /// (indented two spaces, to follow `kubernetes:`), as the credential
     /// table says (`contract::credentials`, the schema rolectl validates): a
     /// master gets the CAs' keys, the service-account keys and the token
-    /// with its expiry; a minion gets only the CA certificate and its pin,
-    /// the token and kube-proxy's certificate. The keys directly under
+    /// with its expiry; a minion gets only the CA certificate and its pin
+    /// and the token (no client certificate: its kubelet gets its own by
+    /// TLS bootstrapping, and kube-proxy uses it). The keys directly under
     /// `kubernetes:` come first, then `pki:` with the PEMs (block scalars)
     /// and the pin; each in the table's order. `api_server` overrides a
     /// minion's default endpoint.
@@ -223,6 +230,7 @@ pub struct AlreadyInitialized {
 /// Refuses, writing nothing, if `dir` holds any of [`FILES`] or is
 /// accessible to group or others.
 pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<ClusterSecrets> {
+    check_token_ttl(opts.token_ttl)?;
     prepare_dir(dir)?;
     let existing: Vec<String> = FILES
         .iter()
@@ -241,8 +249,9 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
     let now_t = time::OffsetDateTime::now_utc();
 
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("CA key")?;
-    let ca = ca_params("kubernetes", now_t)?;
-    let ca_cert = ca.self_signed(&ca_key).context("CA certificate")?;
+    let ca_cert = ca_params("kubernetes", now_t)?
+        .self_signed(&ca_key)
+        .context("CA certificate")?;
 
     let fp_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("front-proxy CA key")?;
     let fp_cert = ca_params("front-proxy-ca", now_t)?
@@ -250,20 +259,6 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         .context("front-proxy CA certificate")?;
 
     let (sa_key, sa_pub) = service_account_keys()?;
-
-    let kp_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("kube-proxy key")?;
-    let mut kp_params = CertificateParams::default();
-    kp_params.distinguished_name = dn("system:kube-proxy");
-    kp_params.not_before = now_t - BACKDATE;
-    kp_params.not_after = now_t + time::Duration::days(KUBE_PROXY_DAYS);
-    kp_params.serial_number = Some(random_serial()?);
-    kp_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    kp_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    kp_params.use_authority_key_identifier_extension = true;
-    let issuer = Issuer::new(ca, &ca_key);
-    let kp_cert = kp_params
-        .signed_by(&kp_key, &issuer)
-        .context("kube-proxy certificate")?;
 
     let token = generate_token()?;
     let weave_password = generate_weave_password()?;
@@ -275,15 +270,13 @@ pub fn init(name: &ClusterName, dir: &Path, opts: &InitOptions) -> Result<Cluste
         ca_cert_hash: ca_cert_hash_of_spki(&ca_key.subject_public_key_info()),
     };
 
-    let contents: [(&str, Vec<u8>); 11] = [
+    let contents: [(&str, Vec<u8>); 9] = [
         (CA_CRT, ca_cert.pem().into_bytes()),
         (CA_KEY, ca_key.serialize_pem().into_bytes()),
         (FRONT_PROXY_CA_CRT, fp_cert.pem().into_bytes()),
         (FRONT_PROXY_CA_KEY, fp_key.serialize_pem().into_bytes()),
         (SA_KEY, sa_key.into_bytes()),
         (SA_PUB, sa_pub.into_bytes()),
-        (KUBE_PROXY_CRT, kp_cert.pem().into_bytes()),
-        (KUBE_PROXY_KEY, kp_key.serialize_pem().into_bytes()),
         (
             BOOTSTRAP_TOKEN,
             format!("{}\n", token.expose()).into_bytes(),
@@ -384,10 +377,24 @@ pub fn load(dir: &Path) -> Result<ClusterSecrets> {
     })
 }
 
+/// A bootstrap token's lifetime must be above zero and at most
+/// [`MAX_TOKEN_TTL`].
+fn check_token_ttl(ttl: Duration) -> Result<()> {
+    if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+        bail!(
+            "--token-ttl {}: a bootstrap token must expire, at most {} after it is made (it joins any machine as a node); give nodes that join later a new token with `kubebake cluster token --dir DIR`",
+            humantime::format_duration(ttl),
+            humantime::format_duration(MAX_TOKEN_TTL)
+        );
+    }
+    Ok(())
+}
+
 /// Replaces the bootstrap token (and only it, plus its id and expiry in
 /// `cluster.json`) with a new one valid for `ttl`. Certificates and keys are
 /// not touched.
 pub fn new_token(dir: &Path, ttl: Duration) -> Result<ClusterSecrets> {
+    check_token_ttl(ttl)?;
     let mut s = load(dir)?;
     let token = generate_token()?;
     s.info.token_id = token.id().to_string();
@@ -649,6 +656,18 @@ mod tests {
                 role == Role::Master,
                 "only a master gets ca_key"
             );
+            // No client certificate for any role: kube-proxy runs with the
+            // node's own kubelet credential.
+            assert!(!text.contains("kube_proxy"), "{role}: {text}");
+            let (certs, keys) = (
+                text.matches("-----BEGIN CERTIFICATE-----").count(),
+                text.matches("PRIVATE KEY-----").count() / 2,
+            );
+            let want = match role {
+                Role::Master => (2, 3),
+                Role::Minion => (1, 0),
+            };
+            assert_eq!((certs, keys), want, "{role}: certificates, private keys");
         }
     }
 
@@ -681,14 +700,6 @@ mod tests {
         ClusterName::try_from("demo").expect("valid name")
     }
 
-    fn openssl(args: &[&str], dir: &Path) -> std::process::Output {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl (Debian package openssl)")
-    }
-
     fn sh(script: &str, dir: &Path) -> String {
         let out = Command::new("sh")
             .args(["-ec", script])
@@ -714,6 +725,9 @@ mod tests {
             let m = fs::metadata(dir.join(f)).expect(f).permissions().mode() & 0o777;
             assert_eq!(m, 0o600, "{f}");
         }
+        // Exactly these files: no client certificate shared by the minions.
+        assert_eq!(fs::read_dir(&dir).expect("ls").count(), FILES.len());
+        assert!(!dir.join("kube-proxy.crt").exists() && !dir.join("kube-proxy.key").exists());
         assert_eq!(s.info.name, "demo");
         assert_eq!(s.info.token_id, s.token.id());
         let tok = fs::read_to_string(dir.join(BOOTSTRAP_TOKEN)).expect("token");
@@ -748,17 +762,6 @@ mod tests {
             s.info.ca_cert_hash
         );
 
-        let v = openssl(&["verify", "-CAfile", "ca.crt", "kube-proxy.crt"], &dir);
-        assert!(
-            v.status.success(),
-            "openssl verify: {}{}",
-            String::from_utf8_lossy(&v.stdout),
-            String::from_utf8_lossy(&v.stderr)
-        );
-        let subject = sh("openssl x509 -noout -subject -in kube-proxy.crt", &dir);
-        assert!(subject.contains("CN = system:kube-proxy"), "{subject}");
-        let text = sh("openssl x509 -noout -text -in kube-proxy.crt", &dir);
-        assert!(text.contains("TLS Web Client Authentication"), "{text}");
         let ca_text = sh("openssl x509 -noout -text -in ca.crt", &dir);
         assert!(ca_text.contains("CA:TRUE"), "{ca_text}");
         assert!(ca_text.contains("Subject: CN = kubernetes"), "{ca_text}");
@@ -769,7 +772,6 @@ mod tests {
         for (cert, key) in [
             ("ca.crt", "ca.key"),
             ("front-proxy-ca.crt", "front-proxy-ca.key"),
-            ("kube-proxy.crt", "kube-proxy.key"),
         ] {
             let a = sh(&format!("openssl x509 -noout -pubkey -in {cert}"), &dir);
             let b = sh(&format!("openssl pkey -pubout -in {key}"), &dir);
@@ -854,6 +856,31 @@ mod tests {
             assert_eq!(m, 0o600, "{f}");
         }
         assert_eq!(fs::read_dir(&dir).expect("ls").count(), FILES.len());
+    }
+
+    #[test]
+    fn a_token_must_expire_within_a_week() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("c");
+        for ttl in [Duration::ZERO, MAX_TOKEN_TTL + Duration::from_secs(1)] {
+            let err = init(&name(), &dir, &InitOptions { token_ttl: ttl }).expect_err("refused");
+            assert!(
+                format!("{err}").contains("must expire, at most 7days"),
+                "{err}"
+            );
+            assert!(!dir.exists(), "nothing written for a refused ttl");
+        }
+        init(
+            &name(),
+            &dir,
+            &InitOptions {
+                token_ttl: MAX_TOKEN_TTL,
+            },
+        )
+        .expect("a week is allowed");
+        let err = new_token(&dir, Duration::from_secs(30 * 24 * 3600)).expect_err("refused");
+        assert!(format!("{err}").contains("kubebake cluster token"), "{err}");
+        new_token(&dir, Duration::from_secs(3600)).expect("an hour is allowed");
     }
 
     #[test]

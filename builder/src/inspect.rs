@@ -377,7 +377,6 @@ const CREDENTIAL_PATHS: &[&str] = &[
     node::TOKEN_SECRET.path,
     node::BOOTSTRAP_KUBELET_CONF.path,
     node::KUBELET_CONF,
-    node::KUBE_PROXY_CONF.path,
     "/etc/kubernetes/admin.conf",
     "/etc/kubernetes/super-admin.conf",
     "/etc/kubernetes/controller-manager.conf",

@@ -117,8 +117,15 @@ fn role_dropins_carry_their_role_condition() {
     // The runtimes do not wait for the master; the units that talk to it do.
     assert!(!docker.contains("ExecStartPre"));
     assert!(find("/etc/systemd/system/containerd.service.d/wait-master.conf").is_none());
-    // kube-proxy retries the API server itself: one kubectl poller less.
+    // kube-proxy retries the API server itself (no kubectl poller): it
+    // waits only for the node's own credential, the kubelet's kubelet.conf.
     assert!(find("/etc/systemd/system/kube-proxy.service.d/wait-master.conf").is_none());
+    let proxy = find("/etc/systemd/system/kube-proxy.service").expect("kube-proxy.service");
+    assert!(proxy.contains(
+        "ExecStartPre=/usr/local/bin/rolectl wait-master --node-kubeconfig /etc/kubernetes/kubelet.conf --timeout 900\n"
+    ));
+    assert!(proxy.contains("After=network-online.target kubelet.service\n"));
+    assert!(proxy.contains("TimeoutStartSec=1200\n") && proxy.contains("Restart=always\n"));
     let wait = find("/etc/systemd/system/kubelet.service.d/wait-master.conf")
         .expect("kubelet wait-master.conf");
     assert!(wait.contains(
@@ -236,9 +243,10 @@ fn kubernetes_v136_forms() {
             assert!(!u.contains("--address="), "{file}: {unit}");
             assert!(!u.contains("--insecure-port"), "{file}: {unit}");
         }
-        // Every default controller, plus the bootstrap-token ones (kubeadm's list).
+        // Every default controller, plus tokencleaner (no bootstrapsigner:
+        // the tokens carry no signing usage).
         assert!(get("/etc/systemd/system/kube-controller-manager.service")
-            .contains("  --controllers=*,bootstrapsigner,tokencleaner \\\n"));
+            .contains("  --controllers=*,tokencleaner \\\n"));
         assert!(get("/etc/systemd/system/kube-bootstrap.service")
             .contains("--kubeconfig=/etc/kubernetes/super-admin.conf"));
         let pki = get("/etc/systemd/system/kube-pki.service");
@@ -274,6 +282,26 @@ fn kubernetes_v136_forms() {
             .contains("--allocate-node-cidrs=true"));
         let proxy = get("/etc/kubernetes/kube-proxy-config.yaml");
         assert!(proxy.contains("bridgeInterface: weave"), "{proxy}");
+        // kube-proxy is the node itself (its kubelet's credential), with
+        // the built-in proxier role bound to the nodes' group.
+        assert!(
+            proxy.contains("  kubeconfig: /etc/kubernetes/kubelet.conf\n"),
+            "{proxy}"
+        );
+        let rbac = get("/etc/kubernetes/bootstrap/rbac-node-bootstrap.yaml");
+        let binding = rbac
+            .split("\n---\n")
+            .find(|d| d.contains("name: kubebake:node-proxier\n"))
+            .unwrap_or_else(|| panic!("{file}: no kubebake:node-proxier binding:\n{rbac}"));
+        assert!(
+            binding.contains("name: \"system:node-proxier\"}"),
+            "{binding}"
+        );
+        assert!(
+            binding.contains("kind: Group, name: \"system:nodes\"}"),
+            "{binding}"
+        );
+        assert!(!rbac.contains("system:kube-proxy"), "{rbac}");
 
         // Cluster DNS by kubeadm's addon phase, with the baked image.
         let bootstrap = get("/etc/systemd/system/kube-bootstrap.service");

@@ -7,6 +7,8 @@
 //! rolectl's required and allowed keys per role, the PEM kind of each key,
 //! the keys under `pki:`, the files activation writes (paths, modes, order),
 //! and the builder's user-data section (`kubebake userdata`, the VM tests).
+//! Keys of earlier releases that nothing reads any more are [`RETIRED`]:
+//! rolectl refuses user-data that still gives one, saying what replaced it.
 //!
 //! Also here: [`BootstrapToken`], the one token type of the workspace, and
 //! [`PemKind`]. Parsing the PEM text and everything cryptographic stay in
@@ -112,8 +114,6 @@ pub mod keys {
     pub const SA_KEY: &str = "kubernetes.pki.sa_key";
     pub const SA_PUB: &str = "kubernetes.pki.sa_pub";
     pub const CA_CERT_HASH: &str = "kubernetes.pki.ca_cert_hash";
-    pub const KUBE_PROXY_CRT: &str = "kubernetes.pki.kube_proxy_crt";
-    pub const KUBE_PROXY_KEY: &str = "kubernetes.pki.kube_proxy_key";
 }
 
 /// The key path of the `pki:` mapping, with the dot its keys follow.
@@ -129,8 +129,6 @@ pub mod secrets_dir {
     pub const FRONT_PROXY_CA_KEY: &str = "front-proxy-ca.key";
     pub const SA_KEY: &str = "sa.key";
     pub const SA_PUB: &str = "sa.pub";
-    pub const KUBE_PROXY_CRT: &str = "kube-proxy.crt";
-    pub const KUBE_PROXY_KEY: &str = "kube-proxy.key";
 }
 
 /// A file on the node (absolute; rolectl takes it under `--root`).
@@ -158,8 +156,6 @@ pub enum Doc {
     TokenSecret,
     /// The kubelet's TLS bootstrap kubeconfig (CA, API server, token).
     BootstrapKubeconfig,
-    /// kube-proxy's kubeconfig (CA, API server, client certificate and key).
-    KubeProxyKubeconfig,
 }
 
 /// The credential files on a node.
@@ -197,13 +193,9 @@ pub mod node {
         0o600,
         Doc::BootstrapKubeconfig,
     );
-    pub const KUBE_PROXY_CONF: NodeFile = made(
-        "/etc/kubernetes/kube-proxy.conf",
-        0o600,
-        Doc::KubeProxyKubeconfig,
-    );
     /// The kubelet's own kubeconfig after TLS bootstrap (0600): the kubelet
-    /// makes it, activation does not.
+    /// makes it, activation does not. kube-proxy uses it too: the node's
+    /// own identity (`system:node:<name>`), never a shared credential.
     pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 }
 
@@ -305,10 +297,58 @@ pub const CREDENTIALS: &[Credential] = {
         row(keys::SA_KEY,             Pem(PRIVATE), REQUIRED, REFUSED,  File(dir::SA_KEY),             Some(node::SA_KEY),             None),
         row(keys::SA_PUB,             Pem(PUBLIC),  REQUIRED, REFUSED,  File(dir::SA_PUB),             Some(node::SA_PUB),             None),
         row(keys::CA_CERT_HASH,       CaCertHash,   REFUSED,  OPTIONAL, ClusterJson,                   None,                           None),
-        row(keys::KUBE_PROXY_CRT,     Pem(CERT),    REFUSED,  REQUIRED, File(dir::KUBE_PROXY_CRT),     None,                           Some(node::KUBE_PROXY_CONF)),
-        row(keys::KUBE_PROXY_KEY,     Pem(PRIVATE), REFUSED,  REQUIRED, File(dir::KUBE_PROXY_KEY),     None,                           Some(node::KUBE_PROXY_CONF)),
     ]
 };
+
+/// A user-data key that earlier kubebake releases wrote and that nothing
+/// reads any more. User-data that still gives one is refused, naming the
+/// key and saying what replaced it: a credential nothing uses must not
+/// travel to nodes unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retired {
+    /// The full user-data key path.
+    pub key: &'static str,
+    /// What does its job now.
+    pub instead: &'static str,
+}
+
+/// What replaced kube-proxy's client certificate.
+const KUBE_PROXY_INSTEAD: &str = "kube-proxy runs with the node's own kubelet credential \
+     (/etc/kubernetes/kubelet.conf, from TLS bootstrapping), not with a certificate shared by \
+     every minion";
+
+/// The retired keys: kube-proxy's client certificate and key, once shared
+/// by every minion of a cluster.
+pub const RETIRED: &[Retired] = &[
+    Retired {
+        key: "kubernetes.pki.kube_proxy_crt",
+        instead: KUBE_PROXY_INSTEAD,
+    },
+    Retired {
+        key: "kubernetes.pki.kube_proxy_key",
+        instead: KUBE_PROXY_INSTEAD,
+    },
+];
+
+impl Retired {
+    /// The key under its mapping (`kube_proxy_crt`).
+    pub fn name(&self) -> &'static str {
+        self.key.rsplit('.').next().unwrap_or(self.key)
+    }
+
+    /// Why user-data that gives it is refused (after "key <path>: ").
+    pub fn reason(&self) -> String {
+        format!(
+            "is no longer used: {}; remove {} from this user-data (`kubebake userdata` no longer writes it)",
+            self.instead, self.key
+        )
+    }
+}
+
+/// The retired key at a user-data key path.
+pub fn retired(key: &str) -> Option<&'static Retired> {
+    RETIRED.iter().find(|r| r.key == key)
+}
 
 impl Credential {
     pub fn need(&self, role: Role) -> Need {
@@ -474,17 +514,9 @@ mod tests {
 
     #[test]
     fn derived_lists() {
-        assert_eq!(
-            required(Role::Minion),
-            [
-                keys::TOKEN,
-                keys::CA_CRT,
-                keys::KUBE_PROXY_CRT,
-                keys::KUBE_PROXY_KEY
-            ]
-        );
+        assert_eq!(required(Role::Minion), [keys::TOKEN, keys::CA_CRT]);
         assert_eq!(required(Role::Master).len(), 8);
-        assert_eq!(pki_keys().len(), 9);
+        assert_eq!(pki_keys().len(), 7);
         assert_eq!(
             top_level_keys(),
             ["bootstrap_token", "bootstrap_token_expires", "api_server"]
@@ -492,15 +524,30 @@ mod tests {
         let paths = |r| -> Vec<&str> { file_list(r).iter().map(|(_, f)| f.path).collect() };
         assert_eq!(
             paths(Role::Minion),
-            [
-                node::CA_CRT.path,
-                node::BOOTSTRAP_KUBELET_CONF.path,
-                node::KUBE_PROXY_CONF.path
-            ]
+            [node::CA_CRT.path, node::BOOTSTRAP_KUBELET_CONF.path]
         );
         let master = paths(Role::Master);
         assert_eq!(master.len(), 7);
         assert_eq!(master.last(), Some(&node::TOKEN_SECRET.path));
         assert!(for_role(Role::Minion).all(|c| c.key != keys::CA_KEY));
+    }
+
+    #[test]
+    fn retired_keys_are_no_credentials() {
+        for r in RETIRED {
+            assert_eq!(spec(r.key), None, "{} is in the table", r.key);
+            assert!(r.key.starts_with(PKI_PREFIX), "{}", r.key);
+            assert!(!pki_keys().contains(&r.name()), "{}", r.key);
+            let why = r.reason();
+            assert!(
+                why.contains(r.key) && why.contains(node::KUBELET_CONF),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            retired("kubernetes.pki.kube_proxy_key").map(Retired::name),
+            Some("kube_proxy_key")
+        );
+        assert!(retired(keys::CA_CRT).is_none());
     }
 }

@@ -165,12 +165,13 @@ impl Spread {
     }
 }
 
-/// The minion units that start without the master: "role units active".
+/// The minion units that start without the master: "role units active"
+/// (not kube-proxy: it waits for the node's own credential, which the
+/// kubelet gets from the master).
 pub const MINION_RUNTIME_UNITS: &[&str] = &[
     "containerd.service",
     "docker.service",
     "kubebake-images.service",
-    "kube-proxy.service",
 ];
 
 /// One VM's boot, seconds from its start (host clock).

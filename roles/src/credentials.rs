@@ -350,7 +350,8 @@ pub struct MinionCredentials {
     pub token: BootstrapToken,
     pub api_server: ApiServer,
     pub ca_cert_hash: Option<CaCertHash>,
-    /// The CA certificate and kube-proxy's certificate and key.
+    /// The CA certificate (kube-proxy uses the kubelet's own credential:
+    /// no client certificate comes in user-data).
     pub pems: Pems,
 }
 
@@ -437,7 +438,6 @@ stringData:
   token-secret: \"{secret}\"
   expiration: \"{exp}\"
   usage-bootstrap-authentication: \"true\"
-  usage-bootstrap-signing: \"true\"
   auth-extra-groups: \"system:bootstrappers:kubebake:default-node-token\"
 ",
         id = token.id(),
@@ -513,17 +513,6 @@ impl Credentials {
                 n.pems.get(keys::CA_CRT)?,
                 "kubelet-bootstrap",
                 &format!("    token: \"{}\"\n", n.token.expose()),
-            ),
-            (RoleCredentials::Minion(n), Form::Made(Doc::KubeProxyKubeconfig)) => kubeconfig(
-                cluster,
-                &n.api_server,
-                n.pems.get(keys::CA_CRT)?,
-                "kube-proxy",
-                &format!(
-                    "    client-certificate-data: \"{}\"\n    client-key-data: \"{}\"\n",
-                    b64(n.pems.get(keys::KUBE_PROXY_CRT)?.expose()),
-                    b64(n.pems.get(keys::KUBE_PROXY_KEY)?.expose())
-                ),
             ),
             (_, Form::Made(_)) => return None,
         })

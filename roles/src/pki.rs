@@ -1,7 +1,6 @@
 //! Activation-time checks of the cluster credentials, done with the
 //! `openssl` command-line tool: every PEM parses as its kind, each private
-//! key matches its certificate (or public key), the kube-proxy client
-//! certificate is signed by the CA, and the CA pin matches.
+//! key matches its certificate (or public key), and the CA pin matches.
 //!
 //! Why a subprocess and not a crate: rolectl is baked into every image and
 //! kept under 2 MB. An X.509 + RSA + ECDSA stack in Rust (ring or
@@ -10,16 +9,12 @@
 //! and these checks run once per boot.
 //!
 //! Secrets reach openssl on stdin only: never on its command line (visible
-//! in /proc) and never in a file. The one file, the CA certificate for
-//! `openssl verify -CAfile` (public), lives in a 0700 directory under
-//! `/run/rolectl` that is removed afterwards. Error messages name the
-//! user-data key and quote openssl's error line, never the material.
+//! in /proc) and never in a file. Error messages name the user-data key and
+//! quote openssl's error line, never the material.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use contract::credentials::keys;
@@ -160,41 +155,6 @@ impl Openssl {
         }
         Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
     }
-
-    /// Checks that `cert` is signed by `ca` (`openssl verify`; dates
-    /// included). `scratch` is a private directory for the CA file.
-    pub fn verify(&self, ca: &Pem, cert: &Pem, scratch: &Path) -> Result<(), Failure> {
-        let ca_file = scratch.join("ca.crt");
-        fs::write(&ca_file, ca.expose()).map_err(|err| {
-            Failure::Tool(ToolError::Write {
-                path: ca_file.clone(),
-                err,
-            })
-        })?;
-        let args: [&OsStr; 4] = [
-            OsStr::new("verify"),
-            // The CA may be an intermediate: trust it as the anchor, as the
-            // API server does with its client CA file.
-            OsStr::new("-partial_chain"),
-            OsStr::new("-CAfile"),
-            ca_file.as_os_str(),
-        ];
-        let o = self
-            .run(&args, cert.expose().as_bytes())
-            .map_err(Failure::Tool)?;
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        if o.ok && stdout.trim_end().ends_with(": OK") {
-            return Ok(());
-        }
-        // "error 20 at 0 depth lookup: unable to get local issuer certificate"
-        let why = o
-            .stderr
-            .lines()
-            .chain(stdout.lines())
-            .find(|l| l.trim_start().starts_with("error "))
-            .map_or_else(|| first_line(&o.stderr), first_line);
-        Err(Failure::Rejected(why))
-    }
 }
 
 /// Why an openssl check failed.
@@ -206,7 +166,7 @@ pub enum Failure {
     Rejected(String),
 }
 
-/// openssl could not be run, or its scratch directory not made.
+/// openssl could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     #[error("cannot run {program}: {err} (the image gets openssl with ca-certificates)")]
@@ -219,52 +179,22 @@ pub enum ToolError {
         program: PathBuf,
         err: std::io::Error,
     },
-    #[error("writing {path}: {err}")]
-    Write { path: PathBuf, err: std::io::Error },
-    #[error("creating {dir}: {err}")]
-    Scratch { dir: PathBuf, err: std::io::Error },
-}
-
-/// A 0700 directory under `parent`, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(parent: &Path) -> Result<Scratch, ToolError> {
-        let dir = parent.join(format!("pki-check.{}", std::process::id()));
-        let e = |err: std::io::Error| ToolError::Scratch {
-            dir: dir.clone(),
-            err,
-        };
-        fs::create_dir_all(parent).map_err(e)?;
-        let _ = fs::remove_dir_all(&dir);
-        fs::DirBuilder::new().mode(0o700).create(&dir).map_err(e)?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(e)?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Checks credentials with openssl. `now` is the Unix time;
 /// `check_expiry`: the bootstrap token must still be valid (first
 /// activation; on a reboot the node has long joined and an expired token
-/// is no error). `scratch_parent` is where the private temp dir goes
-/// (`<root>/run/rolectl`).
+/// is no error).
 pub fn check(
     creds: &Credentials,
     now: i64,
     check_expiry: bool,
     ssl: &Openssl,
-    scratch_parent: &Path,
 ) -> Result<(), UserDataError> {
     let c = Checker { creds, ssl };
     match &creds.role {
         RoleCredentials::Master(m) => c.master(m, now, check_expiry),
-        RoleCredentials::Minion(m) => c.minion(m, scratch_parent),
+        RoleCredentials::Minion(m) => c.minion(m),
     }
 }
 
@@ -344,9 +274,10 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn minion(&self, m: &MinionCredentials, scratch_parent: &Path) -> Result<(), UserDataError> {
-        let pems = &m.pems;
-        let ca_pub = self.cert(pems, keys::CA_CRT)?;
+    /// The CA certificate parses and matches the pin. A minion gets no
+    /// client certificate: kube-proxy uses the kubelet's own credential.
+    fn minion(&self, m: &MinionCredentials) -> Result<(), UserDataError> {
+        let ca_pub = self.cert(&m.pems, keys::CA_CRT)?;
         if let Some(pin) = &m.ca_cert_hash {
             let got = self
                 .ssl
@@ -363,28 +294,16 @@ impl Checker<'_> {
                 ));
             }
         }
-        self.pair(pems, keys::KUBE_PROXY_CRT, keys::KUBE_PROXY_KEY)?;
-        let scratch = Scratch::new(scratch_parent)
-            .map_err(|m| self.err(keys::KUBE_PROXY_CRT, format!("cannot check it: {m}")))?;
-        self.ssl
-            .verify(
-                self.pem(pems, keys::CA_CRT)?,
-                self.pem(pems, keys::KUBE_PROXY_CRT)?,
-                &scratch.0,
-            )
-            .map_err(|f| {
-                self.failed(
-                    keys::KUBE_PROXY_CRT,
-                    &format!("is not signed by {}", keys::CA_CRT),
-                    f,
-                )
-            })
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::Path;
+
     use crate::credentials::{CaCertHash, Expiry};
     use crate::settings::ApiServer;
     use contract::credentials::{for_role, BootstrapToken, Kept, PemKind};
@@ -438,41 +357,37 @@ mod tests {
         }
     }
 
-    fn run(
-        role: RoleCredentials,
-        now: i64,
-        expiry: bool,
-        scratch: &Path,
-    ) -> Result<(), UserDataError> {
+    fn run(role: RoleCredentials, now: i64, expiry: bool) -> Result<(), UserDataError> {
         let c = Credentials {
             role,
             places: vec![(keys::CA_KEY.to_string(), "user-data line 9".to_string())],
         };
-        check(&c, now, expiry, &Openssl::default(), scratch)
+        check(&c, now, expiry, &Openssl::default())
     }
 
     #[test]
     fn openssl_checks() {
         let d = pki();
         let p = d.path();
-        let scratch = tempfile::tempdir().unwrap();
-        let s = scratch.path();
         let now = 1_800_000_000;
-        run(RoleCredentials::Master(master(p)), now, true, s).unwrap();
-        run(RoleCredentials::Minion(minion(p)), now, true, s).unwrap();
-        // The private verify directory is gone afterwards.
-        assert_eq!(fs::read_dir(s).unwrap().count(), 0);
+        run(RoleCredentials::Master(master(p)), now, true).unwrap();
+        run(RoleCredentials::Minion(minion(p)), now, true).unwrap();
 
         let mut m = master(p);
         m.pems
             .set(keys::CA_KEY, pem(p, "other-ca.key", PemKind::PrivateKey));
-        let e = run(RoleCredentials::Master(m), now, true, s)
+        let e = run(RoleCredentials::Master(m), now, true)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
             "user-data line 9, key kubernetes.pki.ca_key: does not match kubernetes.pki.ca_crt"
         );
+        // Nothing secret in any message.
+        for key in ["ca.key", "other-ca.key"] {
+            let secret = fs::read_to_string(p.join(key)).unwrap();
+            assert!(!e.contains(secret.lines().nth(1).unwrap()), "{e}");
+        }
         let mut m = master(p);
         m.pems.set(
             keys::SA_PUB,
@@ -484,7 +399,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let e = run(RoleCredentials::Master(m), now, true, s)
+        let e = run(RoleCredentials::Master(m), now, true)
             .unwrap_err()
             .to_string();
         assert!(
@@ -493,7 +408,7 @@ mod tests {
         );
         let mut m = master(p);
         m.expires = Expiry::try_from("2020-01-01T00:00:00Z").unwrap();
-        let e = run(RoleCredentials::Master(m.clone()), now, true, s)
+        let e = run(RoleCredentials::Master(m.clone()), now, true)
             .unwrap_err()
             .to_string();
         assert!(
@@ -501,7 +416,7 @@ mod tests {
             "{e}"
         );
         // On a reboot the expiry is not checked.
-        run(RoleCredentials::Master(m), now, false, s).unwrap();
+        run(RoleCredentials::Master(m), now, false).unwrap();
         // A structurally valid PEM that is no certificate.
         let mut m = master(p);
         m.pems.set(
@@ -512,7 +427,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let e = run(RoleCredentials::Master(m), now, true, s)
+        let e = run(RoleCredentials::Master(m), now, true)
             .unwrap_err()
             .to_string();
         assert!(
@@ -525,7 +440,7 @@ mod tests {
         let mut n = minion(p);
         n.ca_cert_hash =
             Some(CaCertHash::try_from(&*format!("sha256:{}", "0".repeat(64))).unwrap());
-        let e = run(RoleCredentials::Minion(n), now, true, s)
+        let e = run(RoleCredentials::Minion(n), now, true)
             .unwrap_err()
             .to_string();
         let want = fs::read_to_string(p.join("ca.hash")).unwrap();
@@ -534,35 +449,24 @@ mod tests {
                 && e.contains(want.trim()),
             "{e}"
         );
+        // A minion's one PEM, the CA certificate, must parse.
         let mut n = minion(p);
+        n.ca_cert_hash = None;
         n.pems.set(
-            keys::KUBE_PROXY_CRT,
-            pem(p, "stranger.crt", PemKind::Certificate),
+            keys::CA_CRT,
+            Pem::parse(
+                PemKind::Certificate,
+                "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
+            )
+            .unwrap(),
         );
-        n.pems.set(
-            keys::KUBE_PROXY_KEY,
-            pem(p, "stranger.key", PemKind::PrivateKey),
-        );
-        let e = run(RoleCredentials::Minion(n), now, true, s)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("key kubernetes.pki.kube_proxy_crt: is not signed by kubernetes.pki.ca_crt (openssl: error 20 at 0 depth lookup: unable to get local issuer certificate)"), "{e}");
-        let mut n = minion(p);
-        n.pems
-            .set(keys::KUBE_PROXY_KEY, pem(p, "ca.key", PemKind::PrivateKey));
-        let e = run(RoleCredentials::Minion(n), now, true, s)
+        let e = run(RoleCredentials::Minion(n), now, true)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains(
-                "kubernetes.pki.kube_proxy_key: does not match kubernetes.pki.kube_proxy_crt"
-            ),
+            e.contains("key kubernetes.pki.ca_crt: is not a valid PEM certificate (openssl: "),
             "{e}"
         );
-        // Nothing secret in any message.
-        let secret = fs::read_to_string(p.join("ca.key")).unwrap();
-        let body = secret.lines().nth(1).unwrap();
-        assert!(!e.contains(body));
     }
 
     #[test]
@@ -572,7 +476,7 @@ mod tests {
             role: RoleCredentials::Master(master(d.path())),
             places: Vec::new(),
         };
-        let e = check(&c, 0, true, &Openssl::new("/nonexistent/openssl"), d.path())
+        let e = check(&c, 0, true, &Openssl::new("/nonexistent/openssl"))
             .unwrap_err()
             .to_string();
         assert!(

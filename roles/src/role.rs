@@ -397,8 +397,7 @@ fn credential_files(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let scratch = marker::under(&opts.root, "/run/rolectl");
-    pki::check(c, now, first_activation, &opts.openssl, &scratch)?;
+    pki::check(c, now, first_activation, &opts.openssl)?;
     let files = c.files(settings);
     write_files(&opts.root, &files)?;
     Ok(files.iter().map(|f| f.path.to_string()).collect())

@@ -282,6 +282,56 @@ pub fn wait_resolve(
     )
 }
 
+/// Why the node's own kubeconfig is not there yet (`wait-master
+/// --node-kubeconfig`): the line logged, and the reason given on timeout.
+#[derive(Debug, thiserror::Error)]
+pub enum NotWritten {
+    #[error("{0} does not exist yet (the kubelet writes it once the master has signed the node's client certificate)")]
+    Absent(PathBuf),
+    #[error("{0} is empty (the kubelet is writing it)")]
+    Empty(PathBuf),
+    #[error("{0} is not a regular file")]
+    NotAFile(PathBuf),
+    #[error("cannot read {path}: {err}")]
+    Unreadable { path: PathBuf, err: io::Error },
+}
+
+/// Whether `file` exists and holds something.
+fn written(file: &Path) -> Result<(), NotWritten> {
+    match std::fs::metadata(file) {
+        Ok(m) if m.is_file() && m.len() > 0 => Ok(()),
+        Ok(m) if m.is_file() => Err(NotWritten::Empty(file.to_path_buf())),
+        Ok(_) => Err(NotWritten::NotAFile(file.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(NotWritten::Absent(file.to_path_buf()))
+        }
+        Err(err) => Err(NotWritten::Unreadable {
+            path: file.to_path_buf(),
+            err,
+        }),
+    }
+}
+
+/// `rolectl wait-master --node-kubeconfig FILE`: wait until the kubeconfig
+/// the kubelet writes after its TLS bootstrap exists and is not empty; the
+/// attempt it took. No DNS, no API server, no kubectl: the file exists only
+/// once the master signed the node's certificate, and its user (kube-proxy)
+/// retries the API server itself.
+pub fn wait_written(file: &Path, retry: Backoff) -> Result<u32, GaveUp<NotWritten>> {
+    retry.run(
+        |attempt| written(file).map(|()| attempt),
+        |n, reason, next| match next {
+            Some(d) => eprintln!(
+                "waiting for the node's kubeconfig: {reason} (attempt {n}, next in {})",
+                secs(d)
+            ),
+            None => {
+                eprintln!("waiting for the node's kubeconfig: {reason} (attempt {n}, giving up)")
+            }
+        },
+    )
+}
+
 /// What one `kubectl get --raw=/readyz` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readyz {
@@ -560,6 +610,25 @@ pub fn wait_api_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_kubeconfig_must_exist_and_hold_something() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("kubelet.conf");
+        let e = written(&f).unwrap_err().to_string();
+        assert!(e.ends_with("kubelet.conf does not exist yet (the kubelet writes it once the master has signed the node's client certificate)"), "{e}");
+        std::fs::write(&f, "").unwrap();
+        assert!(matches!(written(&f), Err(NotWritten::Empty(_))));
+        assert!(matches!(written(d.path()), Err(NotWritten::NotAFile(_))));
+        std::fs::write(&f, "apiVersion: v1\n").unwrap();
+        written(&f).unwrap();
+        let retry = Backoff::every(Duration::from_millis(10)).attempts(3);
+        assert_eq!(wait_written(&f, retry).unwrap(), 1);
+        let gone = d.path().join("never.conf");
+        let g = wait_written(&gone, retry).unwrap_err();
+        assert_eq!(g.attempts, 3);
+        assert!(matches!(g.last_error, NotWritten::Absent(_)));
+    }
 
     #[test]
     fn kubectl_outcomes() {

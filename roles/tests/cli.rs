@@ -248,6 +248,84 @@ fn usage_errors_exit_1() {
     assert!(rolectl(&["--help"]).status.success());
 }
 
+/// kube-proxy's ExecStartPre: waits for the kubeconfig the kubelet writes
+/// after its TLS bootstrap, then exits 0; on timeout exit 2. It needs no
+/// marker and leaves status.json (the kubelet's wait) alone.
+#[test]
+fn wait_master_node_kubeconfig_waits_for_the_kubelets_file() {
+    let t = tempfile::tempdir().unwrap();
+    put_user_data(t.path(), MINION);
+    assert!(activate(t.path()).status.success());
+    let before = fs::read_to_string(t.path().join("run/rolectl/status.json")).unwrap();
+    let root = root_arg(t.path());
+    let args = |timeout: &'static str| {
+        vec![
+            "wait-master".to_string(),
+            "--root".into(),
+            root.clone(),
+            "--node-kubeconfig".into(),
+            "/etc/kubernetes/kubelet.conf".into(),
+            "--timeout".into(),
+            timeout.into(),
+            "--initial-backoff".into(),
+            "0.05".into(),
+            "--max-backoff".into(),
+            "0.1".into(),
+        ]
+    };
+    let child = std::process::Command::new(BIN)
+        .args(args("20"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    put(
+        t.path(),
+        "/etc/kubernetes/kubelet.conf",
+        b"apiVersion: v1\n",
+    );
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("waiting for the node's kubeconfig: ")
+            && err.contains("kubelet.conf does not exist yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("etc/kubernetes/kubelet.conf is there"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(t.path().join("run/rolectl/status.json")).unwrap(),
+        before
+    );
+
+    // No marker needed; an empty file is not there yet; timeout: exit 2.
+    let t = tempfile::tempdir().unwrap();
+    put(t.path(), "/etc/kubernetes/kubelet.conf", b"");
+    let o = rolectl(&[
+        "wait-master",
+        "--root",
+        &root_arg(t.path()),
+        "--node-kubeconfig",
+        "/etc/kubernetes/kubelet.conf",
+        "--timeout",
+        "0.3",
+        "--initial-backoff",
+        "0.05",
+        "--max-backoff",
+        "0.1",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rolectl: timed out after") && err.contains("kubelet.conf is empty"),
+        "{err}"
+    );
+    assert!(!t.path().join("run/rolectl/status.json").exists());
+}
+
 fn dropin(root: &Path, unit: &str, role: &str) {
     put(
         root,

@@ -83,7 +83,7 @@ fn master_gets_pki_and_bootstrap_token_secret_before_the_marker() {
         "kind: Secret",
         "  name: bootstrap-token-abcdef\n  namespace: kube-system\ntype: bootstrap.kubernetes.io/token",
         "  token-id: \"abcdef\"\n  token-secret: \"0123456789abcdef\"\n  expiration: \"2099-01-01T00:00:00Z\"",
-        "  usage-bootstrap-authentication: \"true\"\n  usage-bootstrap-signing: \"true\"\n  auth-extra-groups: \"system:bootstrappers:kubebake:default-node-token\"",
+        "  usage-bootstrap-authentication: \"true\"\n  auth-extra-groups: \"system:bootstrappers:kubebake:default-node-token\"",
     ] {
         assert!(secret.contains(l), "{l}\n{secret}");
     }
@@ -181,7 +181,7 @@ fn expired_token_is_refused_at_first_activation_only() {
 }
 
 #[test]
-fn minion_gets_ca_and_kubeconfigs() {
+fn minion_gets_ca_and_bootstrap_kubeconfig() {
     let pki = gen_pki();
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
@@ -215,19 +215,13 @@ fn minion_gets_ca_and_kubeconfigs() {
         "{boot}"
     );
     assert!(boot.contains(&format!("token: \"{TOKEN}\"")), "{boot}");
-    let kp = read(root, "/etc/kubernetes/kube-proxy.conf");
-    assert_eq!(mode(root, "/etc/kubernetes/kube-proxy.conf"), 0o600);
-    let crt = fs::read_to_string(pki.path().join("kube-proxy.crt")).unwrap();
-    let key = fs::read_to_string(pki.path().join("kube-proxy.key")).unwrap();
+    // No kube-proxy credential: kube-proxy uses the kubelet's kubelet.conf.
+    assert!(!root.join("etc/kubernetes/kube-proxy.conf").exists());
     assert!(
-        kp.contains(&format!("client-certificate-data: \"{}\"", b64(&crt))),
-        "{kp}"
+        stderr(&o).contains("after 2 credential files"),
+        "{}",
+        stderr(&o)
     );
-    assert!(
-        kp.contains(&format!("client-key-data: \"{}\"", b64(&key))),
-        "{kp}"
-    );
-    assert!(!kp.contains("token:"), "{kp}");
     // Default API server without api_server:.
     let t = tempfile::tempdir().unwrap();
     put_user_data(
@@ -244,6 +238,10 @@ fn bad_credentials_write_nothing_and_name_the_key() {
     let pki = gen_pki();
     let p = pki.path();
     let bad_pin = format!("    ca_cert_hash: \"sha256:{}\"\n", "0".repeat(64));
+    let good_pin = format!(
+        "    ca_cert_hash: \"{}\"\n",
+        fs::read_to_string(p.join("ca.hash")).unwrap().trim()
+    );
     let cases: Vec<(String, &str)> = vec![
         (
             master_user_data(
@@ -261,16 +259,8 @@ fn bad_credentials_write_nothing_and_name_the_key() {
             "key kubernetes.pki.ca_key: does not match kubernetes.pki.ca_crt",
         ),
         (
-            minion_user_data(
-                p,
-                &[
-                    MINION_FILES[0],
-                    ("kube_proxy_crt", "stranger.crt"),
-                    ("kube_proxy_key", "stranger.key"),
-                ],
-                "",
-            ),
-            "key kubernetes.pki.kube_proxy_crt: is not signed by kubernetes.pki.ca_crt",
+            minion_user_data(p, MINION_FILES, &pem_block("kube_proxy_key", p, "ca.key")),
+            "key kubernetes.pki.kube_proxy_key: is no longer used: kube-proxy runs with the node's own kubelet credential (/etc/kubernetes/kubelet.conf",
         ),
         (
             minion_user_data(p, MINION_FILES, &bad_pin),
@@ -281,8 +271,8 @@ fn bad_credentials_write_nothing_and_name_the_key() {
             "key kubernetes.pki.ca_key: is a master's private key: a minion must never receive it",
         ),
         (
-            minion_user_data(p, &MINION_FILES[..2], ""),
-            "credentials for a minion are incomplete: missing kubernetes.pki.kube_proxy_key",
+            minion_user_data(p, &[], &good_pin),
+            "credentials for a minion are incomplete: missing kubernetes.pki.ca_crt",
         ),
     ];
     let secret_line = fs::read_to_string(p.join("ca.key"))

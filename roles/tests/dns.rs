@@ -211,7 +211,7 @@ fn wait_master_config_errors_exit_1() {
         ),
         (
             &["--kubectl", "/k"],
-            "--resolve-only or --kubeconfig FILE is required",
+            "--resolve-only, --kubeconfig FILE or --node-kubeconfig FILE is required",
         ),
         // The plain-HTTP health probe is gone: no unit used it.
         (

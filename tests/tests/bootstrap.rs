@@ -32,6 +32,14 @@
 //!   on each minion; through Weave, a pod on one minion reaches the other
 //!   minion's pod by IP and its Service by name, the master reaches pods
 //!   directly and through the API server's proxy;
+//! - pods never reach the metadata service: from a pod on each minion
+//!   the request to 169.254.169.254 is rejected (the guard's counter
+//!   rises) while the node itself still gets its instance id there;
+//! - the control plane's hardening holds: anonymous requests reach
+//!   `/readyz` and nothing else, a privileged pod is refused by Pod
+//!   Security admission's baseline default, the audit log records who
+//!   created what, profiling is off, and the kubelet runs with
+//!   protectKernelDefaults and RuntimeDefault seccomp;
 //! - a slice of Kubernetes' own conformance suite (pods, Services, DNS,
 //!   kubectl logs, ConfigMaps and Secrets, pod traffic across nodes) passes
 //!   against the cluster, run as `kubebake conformance` runs it;
@@ -343,6 +351,8 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     h::report("start -> pods + services verified", t0.elapsed());
     cluster_dns(c, &api)?;
     pod_network_across_nodes(c, &api, "first boot")?;
+    metadata_out_of_pods_reach(c)?;
+    control_plane_hardening(c, master_ip)?;
     h::report(
         "start -> pod network and DNS across nodes verified",
         t0.elapsed(),
@@ -1429,6 +1439,147 @@ fn pod_network_across_nodes(c: &Cluster, api: &AdminClient, when: &str) -> Resul
         );
     }
     h::report(&format!("pod network across nodes ({when})"), t.elapsed());
+    Ok(())
+}
+
+/// kubebake-metadata-guard.service: the metadata service answers the node
+/// (as it answers rolectl and cloud-init) and rejects its pods. Without the
+/// guard the pod's request, masqueraded to the node's address, would get
+/// the node's own user-data from the harness, as from EC2.
+fn metadata_out_of_pods_reach(c: &Cluster) -> Result<()> {
+    const GUARD: &str = "sudo nft list table inet kubebake_metadata_guard";
+    let rejected = |listing: &str| -> Result<u64> {
+        let line = listing
+            .lines()
+            .find(|l| l.contains("ip daddr 169.254.169.254"))
+            .with_context(|| format!("no IPv4 rule in the guard's table: {listing}"))?;
+        let n = line
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .with_context(|| format!("no packet counter in {line:?}"))?;
+        n.parse()
+            .with_context(|| format!("packet counter {n:?} in {line:?}"))
+    };
+    for m in MINIONS {
+        let own = c.ssh(
+            m,
+            "curl -sS --max-time 10 http://169.254.169.254/latest/meta-data/instance-id",
+        )?;
+        ensure!(
+            !own.trim().is_empty(),
+            "{m}: the node itself got no instance id from the metadata service"
+        );
+        let before = rejected(&c.ssh(m, GUARD)?)?;
+        let client = format!("client-{m}");
+        let out = kubectl(
+            c,
+            &format!(
+                "exec {client} -- /bin/busybox sh -c 'printf \"GET /latest/user-data HTTP/1.0\\r\\n\\r\\n\" | /bin/busybox nc -w 5 169.254.169.254 80; echo exit=$?'"
+            ),
+        )?;
+        ensure!(
+            !out.contains("HTTP/1") && out.contains("exit=") && !out.contains("exit=0"),
+            "{m}: a pod reached the metadata service: {out:?}"
+        );
+        let after = rejected(&c.ssh(m, GUARD)?)?;
+        ensure!(
+            after > before,
+            "{m}: the pod's request failed but the guard rejected nothing ({before} -> {after} packets): {out:?}"
+        );
+        eprintln!("{m}: the node reads its metadata ({}), its pod is rejected ({out:?}; guard {before} -> {after} packets)", own.trim());
+    }
+    Ok(())
+}
+
+/// The API server's and kubelets' hardening (units/README.md): anonymous
+/// access to health endpoints only, Pod Security `baseline` by default, an
+/// audit log, no profiling, kernel defaults protected, RuntimeDefault
+/// seccomp.
+fn control_plane_hardening(c: &Cluster, master_ip: std::net::Ipv4Addr) -> Result<()> {
+    let anonymous = |path: &str| -> Result<String> {
+        let out = c.ns_exec(&[
+            "curl",
+            "-sk",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("https://{master_ip}:6443{path}"),
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    for (path, want) in [
+        ("/readyz", "200"),
+        ("/livez", "200"),
+        ("/api", "401"),
+        ("/version", "401"),
+        ("/api/v1/namespaces/kube-system/secrets", "401"),
+    ] {
+        let got = anonymous(path)?;
+        ensure!(got == want, "anonymous GET {path}: HTTP {got}, want {want}");
+    }
+    let privileged = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: privileged-probe
+spec:
+  containers:
+    - name: c
+      image: localhost/kubebake/busybox:1.37.0
+      imagePullPolicy: Never
+      command: ["/bin/busybox", "sleep", "60"]
+      securityContext:
+        privileged: true
+"#;
+    let refused = c.ssh(
+        "master1",
+        &format!("cat <<'EOF' | {KUBECTL} apply -f - 2>&1; echo exit=$?\n{privileged}EOF"),
+    )?;
+    ensure!(
+        refused.contains("violates PodSecurity \"baseline:latest\"") && !refused.contains("exit=0"),
+        "a privileged pod in the default namespace was not refused by Pod Security admission: {refused}"
+    );
+    let audit = c.ssh(
+        "master1",
+        "sudo stat -c %a /var/log/kubernetes/audit && sudo grep -c '\"verb\":\"create\"' /var/log/kubernetes/audit/audit.log",
+    )?;
+    let mut lines = audit.lines();
+    ensure!(
+        lines.next() == Some("700"),
+        "audit log directory mode: {audit}"
+    );
+    let creates: u64 = lines.next().unwrap_or_default().trim().parse().unwrap_or(0);
+    ensure!(creates > 0, "the audit log records no create: {audit}");
+    let flags = c.ssh(
+        "master1",
+        "for p in kube-apiserver kube-controller-manager; do tr '\\0' ' ' </proc/$(pidof -s $p)/cmdline; echo; done; grep -h enableProfiling /etc/kubernetes/kube-scheduler-config.yaml",
+    )?;
+    ensure!(
+        flags.matches("--profiling=false").count() == 2 && flags.contains("enableProfiling: false"),
+        "profiling is not off everywhere: {flags}"
+    );
+    for m in MINIONS {
+        let seccomp = kubectl(
+            c,
+            &format!("exec client-{m} -- /bin/busybox grep -E '^Seccomp:' /proc/self/status"),
+        )?;
+        ensure!(
+            seccomp.split_whitespace().nth(1) == Some("2"),
+            "{m}: a pod without a seccomp profile runs unfiltered ({seccomp:?}): seccompDefault is off"
+        );
+        let kernel = c.ssh(
+            m,
+            "sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops",
+        )?;
+        ensure!(
+            kernel.split_whitespace().collect::<Vec<_>>() == ["1", "10", "1"],
+            "{m}: kernel settings protectKernelDefaults needs: {kernel:?}"
+        );
+    }
+    eprintln!("control plane hardening: anonymous only to health endpoints, Pod Security baseline, {creates} audited creates, profiling off, RuntimeDefault seccomp");
     Ok(())
 }
 

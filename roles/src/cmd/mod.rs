@@ -40,6 +40,7 @@ commands:
   wait-master [--root DIR] --resolve-only [--timeout SECS] [--max-backoff SECS]
   wait-master [--root DIR] --kubeconfig FILE [--kubeconfig FILE...] [--kubectl PATH]
               [--reject-grace SECS] [--timeout SECS] [--max-backoff SECS]
+  wait-master [--root DIR] --node-kubeconfig FILE [--timeout SECS] [--max-backoff SECS]
   weave       [--root DIR] [--dry-run] [--expected N] [--poll SECS] [--timeout SECS] [-- LAUNCH COMMAND...]
   status      [--root DIR] [--json]
   preflight   [--root DIR] [--role master|minion] [--json]
@@ -227,6 +228,19 @@ mod tests {
         assert_eq!(m.retry.initial, Duration::from_millis(100), "capped");
         assert!(m.retry.jitter);
         assert!(matches!(m.probe, wait_master::Probe::Kubeconfig { .. }));
+        let m: wait_master::Args = parse(&[
+            "wait-master",
+            "--node-kubeconfig",
+            "/etc/kubernetes/kubelet.conf",
+            "--timeout",
+            "900",
+        ])
+        .unwrap();
+        assert_eq!(
+            m.probe,
+            wait_master::Probe::NodeKubeconfig("/etc/kubernetes/kubelet.conf".into())
+        );
+        assert_eq!(m.retry.timeout, Some(Duration::from_secs(900)));
 
         let a: activate::Args = parse(&["activate", "--root", "/r", "--cloud-init"]).unwrap();
         assert_eq!(a.source, activate::Source::CloudInit);
@@ -252,6 +266,32 @@ mod tests {
             usage::<wait_master::Args>(&["wait-master", "--kubeconfig", "k"]),
             "--kubeconfig: \"k\" must be an absolute path"
         );
+        for (args, want) in [
+            (
+                &["wait-master", "--node-kubeconfig", "kubelet.conf"][..],
+                "--node-kubeconfig: \"kubelet.conf\" must be an absolute path",
+            ),
+            (
+                &[
+                    "wait-master",
+                    "--node-kubeconfig",
+                    "/k",
+                    "--kubeconfig",
+                    "/b",
+                ],
+                "wait-master: --node-kubeconfig waits for that file alone; drop --kubeconfig",
+            ),
+            (
+                &["wait-master", "--node-kubeconfig", "/k", "--resolve-only"],
+                "wait-master: give --resolve-only or --node-kubeconfig, not both",
+            ),
+            (
+                &["wait-master", "--node-kubeconfig", "/k", "--kubectl", "/x"],
+                "wait-master: --kubectl and --reject-grace go with --kubeconfig",
+            ),
+        ] {
+            assert_eq!(usage::<wait_master::Args>(args), want, "{args:?}");
+        }
         assert_eq!(
             usage::<weave::Args>(&["weave", "--poll", "soon"]),
             "--poll: \"soon\" is not a number of seconds"

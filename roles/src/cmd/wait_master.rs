@@ -1,7 +1,9 @@
 //! `rolectl wait-master`: wait until the master's name resolves
 //! (`--resolve-only`) or its API server is ready for this node's credential
-//! (`--kubeconfig`), and record the outcome in status.json
-//! ([`crate::wait`]).
+//! (`--kubeconfig`), and record the outcome in status.json; or until the
+//! master has given the node its own credential (`--node-kubeconfig`: the
+//! kubeconfig the kubelet writes after its TLS bootstrap, which kube-proxy
+//! uses) ([`crate::wait`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +39,11 @@ pub enum Probe {
         /// created the token yet" (default [`wait::REJECT_GRACE`]).
         reject_grace: Duration,
     },
+    /// `--node-kubeconfig FILE`: FILE exists and is not empty (the
+    /// kubelet's `kubelet.conf`, written once the master signed the node's
+    /// client certificate). No DNS, no API server, no kubectl, nothing in
+    /// status.json: its `wait_master` stays the kubelet's.
+    NodeKubeconfig(String),
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +63,7 @@ impl Subcommand for Args {
         let mut root = PathBuf::from("/");
         let mut resolve_only = false;
         let mut kubeconfigs: Vec<String> = Vec::new();
+        let mut node_kubeconfig = None;
         let mut kubectl = None;
         let mut reject_grace = None;
         let mut timeout = None;
@@ -68,14 +76,9 @@ impl Subcommand for Args {
             match arg {
                 Long("root") => root = argv.path()?,
                 Long("resolve-only") => resolve_only = true,
-                Long("kubeconfig") => {
-                    let v = argv.string("--kubeconfig")?;
-                    if !v.starts_with('/') {
-                        return Err(Stop::Usage(format!(
-                            "--kubeconfig: {v:?} must be an absolute path"
-                        )));
-                    }
-                    kubeconfigs.push(v);
+                Long("kubeconfig") => kubeconfigs.push(absolute(argv, "--kubeconfig")?),
+                Long("node-kubeconfig") => {
+                    node_kubeconfig = Some(absolute(argv, "--node-kubeconfig")?);
                 }
                 Long("kubectl") => kubectl = Some(argv.path()?),
                 Long("reject-grace") => reject_grace = Some(argv.secs("--reject-grace")?),
@@ -88,27 +91,31 @@ impl Subcommand for Args {
         }
         argv.no_tail(Self::NAME)?;
         let kubeconfig_only = kubectl.is_some() || reject_grace.is_some();
-        let probe = match (resolve_only, kubeconfigs.is_empty()) {
-            (true, false) => {
-                return Err(Stop::Usage(
-                    "wait-master: --resolve-only waits for DNS alone; drop --kubeconfig".into(),
-                ))
+        let usage = |m: &str| Err(Stop::Usage(format!("wait-master: {m}")));
+        let probe = match (resolve_only, kubeconfigs.is_empty(), node_kubeconfig) {
+            (true, false, _) => {
+                return usage("--resolve-only waits for DNS alone; drop --kubeconfig")
             }
-            (true, true) if kubeconfig_only => {
-                return Err(Stop::Usage(
-                    "wait-master: --kubectl and --reject-grace go with --kubeconfig".into(),
-                ))
+            (false, false, Some(_)) => {
+                return usage("--node-kubeconfig waits for that file alone; drop --kubeconfig")
             }
-            (true, true) => Probe::Resolve,
-            (false, false) => Probe::Kubeconfig {
+            (true, true, Some(_)) => {
+                return usage("give --resolve-only or --node-kubeconfig, not both")
+            }
+            (true, true, None) | (false, true, Some(_)) if kubeconfig_only => {
+                return usage("--kubectl and --reject-grace go with --kubeconfig")
+            }
+            (true, true, None) => Probe::Resolve,
+            (false, true, Some(file)) => Probe::NodeKubeconfig(file),
+            (false, false, None) => Probe::Kubeconfig {
                 kubeconfigs,
                 kubectl: kubectl.unwrap_or_else(|| PathBuf::from(KUBECTL)),
                 reject_grace: reject_grace.unwrap_or(wait::REJECT_GRACE),
             },
-            (false, true) => {
-                return Err(Stop::Usage(
-                    "wait-master: --resolve-only or --kubeconfig FILE is required".into(),
-                ))
+            (false, true, None) => {
+                return usage(
+                    "--resolve-only, --kubeconfig FILE or --node-kubeconfig FILE is required",
+                )
             }
         };
         let retry = Backoff {
@@ -127,15 +134,32 @@ impl Subcommand for Args {
     }
 
     fn run(self) -> Result<u8> {
-        let (_, settings) = marker::read_role(&self.root).context("reading the role marker")?;
+        let settings = || -> Result<Settings> {
+            let (_, s) = marker::read_role(&self.root).context("reading the role marker")?;
+            Ok(s)
+        };
         match &self.probe {
-            Probe::Resolve => self.resolve(&settings),
+            Probe::Resolve => self.resolve(&settings()?),
             Probe::Kubeconfig {
                 kubeconfigs,
                 kubectl,
                 reject_grace,
-            } => self.kubeconfig(&settings, kubeconfigs, kubectl, *reject_grace),
+            } => self.kubeconfig(&settings()?, kubeconfigs, kubectl, *reject_grace),
+            Probe::NodeKubeconfig(file) => Ok(self.node_kubeconfig(file)),
         }
+    }
+}
+
+/// The value of `opt`, which must be an absolute path (it is taken under
+/// `--root`).
+fn absolute(argv: &mut Argv, opt: &str) -> Result<String, Stop> {
+    let v = argv.string(opt)?;
+    if v.starts_with('/') {
+        Ok(v)
+    } else {
+        Err(Stop::Usage(format!(
+            "{opt}: {v:?} must be an absolute path"
+        )))
     }
 }
 
@@ -178,6 +202,34 @@ impl Args {
                 eprintln!("rolectl: {msg}");
                 self.record(rec("timeout", t.attempts, msg));
                 Ok(exit::TIMEOUT)
+            }
+        }
+    }
+
+    /// `--node-kubeconfig`: exit 0 once `file` exists and is not empty, 2
+    /// when the wait times out. Nothing goes to status.json: its
+    /// `wait_master` is the kubelet's wait, the one `rolectl status`
+    /// explains (a rejected token, say), and must not be overwritten.
+    fn node_kubeconfig(&self, file: &str) -> u8 {
+        let path = marker::under(&self.root, file);
+        let started = Instant::now();
+        match wait::wait_written(&path, self.retry) {
+            Ok(attempts) => {
+                eprintln!(
+                    "the node's kubeconfig {} is there (attempt {attempts}, after {})",
+                    path.display(),
+                    wait::secs(started.elapsed())
+                );
+                exit::OK
+            }
+            Err(t) => {
+                eprintln!(
+                    "rolectl: timed out after {} waiting for the node's kubeconfig ({} attempts): {}",
+                    wait::secs(t.waited),
+                    t.attempts,
+                    t.last_error
+                );
+                exit::TIMEOUT
             }
         }
     }

@@ -349,15 +349,21 @@ impl Cx<'_> {
         self.err(at, path, e.to_string())
     }
 
+    /// An unknown key: a retired one says what replaced it, any other
+    /// gets the closest known key as a hint and the list of known keys.
     fn unknown_key(&self, key: &Spanned<String>, parent: &str, known: &[&str]) -> UserDataError {
         let k = key.value.as_str();
+        let path = format!("{parent}.{k}");
+        if let Some(r) = schema::retired(&path) {
+            return self.err(key, &path, r.reason());
+        }
         let hint = match closest(k, known) {
             Some(c) => format!(" (did you mean `{c}`?)"),
             None => String::new(),
         };
         self.err(
             key,
-            &format!("{parent}.{k}"),
+            &path,
             format!(
                 "unknown key `{k}` under {parent}:{hint}; known keys: {}",
                 known.join(", ")
@@ -856,7 +862,7 @@ mod tests {
         "      -----BEGIN PRIVATE KEY-----\n      MIGHsecret\n      -----END PRIVATE KEY-----\n";
 
     fn minion(extra: &str) -> String {
-        format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n  bootstrap_token: \"abcdef.0123456789abcdef\"\n  pki:\n    ca_crt: |\n{CERT}    kube_proxy_crt: |\n{CERT}    kube_proxy_key: |\n{KEY}{extra}")
+        format!("#cloud-config\nkubernetes:\n  role: minion\n  cluster: demo\n  bootstrap_token: \"abcdef.0123456789abcdef\"\n  pki:\n    ca_crt: |\n{CERT}{extra}")
     }
 
     #[test]
@@ -918,16 +924,17 @@ mod tests {
         assert!(!e.contains("MIGHsecret"), "{e}");
         let e = err(&minion(&format!("    ca_cert: |\n{CERT}")));
         assert!(e.contains("did you mean `ca_crt`"), "{e}");
-        let e = err(&minion("").replace("    kube_proxy_key: |\n", "    unused: |\n"));
+        let e = err(&minion(&format!("    unused: |\n{CERT}")));
         assert!(
             e.contains("unknown key `unused` under kubernetes.pki:"),
             "{e}"
         );
-        let e = err(&minion("").replace(&format!("    kube_proxy_key: |\n{KEY}"), ""));
+        let e = err(&minion("").replace(
+            &format!("    ca_crt: |\n{CERT}"),
+            &format!("    ca_cert_hash: \"sha256:{}\"\n", "0".repeat(64)),
+        ));
         assert!(
-            e.contains(
-                "credentials for a minion are incomplete: missing kubernetes.pki.kube_proxy_key"
-            ),
+            e.contains("credentials for a minion are incomplete: missing kubernetes.pki.ca_crt"),
             "{e}"
         );
         let e = err(&minion("").replace("abcdef.0123456789abcdef", "abcdef.0123456789ABCDEF"));
@@ -970,6 +977,31 @@ mod tests {
         assert!(e.contains("must be a mapping"), "{e}");
         let e = err("#cloud-config\nkubernetes:\n  role: master\n  bootstrap_token_expires: 2026-11-28T14:00:00Z\n");
         assert!(e.contains("a timestamp in cloud-init"), "{e}");
+    }
+
+    /// User-data made for an earlier release, with kube-proxy's shared
+    /// client certificate: refused by name, for either role, never
+    /// silently ignored, and never showing the key.
+    #[test]
+    fn retired_kube_proxy_keys_are_named() {
+        for (key, value) in [("kube_proxy_crt", CERT), ("kube_proxy_key", KEY)] {
+            let e = err(&minion(&format!("    {key}: |\n{value}")));
+            assert!(
+                e.contains(&format!("line 11, key kubernetes.pki.{key}: is no longer used: kube-proxy runs with the node's own kubelet credential (/etc/kubernetes/kubelet.conf")),
+                "{e}"
+            );
+            assert!(
+                !e.contains("did you mean") && !e.contains("MIGHsecret"),
+                "{e}"
+            );
+            let e = err(&format!(
+                "#cloud-config\nkubernetes:\n  role: master\n  pki:\n    {key}: |\n{value}"
+            ));
+            assert!(
+                e.contains(&format!("key kubernetes.pki.{key}: is no longer used")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

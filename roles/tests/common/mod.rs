@@ -230,11 +230,7 @@ pub const MASTER_FILES: &[(&str, &str)] = &[
     ("sa_pub", "sa.pub"),
 ];
 
-pub const MINION_FILES: &[(&str, &str)] = &[
-    ("ca_crt", "ca.crt"),
-    ("kube_proxy_crt", "kube-proxy.crt"),
-    ("kube_proxy_key", "kube-proxy.key"),
-];
+pub const MINION_FILES: &[(&str, &str)] = &[("ca_crt", "ca.crt")];
 
 /// Minion user-data with credentials from `pki`; `extra` goes under pki:.
 pub fn minion_user_data(pki: &Path, files: &[(&str, &str)], extra: &str) -> String {
