@@ -87,8 +87,12 @@ pub enum Command {
     /// Run Kubernetes' conformance suite (built from the image's Kubernetes
     /// module) against a cluster started with `up --detach`.
     Conformance(ConformanceArgs),
-    /// Cluster secrets: CAs, service-account keys, kube-proxy certificate,
-    /// bootstrap token; made once per cluster, never baked into an image.
+    /// Measure a cluster started with `up --detach` against the CIS
+    /// Kubernetes Benchmark with kube-bench (built from its Go module):
+    /// PASS/FAIL/WARN/INFO per node and every FAIL.
+    KubeBench(KubeBenchArgs),
+    /// Cluster secrets: CAs, service-account keys, bootstrap token, weave
+    /// password; made once per cluster, never baked into an image.
     #[command(subcommand)]
     Cluster(ClusterCommand),
 }
@@ -108,7 +112,7 @@ pub struct ClusterInitArgs {
     pub name: String,
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
-    /// How long the bootstrap token is valid, e.g. 24h, 30m.
+    /// How long the bootstrap token is valid, e.g. 24h, 30m; at most 7 days.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub token_ttl: std::time::Duration,
 }
@@ -117,6 +121,7 @@ pub struct ClusterInitArgs {
 pub struct ClusterTokenArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
+    /// How long the new token is valid; at most 7 days.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub token_ttl: std::time::Duration,
 }
@@ -330,6 +335,22 @@ pub struct ConformanceArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct KubeBenchArgs {
+    #[arg(long, default_value = "demo")]
+    pub cluster: String,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Where kube-bench's wrapper module (go/kube-bench/) and kubebake's
+    /// paths for it (kube-bench/config.yaml) are.
+    #[arg(long, value_name = "DIR", default_value = "images")]
+    pub images: PathBuf,
+    /// Where each node's JSON report (<node>.json) goes
+    /// [default: <state dir>/kube-bench].
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     #[arg(long, default_value = "demo")]
     pub cluster: String,
@@ -352,7 +373,8 @@ pub struct UserdataArgs {
     pub ssh_key: Option<PathBuf>,
     /// Cluster secrets made by `kubebake cluster init`: a master gets the
     /// CAs' keys, service-account keys and the bootstrap token; a minion the
-    /// CA certificate (and pin), the token and kube-proxy's certificate.
+    /// CA certificate (and pin) and the token (no client certificate: the
+    /// kubelet gets its own by TLS bootstrapping, kube-proxy uses it).
     #[arg(long, value_name = "DIR")]
     pub secrets: Option<PathBuf>,
     /// A minion's API server URL [default: https://masters.<cluster>.<domain>:6443].

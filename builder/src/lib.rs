@@ -16,6 +16,7 @@ pub use kubebake_definition::{definition, digest};
 pub mod fetch;
 pub mod hostcmd;
 pub mod inspect;
+pub mod kube_bench;
 pub mod layout;
 pub mod locks;
 pub mod manifest;

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Userdata(args) => userdata::run(g, args),
         Command::BenchVm(args) => bench_vm::run(g, args),
         Command::Conformance(args) => conformance::run(g, args),
+        Command::KubeBench(args) => kube_bench::run(g, args),
         Command::Cluster(cmd) => cluster::run(g, cmd),
     };
     result.unwrap_or_else(|e| {

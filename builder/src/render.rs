@@ -29,6 +29,10 @@ pub const PARTIALS_DIR: &str = "units/partials";
 
 /// Systemd unit directory inside the image.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// Units and drop-ins kubebake renders are root's alone: systemd reads them
+/// as root, and the CIS Kubernetes Benchmark asks 600 of the control
+/// plane's and the kubelet's (1.1.1-1.1.8, 4.1.1).
+pub const UNIT_MODE: u32 = 0o600;
 
 /// A file to be written into the image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -194,14 +198,14 @@ impl<'d> Renderer<'d> {
         }
     }
 
-    /// `units/<name>.hbs` -> `/etc/systemd/system/<name>`, mode 0644.
+    /// `units/<name>.hbs` -> `/etc/systemd/system/<name>`, mode [`UNIT_MODE`].
     pub fn render_unit(&self, unit: &Unit) -> Result<RenderedFile, RenderError> {
         let content =
             self.render_registered(&unit_template(&unit.name), &self.unit_context(unit))?;
         Ok(RenderedFile {
             path: ImagePath::from_validated(format!("{UNIT_DIR}/{}", unit.name)),
             content,
-            mode: 0o644,
+            mode: UNIT_MODE,
         })
     }
 
@@ -221,7 +225,7 @@ impl<'d> Renderer<'d> {
         Ok(RenderedFile {
             path: ImagePath::from_validated(format!("{UNIT_DIR}/{}.d/role.conf", unit.name)),
             content,
-            mode: 0o644,
+            mode: UNIT_MODE,
         })
     }
 
@@ -248,7 +252,7 @@ impl<'d> Renderer<'d> {
         Ok(RenderedFile {
             path: ImagePath::from_validated(format!("{UNIT_DIR}/{}.d/{name}", unit.name)),
             content,
-            mode: 0o644,
+            mode: UNIT_MODE,
         })
     }
 

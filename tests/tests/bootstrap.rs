@@ -43,6 +43,9 @@
 //! - a slice of Kubernetes' own conformance suite (pods, Services, DNS,
 //!   kubectl logs, ConfigMaps and Secrets, pod traffic across nodes) passes
 //!   against the cluster, run as `kubebake conformance` runs it;
+//! - kube-bench (CIS benchmark cis-1.12, built from its Go module) on the
+//!   master and both minions: no FAIL that `kube_bench::explained` (and
+//!   the README) does not explain;
 //! - no private key, token or weave password appears in any process's argv
 //!   or the journal; the weave password (from `kubebake cluster init`, in
 //!   user-data) is in weaver's environment alone, and encrypts weave's
@@ -359,6 +362,7 @@ fn scenario(c: &mut Cluster, secrets: &ClusterSecrets) -> Result<()> {
     );
     conformance_slice(c)?;
     h::report("start -> conformance slice passed", t0.elapsed());
+    cis_benchmark(c)?;
     no_secret_exposed(c, secrets)?;
 
     reboot_keeps_identity(c, &api, "minion1")?;
@@ -1439,6 +1443,59 @@ fn pod_network_across_nodes(c: &Cluster, api: &AdminClient, when: &str) -> Resul
         );
     }
     h::report(&format!("pod network across nodes ({when})"), t.elapsed());
+    Ok(())
+}
+
+/// kube-bench on the master and both minions, as `kubebake kube-bench`
+/// runs it: every FAIL must be one the README explains.
+fn cis_benchmark(c: &Cluster) -> Result<()> {
+    use kubebake::kube_bench::{self, Node};
+    let t = Instant::now();
+    let progress = kubebake::progress::Progress::hidden();
+    let cache = kubebake::fetch::default_cache_dir().context("no cache directory")?;
+    let images = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images");
+    let tool = kube_bench::build(&images, &cache, false, &progress)?;
+    let nodes: Vec<Node> = c
+        .vms()
+        .iter()
+        .filter(|v| v.name == "master1" || MINIONS.contains(&v.name.as_str()))
+        .filter_map(|v| {
+            Some(Node {
+                name: v.name.clone(),
+                role: v.role?,
+                ip: v.ip.to_string(),
+            })
+        })
+        .collect();
+    ensure!(nodes.len() == 3, "master1 and both minions, got {nodes:?}");
+    let dir = tempfile::tempdir().context("a report directory")?;
+    let report = kube_bench::run(
+        c.netns(),
+        &c.key.private,
+        &nodes,
+        &tool,
+        dir.path(),
+        &progress,
+    )?;
+    eprintln!("{}", report.text());
+    for n in &report.nodes {
+        let k = &n.tally.counts;
+        eprintln!(
+            "KUBE-BENCH {} {}: {} PASS, {} FAIL, {} WARN, {} INFO",
+            n.name, n.targets, k.pass, k.fail, k.warn, k.info
+        );
+    }
+    let unexplained = report.unexplained();
+    ensure!(
+        unexplained.is_empty(),
+        "kube-bench FAILs nobody explained (add the fix, or the reason to kube_bench::explained and README.md): {}",
+        unexplained
+            .iter()
+            .map(|(node, f)| format!("{node}: {} {} ({})", f.id, f.text, f.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    h::report("kube-bench on 3 nodes", t.elapsed());
     Ok(())
 }
 

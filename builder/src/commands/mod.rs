@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod down;
 pub mod fetch;
 pub mod inspect;
+pub mod kube_bench;
 pub mod status;
 pub mod up;
 pub mod userdata;

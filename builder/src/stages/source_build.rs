@@ -108,21 +108,34 @@ pub fn build_all(
 ) -> Result<Vec<Built>> {
     def.builds
         .iter()
-        .map(|b| {
-            let cx = Entry {
-                build: b,
-                toolchain: check_toolchain(b)?,
-                cache_dir,
-                epoch,
-                progress,
-            };
-            match &b.kind {
-                BuildKind::Recipe(r) => ensure_recipe_built(&cx, r, fetched),
-                BuildKind::Go(g) => go_build::ensure_built(&cx, g, offline),
-            }
-            .with_context(|| format!("build {} {}", b.name, b.version))
-        })
+        .map(|b| build_one(b, fetched, cache_dir, epoch, offline, progress))
         .collect()
+}
+
+/// Runs (or reuses) one build; `fetched` holds a recipe build's sources (a
+/// Go build needs none: `go` fetches its modules). Tools that are not part
+/// of any image (`kube_bench`) are built this way from a [`Build`] they
+/// make themselves.
+pub fn build_one(
+    b: &Build,
+    fetched: &[Fetched],
+    cache_dir: &Path,
+    epoch: Option<i64>,
+    offline: bool,
+    progress: &Progress,
+) -> Result<Built> {
+    let cx = Entry {
+        build: b,
+        toolchain: check_toolchain(b)?,
+        cache_dir,
+        epoch,
+        progress,
+    };
+    match &b.kind {
+        BuildKind::Recipe(r) => ensure_recipe_built(&cx, r, fetched),
+        BuildKind::Go(g) => go_build::ensure_built(&cx, g, offline),
+    }
+    .with_context(|| format!("build {} {}", b.name, b.version))
 }
 
 /// What every kind of build shares: the build, its checked Debian
