@@ -18,7 +18,7 @@ use crate::imds::Metadata;
 use crate::net::{self, Netns};
 use crate::qemu::{self, Boot, Qemu, VmConfig};
 use crate::ssh::{self, SshKey};
-use crate::{dhcp, dns, imds, seed, userdata, wait_until, BootSpec, Role};
+use crate::{dhcp, dns, imds, private, seed, userdata, wait_until, BootSpec, Role};
 
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -136,8 +136,7 @@ pub struct Cluster {
 impl Cluster {
     /// Creates the VPC: namespace, bridge, DHCP, DNS and metadata service.
     pub fn start(opts: ClusterOptions) -> Result<Self> {
-        std::fs::create_dir_all(&opts.work_dir)
-            .with_context(|| format!("creating {}", opts.work_dir.display()))?;
+        private::dir(&opts.work_dir)?;
         let accel = accel::detect(opts.image.kernel()).accel;
         let key = SshKey::generate(&opts.work_dir)?;
         let ns = Netns::create()?;
@@ -251,7 +250,7 @@ impl Cluster {
         let mac_s = net::mac_string(&mac);
         let tap = format!("kbtap{n}");
         let dir = self.opts.work_dir.join(&spec.name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        private::dir(&dir)?;
         let keys = vec![self.key.public.clone()];
         let user_data = match &spec.user_data {
             UserData::Role {

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod imds;
 pub mod kube;
 pub mod net;
+pub mod private;
 pub mod process;
 pub mod qemu;
 pub mod seed;

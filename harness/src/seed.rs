@@ -65,7 +65,8 @@ pub fn build(path: &Path, seed: &Seed<'_>) -> Result<()> {
     }
     mcopy.arg("::");
     run(&mut mcopy, "mcopy (install mtools)")?;
-    Ok(())
+    // The user-data in it holds the node's credentials.
+    crate::private::file(path)
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cluster::{probe_stage, Cluster, ClusterOptions, Datasource, Sizing, UserData, VmSpec};
 use crate::state::{State, VmStatus};
@@ -96,8 +96,7 @@ pub fn start(image: &BootSpec, plan: &UpPlan, state_dir: &Path) -> Result<(Clust
             );
         }
     }
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
+    crate::private::dir(state_dir)?;
     let mut c = Cluster::start(ClusterOptions {
         image: image.clone(),
         domain: plan.domain.clone(),

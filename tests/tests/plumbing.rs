@@ -12,6 +12,7 @@
 //! which runs after rolectl's wait, gets the same user-data (SSH keys,
 //! hostname, "agrees").
 
+use anyhow::Context;
 use std::time::{Duration, Instant};
 
 use contract::console;
@@ -62,6 +63,34 @@ fn one_vm_network_dns_imds() {
             datasource: Datasource::Absent,
         })?;
         metadata_comes_late(&mut c)?;
+        // The seed disk holds the node's user-data: root's alone, in a
+        // directory that is root's alone.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let vm_dir = c.vm("node0")?.dir.clone();
+            for (path, want) in [
+                (
+                    vm_dir
+                        .parent()
+                        .context("the cluster's directory")?
+                        .to_path_buf(),
+                    0o700,
+                ),
+                (vm_dir.clone(), 0o700),
+                (vm_dir.join("seed.img"), 0o600),
+            ] {
+                let mode = std::fs::metadata(&path)
+                    .with_context(|| format!("stat {}", path.display()))?
+                    .permissions()
+                    .mode()
+                    & 0o777;
+                anyhow::ensure!(
+                    mode == want,
+                    "{}: mode {mode:o}, want {want:o}",
+                    path.display()
+                );
+            }
+        }
         let t = c.wait_ssh("node0", h::WAIT)?;
         h::report("boot -> ssh (direct kernel boot)", t);
         let resolv = c.ssh("node0", "cat /etc/resolv.conf")?;
