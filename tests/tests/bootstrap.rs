@@ -168,7 +168,7 @@ spec:
     - name: web
       image: localhost/kubebake/busybox:1.37.0
       imagePullPolicy: Never
-      command: ["/bin/busybox", "sh", "-c", "echo started on $(/bin/busybox hostname); mkdir -p /www; echo hello from {node} > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
+      command: ["/bin/busybox", "sh", "-c", "echo started on $(/bin/busybox hostname); /bin/busybox mkdir -p /www; echo hello from {node} > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
 ---
 apiVersion: v1
 kind: Service
