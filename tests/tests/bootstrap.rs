@@ -1629,7 +1629,7 @@ spec:
         );
         let kernel = c.ssh(
             m,
-            "sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops",
+            "cat /proc/sys/vm/overcommit_memory /proc/sys/kernel/panic /proc/sys/kernel/panic_on_oops",
         )?;
         ensure!(
             kernel.split_whitespace().collect::<Vec<_>>() == ["1", "10", "1"],
