@@ -219,22 +219,15 @@ fn has_settings(yaml: &str) -> bool {
 /// that minor version, else of the nearest lower one (kube-bench's
 /// mapToBenchmarkVersion).
 pub fn benchmark_for(config_yaml: &str, version: &str) -> Option<String> {
-    let mut mapping = std::collections::BTreeMap::new();
-    let mut inside = false;
-    for line in config_yaml.lines() {
-        if !line.starts_with([' ', '\t']) {
-            inside = line.trim_end() == "version_mapping:";
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let line = line.split('#').next().unwrap_or("");
-        if let Some((k, v)) = line.split_once(':') {
-            let unquote = |s: &str| s.trim().trim_matches('"').trim_matches('\'').to_string();
-            mapping.insert(unquote(k), unquote(v));
-        }
+    /// The one part of cfg/config.yaml read here; the rest is ignored.
+    #[derive(serde::Deserialize)]
+    struct Mappings {
+        #[serde(default)]
+        version_mapping: std::collections::BTreeMap<String, String>,
     }
+    let mapping = serde_saphyr::from_str::<Mappings>(config_yaml)
+        .ok()?
+        .version_mapping;
     let v = version.trim().trim_start_matches('v');
     let mut parts = v.split('.');
     let major = parts.next()?;
